@@ -1,0 +1,177 @@
+//! Every `quote!` of the crate: the attribute's expansion into a `graceful::Builder` call.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::args::{Entry, Flavor, Options, Settings};
+use crate::item::Function;
+
+pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(args, item, Entry::Main)
+}
+
+pub(crate) fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(args, item, Entry::Test)
+}
+
+fn expand(args: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
+    let mut function = match Function::parse2(item.clone()) {
+        Ok(function) => function,
+        // Not a function at all: nothing to expand; give the tokens back beside the error.
+        Err(error) => {
+            let error = error.to_compile_error();
+            return quote!(#error #item);
+        }
+    };
+    let mut errors = Vec::new();
+    // On a bad option, expand with the defaults so the body keeps type-checking in the IDE.
+    let settings = match Options::parse(args, entry).and_then(|o| o.build(entry)) {
+        Ok(settings) => settings,
+        Err(error) => {
+            errors.push(error);
+            Settings::defaults()
+        }
+    };
+    let attribute = match entry {
+        Entry::Main => "#[graceful::main]",
+        Entry::Test => "#[graceful::test]",
+    };
+    errors.extend(function.check(attribute));
+    if entry == Entry::Test {
+        errors.extend(second_test_attribute(&function));
+    }
+    let expanded = match entry {
+        Entry::Main => expand_main(&function, &settings),
+        Entry::Test => expand_test(&function, &settings),
+    };
+    let errors = errors.iter().map(syn::Error::to_compile_error);
+    quote!(#(#errors)* #expanded)
+}
+
+fn second_test_attribute(function: &Function) -> Option<syn::Error> {
+    function
+        .attrs
+        .iter()
+        .find(|a| a.path().segments.last().is_some_and(|s| s.ident == "test"))
+        .map(|a| {
+            syn::Error::new(
+                a.span(),
+                "`#[graceful::test]` already makes this a test; remove this attribute",
+            )
+        })
+}
+
+fn krate(settings: &Settings) -> TokenStream {
+    match &settings.krate {
+        Some(path) => quote!(#path),
+        None => quote!(::graceful),
+    }
+}
+
+fn duration(d: std::time::Duration) -> TokenStream {
+    let secs = Literal::u64_unsuffixed(d.as_secs());
+    let nanos = Literal::u32_unsuffixed(d.subsec_nanos());
+    quote!(::core::time::Duration::new(#secs, #nanos))
+}
+
+/// `Builder::new()` followed by one call per option set.
+fn builder(settings: &Settings, entry: Entry) -> TokenStream {
+    let krate = krate(settings);
+    let mut calls = quote!(#krate::__private::Builder::new());
+    let flavor = settings.flavor.or(match entry {
+        Entry::Main => None,
+        Entry::Test => Some(Flavor::CurrentThread),
+    });
+    if let Some(flavor) = flavor {
+        let variant = match flavor {
+            Flavor::MultiThread => quote!(MultiThread),
+            Flavor::CurrentThread => quote!(CurrentThread),
+        };
+        calls.extend(quote!(.flavor(#krate::__private::Flavor::#variant)));
+    }
+    if let Some(n) = &settings.worker_threads {
+        calls.extend(quote!(.worker_threads(#n)));
+    }
+    if let Some(n) = &settings.blocking_threads {
+        calls.extend(quote!(.blocking_threads(#n)));
+    }
+    if let Some(grace) = settings.grace {
+        let grace = duration(grace);
+        calls.extend(quote!(.grace(#grace)));
+    }
+    if let Some(signals) = &settings.signals {
+        calls.extend(quote!(.signals([#(#signals),*])));
+    }
+    if settings.run_forever {
+        calls.extend(quote!(.run_forever(true)));
+    }
+    if settings.stop_on_panic {
+        calls.extend(quote!(.stop_on_panic(true)));
+    }
+    if let Some(code) = &settings.signal_exit_code {
+        calls.extend(quote!(.signal_exit_code(#code)));
+    }
+    if let Some(delay) = settings.drain_delay {
+        let delay = duration(delay);
+        calls.extend(quote!(.drain_delay(#delay)));
+    }
+    if let Some(name) = &settings.dump_signal {
+        calls.extend(quote!(.dump_signal(#name)));
+    }
+    if settings.start_paused {
+        calls.extend(quote!(.start_paused(true)));
+    }
+    calls
+}
+
+/// The body as a future whose output type is the declared return type, so `?` in the body knows
+/// what to convert errors into.
+fn body(function: &Function, settings: &Settings) -> (TokenStream, Span) {
+    let krate = krate(settings);
+    let body = &function.body;
+    let (output, span) = match &function.sig.output {
+        syn::ReturnType::Default => (quote!(()), function.sig.ident.span()),
+        syn::ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
+    };
+    let future = quote! {
+        #krate::__private::main_body::<#output, _>(async move #body)
+    };
+    (future, span)
+}
+
+fn expand_main(function: &Function, settings: &Settings) -> TokenStream {
+    let Function { attrs, vis, sig, .. } = function;
+    let ident = &sig.ident;
+    let builder = builder(settings, Entry::Main);
+    let (body, span) = body(function, settings);
+    // Spanned on the return type: a type that is not `Termination` is reported there, and
+    // `run`'s `#[track_caller]` location (main's entry in the registry) is the signature line.
+    let run = quote_spanned!(span=> __graceful_builder.run(__graceful_body));
+    quote! {
+        #(#attrs)*
+        #vis fn #ident() -> ::std::process::ExitCode {
+            let __graceful_body = #body;
+            let __graceful_builder = #builder;
+            #run
+        }
+    }
+}
+
+fn expand_test(function: &Function, settings: &Settings) -> TokenStream {
+    let Function { attrs, vis, sig, .. } = function;
+    let ident = &sig.ident;
+    let krate = krate(settings);
+    let builder = builder(settings, Entry::Test);
+    let (body, span) = body(function, settings);
+    let run = quote_spanned!(span=> #krate::__private::run_test(__graceful_builder, __graceful_body));
+    quote! {
+        #[::core::prelude::v1::test]
+        #(#attrs)*
+        #vis fn #ident() {
+            let __graceful_body = #body;
+            let __graceful_builder = #builder;
+            #run
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The blocking kind: jobs on tokio's blocking pool, told to stop through a [`StopFlag`], joined up
+//! to the deadline and then abandoned (a thread cannot be killed).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use crate::context;
+use crate::registry::TaskKind;
+
+/// Raised when the shutdown starts; the way a blocking job learns it should stop.
+///
+/// Cheap to clone (an `Arc`), `Send + Sync`. Poll it with [`is_raised`](Self::is_raised) between
+/// units of work, or sleep on it with [`wait_timeout`](Self::wait_timeout) instead of
+/// `std::thread::sleep`, so the job wakes the moment the shutdown starts.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// graceful::Builder::new().signals([]).run(async {
+///     let job = graceful::spawn_blocking("poller", |stop| {
+///         let mut rounds = 0;
+///         // Sleep "until stop or 10 ms", then do a round of work.
+///         while !stop.wait_timeout(Duration::from_millis(10)) {
+///             rounds += 1;
+///         }
+///         rounds
+///     });
+///     graceful::shutdown();
+///     job.await.unwrap();
+/// });
+/// ```
+#[derive(Clone)]
+pub struct StopFlag {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raised: AtomicBool,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl StopFlag {
+    pub(crate) fn new() -> StopFlag {
+        StopFlag {
+            inner: Arc::new(Inner {
+                raised: AtomicBool::new(false),
+                lock: Mutex::new(()),
+                cond: Condvar::new(),
+            }),
+        }
+    }
+
+    /// Whether the shutdown has started.
+    pub fn is_raised(&self) -> bool {
+        self.inner.raised.load(Ordering::SeqCst)
+    }
+
+    /// Blocks the thread until the flag is raised or `timeout` passes; returns
+    /// [`is_raised`](Self::is_raised).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let end = Instant::now().checked_add(timeout);
+        let mut guard = self.inner.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while !self.is_raised() {
+            let left = match end {
+                Some(end) => end.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                break;
+            }
+            guard = match self.inner.cond.wait_timeout(guard, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        self.is_raised()
+    }
+
+    /// Blocks the thread until the flag is raised.
+    pub fn wait(&self) {
+        while !self.wait_timeout(Duration::from_secs(3600)) {}
+    }
+
+    pub(crate) fn raise(&self) {
+        // Taking the lock orders the store before any waiter's check-then-wait.
+        let _guard = self.inner.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.inner.raised.store(true, Ordering::SeqCst);
+        self.inner.cond.notify_all();
+    }
+}
+
+impl fmt::Debug for StopFlag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopFlag")
+            .field("raised", &self.is_raised())
+            .finish()
+    }
+}
+
+/// Runs a blocking job on the runtime's blocking pool, tracked by name; the shutdown raises its
+/// [`StopFlag`], joins it up to the deadline, then **abandons** it and names it in the report.
+///
+/// This is what keeps a `spawn_blocking` job that never returns (a stdin read, a DNS lookup, a
+/// long computation) from hanging the exit the way it hangs `#[tokio::main]`. A job that finishes
+/// after the runtime is gone is simply let go: it may send on closed channels or call this
+/// crate's functions (they answer as after a shutdown) without a panic or a line of output.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let sum = graceful::spawn_blocking("sum", |_stop| (1..=10u64).sum::<u64>())
+///         .await
+///         .unwrap();
+///     assert_eq!(sum, 55);
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+#[track_caller]
+pub fn spawn_blocking<F, R>(name: impl Into<Cow<'static, str>>, job: F) -> JoinHandle<R>
+where
+    F: FnOnce(StopFlag) -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let location = Location::caller();
+    let shared = context::expect("graceful::spawn_blocking");
+    let (slot, _) = shared
+        .registry
+        .insert(TaskKind::Blocking, Some(name.into()), location, true);
+    let stop = shared.stop.clone();
+    shared.handle().spawn_blocking(move || {
+        // Dropped when the job ends, even by unwinding, or unrun when the pool shuts down first.
+        let slot = slot;
+        match catch_unwind(AssertUnwindSafe(|| job(stop))) {
+            Ok(value) => value,
+            Err(payload) => {
+                slot.panicked();
+                resume_unwind(payload)
+            }
+        }
+    })
+}

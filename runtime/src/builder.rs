@@ -1,0 +1,372 @@
+//! `Builder`: the settings of a graceful runtime and `run`, which drives a future and the shutdown
+//! to an exit status. `#[graceful::main]` expands to it.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::process::{ExitCode, Termination};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::context::{self, Shared};
+use crate::exit;
+use crate::report;
+use crate::shutdown::{self, MainOutcome};
+use crate::signals::{self, Signal};
+use crate::watchdog;
+
+/// The tokio runtime flavor a graceful runtime uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Flavor {
+    /// tokio's work-stealing runtime (the default, as for `#[tokio::main]`).
+    #[default]
+    MultiThread,
+    /// One thread: the thread that calls `run`.
+    CurrentThread,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) flavor: Flavor,
+    pub(crate) worker_threads: Option<usize>,
+    pub(crate) blocking_threads: Option<usize>,
+    pub(crate) grace: Duration,
+    pub(crate) signals: Vec<Signal>,
+    pub(crate) run_forever: bool,
+    pub(crate) stop_on_panic: bool,
+    pub(crate) signal_exit_code: Option<u8>,
+    pub(crate) drain_delay: Duration,
+    pub(crate) dump_signal: Option<Signal>,
+    /// Whether this run may end the process (death by a signal, the watchdog's forced exit):
+    /// not under `#[graceful::test]`, where the harness owns the process.
+    pub(crate) exits_process: bool,
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) start_paused: bool,
+}
+
+/// The grace when none is set: 25 s, under Kubernetes' default 30 s
+/// `terminationGracePeriodSeconds`, so our report is written before the kubelet's SIGKILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
+
+/// Settings of a graceful runtime; [`run`](Builder::run) runs a future under it and returns the
+/// exit status. Everything `#[graceful::main]` can set, the builder can set too.
+///
+/// # Examples
+///
+/// ```
+/// use std::process::ExitCode;
+/// use std::time::Duration;
+///
+/// fn main() -> ExitCode {
+///     graceful::Builder::new()
+///         .flavor(graceful::Flavor::CurrentThread)
+///         .grace(Duration::from_secs(5))
+///         .run(async {
+///             graceful::spawn_service("worker", graceful::shutdown_requested());
+///             Ok::<(), std::io::Error>(())
+///         })
+/// }
+/// # assert_eq!(main(), ExitCode::SUCCESS);
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a Builder does nothing until `run` is called"]
+pub struct Builder {
+    config: Config,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
+fn resolve_all<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Signal> {
+    let mut out: Vec<Signal> = Vec::new();
+    for name in names {
+        match signals::resolve(name) {
+            Ok(Some(signal)) if !out.contains(&signal) => out.push(signal),
+            Ok(_) => {}
+            Err(message) => panic!("graceful::Builder: {message}"),
+        }
+    }
+    out
+}
+
+impl Builder {
+    /// The defaults of SPEC §2: multi_thread, a 25 s grace, SIGINT and SIGTERM (on Windows the
+    /// console's Ctrl-C, Ctrl-Break, close and shutdown events).
+    pub fn new() -> Builder {
+        Builder {
+            config: Config {
+                flavor: Flavor::MultiThread,
+                worker_threads: None,
+                blocking_threads: None,
+                grace: DEFAULT_GRACE,
+                signals: resolve_all(signals::DEFAULT_SIGNALS.iter().copied()),
+                run_forever: false,
+                stop_on_panic: false,
+                signal_exit_code: None,
+                drain_delay: Duration::ZERO,
+                dump_signal: None,
+                exits_process: true,
+                start_paused: false,
+            },
+        }
+    }
+
+    /// The tokio runtime flavor.
+    pub fn flavor(mut self, flavor: Flavor) -> Builder {
+        self.config.flavor = flavor;
+        self
+    }
+
+    /// Worker threads of a multi_thread runtime (tokio's default: one per core).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0. `run` panics if it is set with [`Flavor::CurrentThread`].
+    pub fn worker_threads(mut self, n: usize) -> Builder {
+        assert!(n > 0, "graceful::Builder: worker_threads must be greater than 0");
+        self.config.worker_threads = Some(n);
+        self
+    }
+
+    /// The cap on the blocking pool's threads (tokio's default: 512).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    pub fn blocking_threads(mut self, n: usize) -> Builder {
+        assert!(n > 0, "graceful::Builder: blocking_threads must be greater than 0");
+        self.config.blocking_threads = Some(n);
+        self
+    }
+
+    /// The one shutdown budget, from the first trigger to the exit (default 25 s).
+    ///
+    /// # Panics
+    ///
+    /// If `grace` is zero.
+    pub fn grace(mut self, grace: Duration) -> Builder {
+        assert!(!grace.is_zero(), "graceful::Builder: grace must be greater than 0");
+        self.config.grace = grace;
+        self
+    }
+
+    /// Which signals start a shutdown, by name (`"SIGINT"`, `"SIGTERM"`, `"SIGHUP"`, `"SIGQUIT"`,
+    /// `"SIGUSR1"`, `"SIGUSR2"`; on Windows `"CTRL_C"`, `"CTRL_BREAK"`, `"CTRL_CLOSE"`,
+    /// `"CTRL_LOGOFF"`, `"CTRL_SHUTDOWN"`). Names of the other platform are ignored. `[]`: only
+    /// [`shutdown()`](crate::shutdown) and `main` returning end the program.
+    ///
+    /// # Panics
+    ///
+    /// On a name that is in neither list.
+    pub fn signals<I>(mut self, names: I) -> Builder
+    where
+        I: IntoIterator<Item = &'static str>,
+    {
+        self.config.signals = resolve_all(names);
+        self
+    }
+
+    /// aiorun's model: after `main` returns successfully, keep running tracked tasks until a
+    /// signal or [`shutdown()`](crate::shutdown).
+    pub fn run_forever(mut self, yes: bool) -> Builder {
+        self.config.run_forever = yes;
+        self
+    }
+
+    /// A panic in any tracked task starts a shutdown and makes the exit status 101.
+    pub fn stop_on_panic(mut self, yes: bool) -> Builder {
+        self.config.stop_on_panic = yes;
+        self
+    }
+
+    /// After a signal-triggered shutdown, exit with `code` instead of dying by the signal.
+    pub fn signal_exit_code(mut self, code: u8) -> Builder {
+        self.config.signal_exit_code = Some(code);
+        self
+    }
+
+    /// A first window of the grace in which [`is_shutting_down()`](crate::is_shutting_down) is
+    /// true (readiness probes fail) but nothing is cancelled yet.
+    pub fn drain_delay(mut self, delay: Duration) -> Builder {
+        self.config.drain_delay = delay;
+        self
+    }
+
+    /// Print the [`tasks()`](crate::tasks) table to stderr on this Unix signal and keep running
+    /// (`"SIGUSR1"`, `"SIGUSR2"` or `"SIGQUIT"`; ignored on Windows).
+    ///
+    /// # Panics
+    ///
+    /// On another name.
+    pub fn dump_signal(mut self, name: &'static str) -> Builder {
+        assert!(
+            ["SIGUSR1", "SIGUSR2", "SIGQUIT"].contains(&name),
+            "graceful::Builder: dump_signal must be `SIGUSR1`, `SIGUSR2` or `SIGQUIT`, not `{name}`"
+        );
+        self.config.dump_signal = resolve_all([name]).pop();
+        self
+    }
+
+    /// `#[graceful::test]`: starts the tokio clock paused (needs the `test-util` feature).
+    #[cfg(feature = "test-util")]
+    pub fn start_paused(mut self, yes: bool) -> Builder {
+        self.config.start_paused = yes;
+        self
+    }
+
+    /// For `#[graceful::test]`: no signal capture, and the process is never ended by us.
+    #[doc(hidden)]
+    pub fn __for_test(mut self) -> Builder {
+        self.config.signals.clear();
+        self.config.exits_process = false;
+        self
+    }
+
+    fn validate(&self) {
+        let config = &self.config;
+        assert!(
+            !(config.flavor == Flavor::CurrentThread && config.worker_threads.is_some()),
+            "graceful::Builder: worker_threads applies to the multi_thread flavor only"
+        );
+        if let Some(dump) = config.dump_signal {
+            assert!(
+                !config.signals.contains(&dump),
+                "graceful::Builder: `{}` cannot both start a shutdown and dump the tasks",
+                dump.name
+            );
+        }
+    }
+
+    /// Runs `future` as the service `main` on a new runtime, then the shutdown sequence, and
+    /// returns the exit status (SPEC §6). Blocks the calling thread.
+    ///
+    /// The future runs on this thread (`block_on`), so it need not be `Send`. After a
+    /// signal-triggered shutdown the process dies by that signal here (unless `signal_exit_code`
+    /// is set); in every other case the status is returned and the watchdog disarmed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::process::ExitCode;
+    ///
+    /// let code = graceful::Builder::new().signals([]).run(async {
+    ///     Err::<(), _>("no config file")
+    /// });
+    /// // std's report: `Error: "no config file"` on stderr, status 1.
+    /// assert_eq!(code, ExitCode::FAILURE);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the settings conflict (`worker_threads` with a current_thread flavor). A panic in
+    /// `future` does not unwind out of `run`: it is reported and the status is 101.
+    #[track_caller]
+    pub fn run<F>(self, future: F) -> ExitCode
+    where
+        F: Future,
+        F::Output: Termination,
+    {
+        self.run_at(future, Location::caller()).0
+    }
+
+    /// For `#[graceful::test]`: runs like [`run`](Self::run), then fails the test if the status
+    /// is not success or if anything had to be aborted, abandoned or skipped at the deadline.
+    #[doc(hidden)]
+    #[track_caller]
+    pub fn __run_test<F>(self, future: F)
+    where
+        F: Future,
+        F::Output: Termination,
+    {
+        let (status, problems) = self.__for_test().run_at(future, Location::caller());
+        assert!(
+            problems.is_empty(),
+            "the test left work that did not stop by the deadline:\n  {}",
+            problems.join("\n  ")
+        );
+        assert!(
+            status == ExitCode::SUCCESS,
+            "the test failed: its body returned an error or panicked ({status:?})"
+        );
+    }
+
+    fn run_at<F>(self, future: F, location: &'static Location<'static>) -> (ExitCode, Vec<String>)
+    where
+        F: Future,
+        F::Output: Termination,
+    {
+        self.validate();
+        let shared = Shared::new(self.config);
+        let runtime = match build_runtime(&shared) {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                report::stderr_line(format_args!("cannot build the tokio runtime: {err}"));
+                return (ExitCode::FAILURE, Vec::new());
+            }
+        };
+        let _ = shared.handle.set(runtime.handle().clone());
+        let enter = context::enter(shared.clone());
+
+        let listener = match signals::listen(&shared) {
+            Ok(listener) => listener,
+            Err(err) => {
+                report::stderr_line(format_args!("cannot capture signals: {err}"));
+                None
+            }
+        };
+        if let Err(err) = watchdog::start(&shared) {
+            report::stderr_line(format_args!("cannot start the watchdog thread: {err}"));
+        }
+
+        // A panic unwinding out of `block_on` would drop the runtime, which waits forever for
+        // blocking work: catch it so the bounded shutdown below still happens.
+        let (outcome, problems) = catch_unwind(AssertUnwindSafe(|| {
+            runtime.block_on(shutdown::drive(&shared, future, location))
+        }))
+        .unwrap_or_else(|_| {
+            shared.trigger.panicked.store(true, Ordering::SeqCst);
+            (MainOutcome::Panicked, Vec::new())
+        });
+
+        // Step 6's end: untracked blocking work (tokio's own fs, stdin, DNS) gets what is left.
+        runtime.shutdown_timeout(shared.time_left().max(RUNTIME_SHUTDOWN_FLOOR));
+        if let Some(listener) = listener {
+            listener.close();
+        }
+        let status = exit::status(&shared, outcome);
+        shared.watchdog.disarm();
+        drop(enter);
+        (status, problems)
+    }
+}
+
+/// Even past the deadline, tasks aborted at it get this long to run their `Drop`s.
+const RUNTIME_SHUTDOWN_FLOOR: Duration = Duration::from_millis(100);
+
+fn build_runtime(shared: &Arc<Shared>) -> std::io::Result<tokio::runtime::Runtime> {
+    let config = &shared.config;
+    let mut builder = match config.flavor {
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder.enable_all();
+    if let Some(n) = config.worker_threads {
+        builder.worker_threads(n);
+    }
+    if let Some(n) = config.blocking_threads {
+        builder.max_blocking_threads(n);
+    }
+    // Weak: the runtime's own callbacks must not keep its `Shared` (which holds its handle) alive.
+    let weak = Arc::downgrade(shared);
+    builder.on_thread_start(move || context::set_for_thread(weak.upgrade()));
+    builder.on_thread_stop(|| context::set_for_thread(None));
+    #[cfg(feature = "test-util")]
+    if config.start_paused {
+        builder.start_paused(true);
+    }
+    builder.build()
+}

@@ -1,0 +1,107 @@
+//! The state one graceful runtime shares between its threads, and how a thread finds it.
+//!
+//! Every free function of the crate (`spawn`, `shutdown`, ...) acts on "the runtime of the calling
+//! thread". Tokio offers no stable way to attach data to a runtime, so each thread the runtime
+//! starts (workers and blocking threads, through `on_thread_start`) and the thread that calls
+//! `run` carry a thread-local pointer to the runtime's [`Shared`].
+
+use std::cell::RefCell;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::blocking::StopFlag;
+use crate::builder::Config;
+use crate::registry::Registry;
+use crate::shutdown::{Hooks, Trigger};
+use crate::watchdog::Watchdog;
+
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    /// Set once the tokio runtime is built (the runtime's thread callbacks need `Shared` first).
+    pub(crate) handle: OnceLock<tokio::runtime::Handle>,
+    pub(crate) registry: Registry,
+    /// Cancelled at the announce step; `token()` hands out children of it.
+    pub(crate) root: CancellationToken,
+    pub(crate) stop: StopFlag,
+    pub(crate) trigger: Trigger,
+    pub(crate) hooks: Hooks,
+    pub(crate) watchdog: Watchdog,
+    /// Claimed by whichever thread ends the process (see `exit`).
+    pub(crate) exiting: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Arc<Shared> {
+        Arc::new_cyclic(|weak| Shared {
+            registry: Registry::new(weak.clone(), config.stop_on_panic),
+            config,
+            handle: OnceLock::new(),
+            root: CancellationToken::new(),
+            stop: StopFlag::new(),
+            trigger: Trigger::default(),
+            hooks: Hooks::default(),
+            watchdog: Watchdog::default(),
+            exiting: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        // `run` sets the handle before it polls anything, and only polled code reaches here.
+        self.handle
+            .get()
+            .expect("graceful: runtime handle used before the runtime was built")
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the graceful runtime of this thread, if there is one.
+///
+/// `try_with`: during thread-local destruction (a task dropped as its thread exits) there is no
+/// runtime to speak of, and the functions must act as "outside a runtime", not panic.
+pub(crate) fn with<R>(f: impl FnOnce(Option<&Arc<Shared>>) -> R) -> R {
+    let mut f = Some(f);
+    let out = CURRENT.try_with(|cell| match cell.try_borrow() {
+        Ok(current) => Some((f.take().unwrap())(current.as_ref())),
+        Err(_) => None,
+    });
+    match out {
+        Ok(Some(r)) => r,
+        _ => (f.take().unwrap())(None),
+    }
+}
+
+/// The runtime of this thread, or the panic SPEC §3 promises to callers outside one.
+#[track_caller]
+pub(crate) fn expect(what: &str) -> Arc<Shared> {
+    match with(|s| s.cloned()) {
+        Some(shared) => shared,
+        None => panic!("{what} called outside #[graceful::main] or graceful::Builder::run"),
+    }
+}
+
+/// Makes `shared` the runtime of this thread until the guard drops, restoring what was there.
+pub(crate) struct Enter {
+    previous: Option<Arc<Shared>>,
+}
+
+pub(crate) fn enter(shared: Arc<Shared>) -> Enter {
+    let previous = CURRENT.with(|cell| cell.replace(Some(shared)));
+    Enter { previous }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = CURRENT.try_with(|cell| cell.replace(previous));
+    }
+}
+
+/// For `on_thread_start`: the runtime's own threads carry it for their whole life.
+pub(crate) fn set_for_thread(shared: Option<Arc<Shared>>) {
+    let _ = CURRENT.try_with(|cell| cell.replace(shared));
+}

@@ -1,0 +1,47 @@
+//! The runtime of [`graceful`](https://docs.rs/graceful): signal capture, the task registry, the
+//! shutdown sequence, the report and the exit.
+//!
+//! Depend on `graceful`, not on this crate: it re-exports everything here, and its
+//! `#[graceful::main]` expands to [`Builder`].
+
+#![warn(missing_docs)]
+
+mod blocking;
+mod builder;
+mod context;
+mod exit;
+mod registry;
+mod report;
+mod shutdown;
+mod signals;
+mod spawn;
+mod watchdog;
+
+pub use blocking::{spawn_blocking, StopFlag};
+pub use builder::{Builder, Flavor, DEFAULT_GRACE};
+pub use registry::{TaskInfo, TaskKind};
+pub use shutdown::{
+    deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,
+    shutdown_with_code, token, Reason, ShutdownRequested,
+};
+pub use signals::{UNIX_SIGNALS, WINDOWS_SIGNALS};
+pub use spawn::{shutdown_waits_for, spawn, spawn_service, ShutdownWaitsFor};
+
+/// A snapshot of the live tracked work of this thread's graceful runtime: name, kind, spawn
+/// location and age of each (asyncio's `all_tasks()`). `main` is in it as the service `main`.
+///
+/// Outside a graceful runtime: empty.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     graceful::spawn_service("flusher", graceful::shutdown_requested());
+///     let names: Vec<_> = graceful::tasks().into_iter().map(|t| t.name).collect();
+///     assert!(names.contains(&"flusher".into()));
+///     assert!(names.contains(&"main".into()));
+/// });
+/// ```
+pub fn tasks() -> Vec<TaskInfo> {
+    context::with(|shared| shared.map(|s| s.registry.snapshot()).unwrap_or_default())
+}

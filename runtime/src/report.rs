@@ -1,0 +1,265 @@
+//! The report of SPEC §5: `tracing` events under the target `graceful`, and plain `graceful: `
+//! lines on stderr for warnings and errors when no global subscriber is set, so a stuck task is
+//! never silent.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::panic::Location;
+use std::time::{Duration, Instant};
+
+use crate::context::Shared;
+use crate::registry::{TaskInfo, TaskKind};
+use crate::shutdown::{Reason, Started};
+
+fn to_stderr() -> bool {
+    !tracing::dispatcher::has_been_set()
+}
+
+/// Writes one line to stderr in a single call, so lines from several threads do not interleave.
+pub(crate) fn stderr_line(message: fmt::Arguments<'_>) {
+    let line = format!("graceful: {message}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// `1.2s`, `340ms`, `2m05s`: short enough for one line.
+pub(crate) struct Age(pub(crate) Duration);
+
+impl fmt::Display for Age {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d < Duration::from_secs(1) {
+            write!(f, "{}ms", d.as_millis())
+        } else if d < Duration::from_secs(60) {
+            write!(f, "{:.1}s", d.as_secs_f64())
+        } else {
+            write!(f, "{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+        }
+    }
+}
+
+pub(crate) fn phase(phase: &'static str, since: Instant, counts: &[(&'static str, usize)]) {
+    if !tracing::enabled!(target: "graceful", tracing::Level::INFO) {
+        return;
+    }
+    let elapsed_ms = millis(since.elapsed());
+    let mut detail = String::new();
+    for (what, n) in counts {
+        let _ = write!(detail, ", {n} {what}");
+    }
+    tracing::info!(target: "graceful", phase, elapsed_ms, "{phase} done in {elapsed_ms}ms{detail}");
+}
+
+fn warn_about(item: &TaskInfo, what: &str) {
+    if to_stderr() {
+        stderr_line(format_args!("{what} {item} (age {})", Age(item.age)));
+    } else {
+        tracing::warn!(
+            target: "graceful",
+            {
+                task.name = %item.name,
+                task.kind = ?item.kind,
+                task.location = %item.location,
+                task.age_ms = millis(item.age),
+            },
+            "{what} {item}",
+        );
+    }
+}
+
+pub(crate) fn aborted(item: &TaskInfo) {
+    warn_about(item, "aborted at the deadline:");
+}
+
+pub(crate) fn abandoned(item: &TaskInfo) {
+    warn_about(item, "abandoned at the deadline (still running):");
+}
+
+pub(crate) fn panicked(item: &TaskInfo) {
+    if to_stderr() {
+        stderr_line(format_args!("{item} panicked"));
+    } else {
+        tracing::error!(
+            target: "graceful",
+            { task.name = %item.name, task.kind = ?item.kind, task.location = %item.location },
+            "{item} panicked",
+        );
+    }
+}
+
+pub(crate) fn hook_skipped(location: &'static Location<'static>) {
+    if to_stderr() {
+        stderr_line(format_args!("hook at {location} not run: the deadline passed"));
+    } else {
+        tracing::warn!(
+            target: "graceful",
+            { task.location = %location },
+            "hook at {location} not run: the deadline passed"
+        );
+    }
+}
+
+/// What is still running, main first, services next, tasks last: the order a reader cares about.
+pub(crate) fn running(shared: &Shared) -> Vec<TaskInfo> {
+    let mut items = shared.registry.snapshot();
+    items.sort_by_key(|t| {
+        let rank = match t.kind {
+            TaskKind::Service if t.is_main() => 0,
+            TaskKind::Service => 1,
+            TaskKind::Protected => 2,
+            TaskKind::Hook => 3,
+            TaskKind::Blocking => 4,
+            TaskKind::Task => 5,
+        };
+        (rank, std::cmp::Reverse(t.age))
+    });
+    items
+}
+
+/// `2 tasks (service "flusher" at src/main.rs:42:5, main)`, at most a few named.
+pub(crate) fn describe(items: &[TaskInfo]) -> String {
+    const NAMED: usize = 4;
+    let mut out = format!(
+        "{} {}",
+        items.len(),
+        if items.len() == 1 { "task" } else { "tasks" }
+    );
+    if !items.is_empty() {
+        out.push_str(" (");
+        for (i, item) in items.iter().take(NAMED).enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{item}");
+        }
+        if items.len() > NAMED {
+            let _ = write!(out, ", and {} more", items.len() - NAMED);
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// How to force the exit, in the words of the signal that would do it.
+fn how_to_force(shared: &Shared) -> String {
+    let signals = &shared.config.signals;
+    let first = shared.trigger.started().and_then(|s| s.signal);
+    let again = if first.is_some() { " again" } else { "" };
+    match first.or_else(|| signals.first().copied()) {
+        Some(signal) if signal.name == "SIGINT" || signal.name == "CTRL_C" => {
+            format!("; press Ctrl-C{again} to force")
+        }
+        Some(signal) => format!("; send {}{again} to force", signal.name),
+        None => String::new(),
+    }
+}
+
+/// The line of SPEC §4, written by the watchdog thread one second into a slow shutdown.
+pub(crate) fn waiting(shared: &Shared, deadline: Instant) {
+    let items = running(shared);
+    let what = if items.is_empty() {
+        "the runtime to shut down (untracked blocking work)".to_string()
+    } else {
+        describe(&items)
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let message = format!(
+        "waiting for {what} — up to {}s more{}",
+        left.as_secs_f64().ceil() as u64,
+        how_to_force(shared)
+    );
+    if to_stderr() {
+        stderr_line(format_args!("{message}"));
+    } else {
+        tracing::warn!(target: "graceful", phase = "waiting", "{message}");
+    }
+}
+
+/// The `dump_signal` table: every live tracked task, one per line.
+pub(crate) fn dump(shared: &Shared) {
+    let items = running(shared);
+    let mut out = format!("graceful: {} live tracked tasks\n", items.len());
+    let _ = writeln!(out, "  {:<17} {:<24} {:<40} {:>8}", "KIND", "NAME", "LOCATION", "AGE");
+    for item in &items {
+        let kind = if item.is_main() { "main" } else { item_kind(item.kind) };
+        let _ = writeln!(
+            out,
+            "  {:<17} {:<24} {:<40} {:>8}",
+            kind,
+            if item.name.is_empty() { "-" } else { &item.name },
+            item.location.to_string(),
+            Age(item.age).to_string()
+        );
+    }
+    let _ = std::io::stderr().write_all(out.as_bytes());
+}
+
+fn item_kind(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Task => "task",
+        TaskKind::Service => "service",
+        TaskKind::Protected => "protected",
+        TaskKind::Blocking => "blocking",
+        TaskKind::Hook => "hook",
+    }
+}
+
+/// Counts for the final summary event.
+pub(crate) struct Summary {
+    reason: Reason,
+    at: Instant,
+    pub(crate) cancelled: usize,
+    pub(crate) hooks_run: usize,
+    pub(crate) hooks_panicked: usize,
+    pub(crate) hooks_skipped: usize,
+    pub(crate) aborted: usize,
+    pub(crate) abandoned: usize,
+    pub(crate) panics: usize,
+    /// One line per item that did not stop in time.
+    pub(crate) problems: Vec<String>,
+}
+
+impl Summary {
+    pub(crate) fn new(started: &Started) -> Summary {
+        Summary {
+            reason: started.reason.clone(),
+            at: started.at,
+            cancelled: 0,
+            hooks_run: 0,
+            hooks_panicked: 0,
+            hooks_skipped: 0,
+            aborted: 0,
+            abandoned: 0,
+            panics: 0,
+            problems: Vec::new(),
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        let elapsed = self.at.elapsed();
+        let clean = self.aborted == 0 && self.abandoned == 0 && self.hooks_skipped == 0;
+        let message = format!(
+            "shutdown ({:?}) finished in {}: {} cancelled, {} hooks run ({} panicked, {} skipped), \
+             {} aborted, {} abandoned, {} panics",
+            self.reason,
+            Age(elapsed),
+            self.cancelled,
+            self.hooks_run,
+            self.hooks_panicked,
+            self.hooks_skipped,
+            self.aborted,
+            self.abandoned,
+            self.panics,
+        );
+        if clean {
+            tracing::info!(target: "graceful", phase = "summary", elapsed_ms = millis(elapsed), "{message}");
+        } else if to_stderr() {
+            stderr_line(format_args!("{message}"));
+        } else {
+            tracing::warn!(target: "graceful", phase = "summary", elapsed_ms = millis(elapsed), "{message}");
+        }
+    }
+}

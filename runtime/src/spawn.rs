@@ -1,0 +1,236 @@
+//! The async kinds of tracked work: `spawn` (cancelled), `spawn_service` (drained) and
+//! `shutdown_waits_for` (protected).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::task::JoinHandle;
+
+use crate::context::{self, Shared};
+use crate::registry::{Slot, TaskKind};
+
+pin_project! {
+    /// A spawned future and its registry entry: the entry goes when the future is dropped,
+    /// however that happens (completion, cancellation, panic, runtime shutdown).
+    pub(crate) struct Tracked<F> {
+        #[pin]
+        future: F,
+        slot: Slot,
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if !this.slot.polled {
+            this.slot.polled = true;
+            // Spawned after the cancel step began: the spawner's abort is on its way. Never
+            // running the body is what SPEC §3 promises ("cancelled before its first poll").
+            if this.slot.common().cancels_at_once(this.slot.kind()) {
+                return Poll::Pending;
+            }
+        }
+        match catch_unwind(AssertUnwindSafe(|| this.future.poll(cx))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                this.slot.panicked();
+                resume_unwind(payload)
+            }
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn spawn_tracked<F>(
+        &self,
+        kind: TaskKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        future: F,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (slot, at) = self.registry.insert(kind, name, location, false);
+        let handle = self.handle().spawn(Tracked { future, slot });
+        self.registry.arm(at, handle.abort_handle());
+        // Checked after arming: either the cancel step saw the armed entry, or we see its flag.
+        if self.registry.common.cancels_at_once(kind) {
+            handle.abort();
+        }
+        handle
+    }
+}
+
+/// Spawns a task that the shutdown **cancels**: it is dropped at its next `.await` as soon as the
+/// shutdown starts, and its `Drop`s run.
+///
+/// The task runs on the graceful runtime like `tokio::spawn` and is tracked: it appears in
+/// [`tasks()`](crate::tasks) with its spawn location, and the shutdown waits until it has been
+/// dropped. A task spawned after the shutdown started is cancelled before its first poll. Its
+/// handle then yields a cancelled [`JoinError`](tokio::task::JoinError).
+///
+/// Use it for work that can be lost: a connection handler, a cache refresh. For work that must
+/// finish, see [`spawn_service`] and [`shutdown_waits_for`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// struct SetOnDrop(Arc<AtomicBool>);
+/// impl Drop for SetOnDrop {
+///     fn drop(&mut self) {
+///         self.0.store(true, Ordering::SeqCst);
+///     }
+/// }
+///
+/// let dropped = Arc::new(AtomicBool::new(false));
+/// let flag = dropped.clone();
+/// graceful::Builder::new().signals([]).run(async move {
+///     let handle = graceful::spawn(async move {
+///         let _guard = SetOnDrop(flag);
+///         std::future::pending::<()>().await
+///     });
+///     tokio::task::yield_now().await;
+///     graceful::shutdown();
+///     assert!(handle.await.unwrap_err().is_cancelled());
+/// });
+/// assert!(dropped.load(Ordering::SeqCst));
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime (`#[graceful::main]` or [`Builder::run`](crate::Builder::run)).
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let location = Location::caller();
+    context::expect("graceful::spawn").spawn_tracked(TaskKind::Task, None, location, future)
+}
+
+/// Spawns a service that the shutdown **drains**: it keeps running, is expected to notice
+/// [`shutdown_requested()`](crate::shutdown_requested) and return, and is aborted only if it is
+/// still running at the deadline.
+///
+/// `name` appears in [`tasks()`](crate::tasks) and in the report.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// let flushed = Arc::new(AtomicBool::new(false));
+/// let flag = flushed.clone();
+/// graceful::Builder::new().signals([]).run(async move {
+///     graceful::spawn_service("flusher", async move {
+///         graceful::shutdown_requested().await;
+///         // Clean-up after the signal still runs: services are drained, not dropped.
+///         tokio::task::yield_now().await;
+///         flag.store(true, Ordering::SeqCst);
+///     });
+/// });
+/// assert!(flushed.load(Ordering::SeqCst));
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+#[track_caller]
+pub fn spawn_service<F>(name: impl Into<Cow<'static, str>>, future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let location = Location::caller();
+    context::expect("graceful::spawn_service").spawn_tracked(
+        TaskKind::Service,
+        Some(name.into()),
+        location,
+        future,
+    )
+}
+
+/// Runs `future` so that the shutdown **waits for it**: it is never cancelled by the shutdown, even
+/// if the task awaiting it is (aiorun's `shutdown_waits_for`).
+///
+/// The future starts at once on the runtime, as its own tracked task, whether or not the returned
+/// [`ShutdownWaitsFor`] is awaited. The shutdown waits for it up to the deadline.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// let saved = Arc::new(AtomicBool::new(false));
+/// let flag = saved.clone();
+/// graceful::Builder::new().signals([]).run(async move {
+///     graceful::spawn(async move {
+///         // This task is cancelled by the shutdown; the save it started is not.
+///         graceful::shutdown_waits_for(async move {
+///             tokio::task::yield_now().await;
+///             flag.store(true, Ordering::SeqCst);
+///         })
+///         .await;
+///     });
+///     graceful::shutdown();
+/// });
+/// assert!(saved.load(Ordering::SeqCst));
+/// ```
+///
+/// # Cancel safety
+///
+/// Dropping the returned future does not cancel the work: that is its purpose.
+///
+/// # Panics
+///
+/// Outside a graceful runtime. Awaiting it resumes the panic of a future that panicked.
+#[track_caller]
+pub fn shutdown_waits_for<F>(future: F) -> ShutdownWaitsFor<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let location = Location::caller();
+    let handle = context::expect("graceful::shutdown_waits_for").spawn_tracked(
+        TaskKind::Protected,
+        None,
+        location,
+        future,
+    );
+    ShutdownWaitsFor { handle }
+}
+
+/// The future [`shutdown_waits_for`] returns: the protected work's output.
+#[must_use = "the work runs anyway; await this to get its output"]
+#[derive(Debug)]
+pub struct ShutdownWaitsFor<T> {
+    handle: JoinHandle<T>,
+}
+
+impl<T> Future for ShutdownWaitsFor<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match ready!(Pin::new(&mut self.handle).poll(cx)) {
+            Ok(value) => Poll::Ready(value),
+            Err(err) if err.is_panic() => resume_unwind(err.into_panic()),
+            // Aborted at the deadline, when every other piece of async work is aborted too: the
+            // task awaiting this is about to be dropped, so there is no value to give it.
+            Err(_) => Poll::Pending,
+        }
+    }
+}

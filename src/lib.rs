@@ -1,0 +1,84 @@
+//! Graceful shutdown for tokio programs.
+//!
+//! Write `#[graceful::main]` on `async fn main` and get signal capture, a registry of the tasks you
+//! spawn, a cancel-then-drain shutdown with one grace period, shutdown hooks, a join of the
+//! blocking pool, a report that names whatever did not stop, and an exit that always comes.
+//!
+//! ```no_run
+//! #[graceful::main(grace = "10s")]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8888").await?;
+//!     loop {
+//!         tokio::select! {
+//!             _ = graceful::shutdown_requested() => break,
+//!             accepted = listener.accept() => {
+//!                 let (socket, _) = accepted?;
+//!                 // Cancelled (dropped at its next `.await`) when the shutdown starts.
+//!                 graceful::spawn(async move { drop(socket) });
+//!             }
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # The model
+//!
+//! Four kinds of tracked work, one deadline (trigger time + `grace`):
+//!
+//! | call | at shutdown |
+//! |---|---|
+//! | [`spawn`] | **cancelled**: dropped at its next `.await` as soon as the shutdown starts |
+//! | [`spawn_service`] (and `main` itself) | **drained**: expected to notice [`shutdown_requested()`] and return; aborted at the deadline |
+//! | [`shutdown_waits_for`] | **waited for**: never cancelled, even if the task awaiting it is |
+//! | [`spawn_blocking`] | its [`StopFlag`] is raised; joined until the deadline, then **abandoned** and reported |
+//!
+//! The sequence, started by the first captured signal, [`shutdown()`], `main` returning or (with
+//! `stop_on_panic`) a panic: announce (tokens cancelled, flags raised), cancel `spawn` tasks, drain
+//! `main`, services and protected work, run [`on_shutdown`] hooks last-registered first, abort
+//! what is left at the deadline, join the blocking pool, report, exit. A second signal forces the
+//! exit at once; a watchdog thread ends the process one second past the deadline whatever the
+//! program does.
+//!
+//! # Exit status
+//!
+//! `main`'s value as std reports it; 101 after a panic in `main` (or in a tracked task under
+//! `stop_on_panic`); after a signal, death by that signal (shell status 130 for SIGINT, 143 for
+//! SIGTERM) unless `signal_exit_code` is set; [`shutdown_with_code`]'s code. When several apply:
+//! forced > panic > signal > `shutdown_with_code` > `main`'s value.
+//!
+//! Tasks spawned with plain `tokio::spawn` are not tracked: they are dropped when the runtime shuts
+//! down at the end, after the hooks.
+
+#[doc(inline)]
+pub use graceful_macros::{main, test};
+
+pub use graceful_runtime::{
+    deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,
+    shutdown_waits_for, shutdown_with_code, spawn, spawn_blocking, spawn_service, tasks, token,
+    Builder, Flavor, Reason, ShutdownRequested, ShutdownWaitsFor, StopFlag, TaskInfo, TaskKind,
+    DEFAULT_GRACE,
+};
+
+/// What the macros' output uses. Not public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    use std::future::Future;
+
+    pub use graceful_runtime::{Builder, Flavor};
+
+    /// Names the body's output type, so `?` inside `async move { body }` knows its target.
+    pub fn main_body<T, F: Future<Output = T>>(future: F) -> F {
+        future
+    }
+
+    /// `#[graceful::test]`'s runner.
+    #[track_caller]
+    pub fn run_test<F>(builder: Builder, future: F)
+    where
+        F: Future,
+        F::Output: std::process::Termination,
+    {
+        builder.__run_test(future);
+    }
+}
