@@ -63,7 +63,9 @@ pub(crate) enum Flavor {
     CurrentThread,
 }
 
-const UNIX_SIGNALS: &[&str] = &["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
+const UNIX_SIGNALS: &[&str] = &[
+    "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
+];
 const WINDOWS_SIGNALS: &[&str] = &[
     "CTRL_C",
     "CTRL_BREAK",
@@ -232,7 +234,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         let number: u64 = rest[..digits].parse().map_err(|_| malformed())?;
         rest = &rest[digits..];
-        let unit_len = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
         let (unit, after) = rest.split_at(unit_len);
         let part = match unit {
             "ms" => Some(Duration::from_millis(number)),
@@ -250,7 +255,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn duration(value: &syn::Expr, key: &str) -> syn::Result<(Duration, Span)> {
-    let lit = lit_str(value, key, "a duration like `\"250ms\"`, `\"10s\"` or `\"2m\"`")?;
+    let lit = lit_str(
+        value,
+        key,
+        "a duration like `\"250ms\"`, `\"10s\"` or `\"2m\"`",
+    )?;
     let parsed = parse_duration(&lit.value()).map_err(|msg| syn::Error::new(lit.span(), msg))?;
     Ok((parsed, lit.span()))
 }
@@ -285,7 +294,11 @@ fn signals(value: &syn::Expr) -> syn::Result<Vec<LitStr>> {
     };
     let mut names: Vec<LitStr> = Vec::new();
     for element in &array.elems {
-        let lit = lit_str(element, "signals", "one name per element, like `\"SIGTERM\"`")?;
+        let lit = lit_str(
+            element,
+            "signals",
+            "one name per element, like `\"SIGTERM\"`",
+        )?;
         signal_name(&lit)?;
         if names.iter().any(|n| n.value() == lit.value()) {
             return Err(syn::Error::new(
@@ -299,7 +312,11 @@ fn signals(value: &syn::Expr) -> syn::Result<Vec<LitStr>> {
 }
 
 fn dump_signal(value: &syn::Expr) -> syn::Result<LitStr> {
-    let lit = lit_str(value, "dump_signal", "one of `\"SIGUSR1\"`, `\"SIGUSR2\"`, `\"SIGQUIT\"`")?;
+    let lit = lit_str(
+        value,
+        "dump_signal",
+        "one of `\"SIGUSR1\"`, `\"SIGUSR2\"`, `\"SIGQUIT\"`",
+    )?;
     if !DUMP_SIGNALS.contains(&lit.value().as_str()) {
         return Err(syn::Error::new(
             lit.span(),
@@ -547,7 +564,16 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in ["", "10", "s", "10 parsecs", "1.5s", "-1s", "10S", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "10 parsecs",
+            "1.5s",
+            "-1s",
+            "10S",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
         }
         assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
@@ -556,8 +582,12 @@ mod tests {
     #[test]
     fn near_misses_are_hinted() {
         let key = Ident::new("grase", Span::call_site());
-        assert!(unknown(&key, Entry::Main).to_string().contains("did you mean `grace`?"));
+        assert!(unknown(&key, Entry::Main)
+            .to_string()
+            .contains("did you mean `grace`?"));
         let key = Ident::new("signals", Span::call_site());
-        assert!(unknown(&key, Entry::Test).to_string().contains("of `#[graceful::main]` only"));
+        assert!(unknown(&key, Entry::Test)
+            .to_string()
+            .contains("of `#[graceful::main]` only"));
     }
 }

@@ -16,11 +16,16 @@ pub(crate) fn test(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn expand(args: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
+    let attribute = match entry {
+        Entry::Main => "#[graceful::main]",
+        Entry::Test => "#[graceful::test]",
+    };
     let mut function = match Function::parse2(item.clone()) {
         Ok(function) => function,
         // Not a function at all: nothing to expand; give the tokens back beside the error.
         Err(error) => {
-            let error = error.to_compile_error();
+            let message = format!("`{attribute}` goes on an `async fn`: {error}");
+            let error = syn::Error::new(error.span(), message).to_compile_error();
             return quote!(#error #item);
         }
     };
@@ -32,10 +37,6 @@ fn expand(args: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
             errors.push(error);
             Settings::defaults()
         }
-    };
-    let attribute = match entry {
-        Entry::Main => "#[graceful::main]",
-        Entry::Test => "#[graceful::test]",
     };
     errors.extend(function.check(attribute));
     if entry == Entry::Test {
@@ -141,7 +142,9 @@ fn body(function: &Function, settings: &Settings) -> (TokenStream, Span) {
 }
 
 fn expand_main(function: &Function, settings: &Settings) -> TokenStream {
-    let Function { attrs, vis, sig, .. } = function;
+    let Function {
+        attrs, vis, sig, ..
+    } = function;
     let ident = &sig.ident;
     let builder = builder(settings, Entry::Main);
     let (body, span) = body(function, settings);
@@ -159,12 +162,15 @@ fn expand_main(function: &Function, settings: &Settings) -> TokenStream {
 }
 
 fn expand_test(function: &Function, settings: &Settings) -> TokenStream {
-    let Function { attrs, vis, sig, .. } = function;
+    let Function {
+        attrs, vis, sig, ..
+    } = function;
     let ident = &sig.ident;
     let krate = krate(settings);
     let builder = builder(settings, Entry::Test);
     let (body, span) = body(function, settings);
-    let run = quote_spanned!(span=> #krate::__private::run_test(__graceful_builder, __graceful_body));
+    let run =
+        quote_spanned!(span=> #krate::__private::run_test(__graceful_builder, __graceful_body));
     quote! {
         #[::core::prelude::v1::test]
         #(#attrs)*

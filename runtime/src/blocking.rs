@@ -68,7 +68,11 @@ impl StopFlag {
     /// [`is_raised`](Self::is_raised).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let end = Instant::now().checked_add(timeout);
-        let mut guard = self.inner.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self
+            .inner
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while !self.is_raised() {
             let left = match end {
                 Some(end) => end.saturating_duration_since(Instant::now()),
@@ -92,7 +96,11 @@ impl StopFlag {
 
     pub(crate) fn raise(&self) {
         // Taking the lock orders the store before any waiter's check-then-wait.
-        let _guard = self.inner.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self
+            .inner
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.inner.raised.store(true, Ordering::SeqCst);
         self.inner.cond.notify_all();
     }

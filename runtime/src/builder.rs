@@ -58,16 +58,14 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
 /// use std::process::ExitCode;
 /// use std::time::Duration;
 ///
-/// fn main() -> ExitCode {
-///     graceful::Builder::new()
-///         .flavor(graceful::Flavor::CurrentThread)
-///         .grace(Duration::from_secs(5))
-///         .run(async {
-///             graceful::spawn_service("worker", graceful::shutdown_requested());
-///             Ok::<(), std::io::Error>(())
-///         })
-/// }
-/// # assert_eq!(main(), ExitCode::SUCCESS);
+/// let code = graceful::Builder::new()
+///     .flavor(graceful::Flavor::CurrentThread)
+///     .grace(Duration::from_secs(5))
+///     .run(async {
+///         graceful::spawn_service("worker", graceful::shutdown_requested());
+///         Ok::<(), std::io::Error>(())
+///     });
+/// assert_eq!(code, ExitCode::SUCCESS);
 /// ```
 #[derive(Clone, Debug)]
 #[must_use = "a Builder does nothing until `run` is called"]
@@ -127,7 +125,10 @@ impl Builder {
     ///
     /// If `n` is 0. `run` panics if it is set with [`Flavor::CurrentThread`].
     pub fn worker_threads(mut self, n: usize) -> Builder {
-        assert!(n > 0, "graceful::Builder: worker_threads must be greater than 0");
+        assert!(
+            n > 0,
+            "graceful::Builder: worker_threads must be greater than 0"
+        );
         self.config.worker_threads = Some(n);
         self
     }
@@ -138,7 +139,10 @@ impl Builder {
     ///
     /// If `n` is 0.
     pub fn blocking_threads(mut self, n: usize) -> Builder {
-        assert!(n > 0, "graceful::Builder: blocking_threads must be greater than 0");
+        assert!(
+            n > 0,
+            "graceful::Builder: blocking_threads must be greater than 0"
+        );
         self.config.blocking_threads = Some(n);
         self
     }
@@ -149,7 +153,10 @@ impl Builder {
     ///
     /// If `grace` is zero.
     pub fn grace(mut self, grace: Duration) -> Builder {
-        assert!(!grace.is_zero(), "graceful::Builder: grace must be greater than 0");
+        assert!(
+            !grace.is_zero(),
+            "graceful::Builder: grace must be greater than 0"
+        );
         self.config.grace = grace;
         self
     }

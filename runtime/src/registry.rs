@@ -470,7 +470,9 @@ mod tests {
         drop(slot);
         // The key must stay reserved until the spawner arms it, or a new entry could take it.
         assert_eq!(registry.count(&[TaskKind::Task]), 1);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let handle = rt.spawn(async {});
         registry.arm(at, handle.abort_handle());
         assert_eq!(registry.count(&[TaskKind::Task]), 0);
@@ -499,17 +501,33 @@ mod tests {
 
     #[test]
     fn abort_all_aborts_armed_work_and_names_it() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let registry = registry();
-        let (slot, at) = registry.insert(TaskKind::Service, Some("svc".into()), Location::caller(), false);
+        let (slot, at) = registry.insert(
+            TaskKind::Service,
+            Some("svc".into()),
+            Location::caller(),
+            false,
+        );
         let handle = rt.spawn(async move {
             let _slot = slot;
             std::future::pending::<()>().await
         });
         registry.arm(at, handle.abort_handle());
-        let (_blocking, _) = registry.insert(TaskKind::Blocking, Some("job".into()), Location::caller(), true);
+        let (_blocking, _) = registry.insert(
+            TaskKind::Blocking,
+            Some("job".into()),
+            Location::caller(),
+            true,
+        );
         let aborted = registry.abort_all();
-        assert_eq!(aborted.len(), 1, "blocking jobs are not aborted: {aborted:?}");
+        assert_eq!(
+            aborted.len(),
+            1,
+            "blocking jobs are not aborted: {aborted:?}"
+        );
         assert_eq!(aborted[0].name, "svc");
         let err = rt.block_on(handle).unwrap_err();
         assert!(err.is_cancelled());

@@ -92,7 +92,9 @@ pub(crate) fn panicked(item: &TaskInfo) {
 
 pub(crate) fn hook_skipped(location: &'static Location<'static>) {
     if to_stderr() {
-        stderr_line(format_args!("hook at {location} not run: the deadline passed"));
+        stderr_line(format_args!(
+            "hook at {location} not run: the deadline passed"
+        ));
     } else {
         tracing::warn!(
             target: "graceful",
@@ -159,13 +161,17 @@ fn how_to_force(shared: &Shared) -> String {
 
 /// The line of SPEC §4, written by the watchdog thread one second into a slow shutdown.
 pub(crate) fn waiting(shared: &Shared, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < Duration::from_millis(500) {
+        // The abort at the deadline is about to name everything itself.
+        return;
+    }
     let items = running(shared);
     let what = if items.is_empty() {
         "the runtime to shut down (untracked blocking work)".to_string()
     } else {
         describe(&items)
     };
-    let left = deadline.saturating_duration_since(Instant::now());
     let message = format!(
         "waiting for {what} — up to {}s more{}",
         left.as_secs_f64().ceil() as u64,
@@ -182,14 +188,26 @@ pub(crate) fn waiting(shared: &Shared, deadline: Instant) {
 pub(crate) fn dump(shared: &Shared) {
     let items = running(shared);
     let mut out = format!("graceful: {} live tracked tasks\n", items.len());
-    let _ = writeln!(out, "  {:<17} {:<24} {:<40} {:>8}", "KIND", "NAME", "LOCATION", "AGE");
+    let _ = writeln!(
+        out,
+        "  {:<17} {:<24} {:<40} {:>8}",
+        "KIND", "NAME", "LOCATION", "AGE"
+    );
     for item in &items {
-        let kind = if item.is_main() { "main" } else { item_kind(item.kind) };
+        let kind = if item.is_main() {
+            "main"
+        } else {
+            item_kind(item.kind)
+        };
         let _ = writeln!(
             out,
             "  {:<17} {:<24} {:<40} {:>8}",
             kind,
-            if item.name.is_empty() { "-" } else { &item.name },
+            if item.name.is_empty() {
+                "-"
+            } else {
+                &item.name
+            },
             item.location.to_string(),
             Age(item.age).to_string()
         );
@@ -241,25 +259,44 @@ impl Summary {
     pub(crate) fn finish(&self) {
         let elapsed = self.at.elapsed();
         let clean = self.aborted == 0 && self.abandoned == 0 && self.hooks_skipped == 0;
-        let message = format!(
-            "shutdown ({:?}) finished in {}: {} cancelled, {} hooks run ({} panicked, {} skipped), \
-             {} aborted, {} abandoned, {} panics",
-            self.reason,
-            Age(elapsed),
-            self.cancelled,
-            self.hooks_run,
-            self.hooks_panicked,
-            self.hooks_skipped,
-            self.aborted,
-            self.abandoned,
-            self.panics,
+        let counts = [
+            (self.cancelled, "cancelled"),
+            (self.hooks_run, "hooks run"),
+            (self.hooks_panicked, "hooks failed"),
+            (self.hooks_skipped, "hooks not run"),
+            (self.aborted, "aborted"),
+            (self.abandoned, "abandoned"),
+            (self.panics, "task panics"),
+        ];
+        let mut message = format!(
+            "shutdown ({}) finished in {}",
+            Cause(&self.reason),
+            Age(elapsed)
         );
+        for (i, (n, what)) in counts.iter().filter(|(n, _)| *n > 0).enumerate() {
+            let _ = write!(message, "{}{n} {what}", if i == 0 { ": " } else { ", " });
+        }
         if clean {
             tracing::info!(target: "graceful", phase = "summary", elapsed_ms = millis(elapsed), "{message}");
         } else if to_stderr() {
             stderr_line(format_args!("{message}"));
         } else {
             tracing::warn!(target: "graceful", phase = "summary", elapsed_ms = millis(elapsed), "{message}");
+        }
+    }
+}
+
+/// A reason in the words of the report: `SIGTERM`, `main returned`.
+struct Cause<'a>(&'a Reason);
+
+impl fmt::Display for Cause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Reason::Signal(name) => f.write_str(name),
+            Reason::Requested => f.write_str("requested"),
+            Reason::MainReturned => f.write_str("main returned"),
+            Reason::MainFailed => f.write_str("main failed"),
+            Reason::Panic { task } => write!(f, "{task} panicked"),
         }
     }
 }

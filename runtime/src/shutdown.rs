@@ -119,9 +119,9 @@ impl Shared {
     }
 
     pub(crate) fn time_left(&self) -> Duration {
-        self.trigger
-            .started()
-            .map_or(self.config.grace, |s| s.deadline.saturating_duration_since(Instant::now()))
+        self.trigger.started().map_or(self.config.grace, |s| {
+            s.deadline.saturating_duration_since(Instant::now())
+        })
     }
 }
 
@@ -490,7 +490,13 @@ where
     // Step 3: drain `main`, services and protected futures.
     let step = Instant::now();
     let draining = registry.count(&[TaskKind::Service, TaskKind::Protected]);
-    let drained = wait_for(&mut main, shared, &[TaskKind::Service, TaskKind::Protected], deadline).await;
+    let drained = wait_for(
+        &mut main,
+        shared,
+        &[TaskKind::Service, TaskKind::Protected],
+        deadline,
+    )
+    .await;
     report::phase("drain", step, &[("services", draining)]);
 
     // Step 4: hooks, last registered first, each within what is left of the grace.
@@ -499,7 +505,9 @@ where
         if !drained || tokio::time::Instant::now() >= deadline {
             report::hook_skipped(hook.location);
             summary.hooks_skipped += 1;
-            summary.problems.push(format!("hook at {} not run", hook.location));
+            summary
+                .problems
+                .push(format!("hook at {} not run", hook.location));
             continue;
         }
         summary.hooks_run += 1;
@@ -528,7 +536,9 @@ where
         let aborted = registry.abort_all();
         for item in &aborted {
             report::aborted(item);
-            summary.problems.push(format!("{item} aborted at the deadline"));
+            summary
+                .problems
+                .push(format!("{item} aborted at the deadline"));
         }
         summary.aborted = aborted.len();
         if main.future.take().is_some() {
@@ -547,7 +557,9 @@ where
             .collect();
         for item in &abandoned {
             report::abandoned(item);
-            summary.problems.push(format!("{item} abandoned at the deadline"));
+            summary
+                .problems
+                .push(format!("{item} abandoned at the deadline"));
         }
         summary.abandoned = abandoned.len();
     }

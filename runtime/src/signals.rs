@@ -16,7 +16,9 @@ pub(crate) struct Signal {
 }
 
 /// The names `signals` accepts on Unix.
-pub const UNIX_SIGNALS: &[&str] = &["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
+pub const UNIX_SIGNALS: &[&str] = &[
+    "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
+];
 
 /// The names `signals` accepts on Windows (console control events).
 pub const WINDOWS_SIGNALS: &[&str] = &[
@@ -31,7 +33,8 @@ pub const WINDOWS_SIGNALS: &[&str] = &[
 #[cfg(unix)]
 pub(crate) const DEFAULT_SIGNALS: &[&str] = &["SIGINT", "SIGTERM"];
 #[cfg(windows)]
-pub(crate) const DEFAULT_SIGNALS: &[&str] = &["CTRL_C", "CTRL_BREAK", "CTRL_CLOSE", "CTRL_SHUTDOWN"];
+pub(crate) const DEFAULT_SIGNALS: &[&str] =
+    &["CTRL_C", "CTRL_BREAK", "CTRL_CLOSE", "CTRL_SHUTDOWN"];
 #[cfg(not(any(unix, windows)))]
 pub(crate) const DEFAULT_SIGNALS: &[&str] = &[];
 

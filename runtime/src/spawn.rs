@@ -94,13 +94,13 @@ impl Shared {
 /// }
 ///
 /// let dropped = Arc::new(AtomicBool::new(false));
-/// let flag = dropped.clone();
+/// let guard = SetOnDrop(dropped.clone());
 /// graceful::Builder::new().signals([]).run(async move {
 ///     let handle = graceful::spawn(async move {
-///         let _guard = SetOnDrop(flag);
+///         // Moved in, so it is dropped with the task even if the task never ran.
+///         let _guard = guard;
 ///         std::future::pending::<()>().await
 ///     });
-///     tokio::task::yield_now().await;
 ///     graceful::shutdown();
 ///     assert!(handle.await.unwrap_err().is_cancelled());
 /// });
@@ -178,14 +178,17 @@ where
 /// let saved = Arc::new(AtomicBool::new(false));
 /// let flag = saved.clone();
 /// graceful::Builder::new().signals([]).run(async move {
+///     let (started, has_started) = tokio::sync::oneshot::channel();
 ///     graceful::spawn(async move {
-///         // This task is cancelled by the shutdown; the save it started is not.
-///         graceful::shutdown_waits_for(async move {
-///             tokio::task::yield_now().await;
+///         let save = graceful::shutdown_waits_for(async move {
+///             graceful::shutdown_requested().await;
 ///             flag.store(true, Ordering::SeqCst);
-///         })
-///         .await;
+///         });
+///         started.send(()).unwrap();
+///         // This task is cancelled by the shutdown; the save it started is not.
+///         save.await;
 ///     });
+///     has_started.await.unwrap();
 ///     graceful::shutdown();
 /// });
 /// assert!(saved.load(Ordering::SeqCst));
