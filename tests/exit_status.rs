@@ -1,0 +1,68 @@
+//! SPEC §6: the exit status, seen by a parent process.
+
+mod support;
+
+use support::{fixture, SIGINT, SIGTERM};
+
+#[test]
+fn ok_main_exits_0_and_prints_nothing_of_ours() {
+    let out = fixture("exit_ok").run();
+    out.assert_code(0).assert_stdout_has("hello");
+    assert_eq!(out.stderr, "", "a clean, fast shutdown writes nothing");
+}
+
+#[test]
+fn err_main_exits_1_with_the_error_on_stderr() {
+    fixture("exit_err")
+        .run()
+        .assert_code(1)
+        .assert_stderr_has("Error: \"no config file\"");
+}
+
+#[test]
+fn exit_code_main_exits_with_its_code() {
+    fixture("exit_code").run().assert_code(3);
+}
+
+#[test]
+fn shutdown_with_code_sets_the_status() {
+    fixture("code7").run().assert_code(7);
+}
+
+#[test]
+fn panic_in_main_exits_101() {
+    fixture("panic_main")
+        .run()
+        .assert_code(101)
+        .assert_stderr_has("boom in main");
+}
+
+#[test]
+fn sigterm_kills_by_sigterm_after_the_drain() {
+    let mut child = fixture("wait_signal").start();
+    child.wait_for_line("ready");
+    child.signal(SIGTERM);
+    child
+        .wait()
+        .assert_killed_by(SIGTERM)
+        .assert_stdout_has("reason Signal(\"SIGTERM\")");
+}
+
+#[test]
+fn sigint_kills_by_sigint_after_the_drain() {
+    let mut child = fixture("wait_signal").start();
+    child.wait_for_line("ready");
+    child.signal(SIGINT);
+    child
+        .wait()
+        .assert_killed_by(SIGINT)
+        .assert_stdout_has("reason Signal(\"SIGINT\")");
+}
+
+#[test]
+fn signal_exit_code_replaces_death_by_signal() {
+    let mut child = fixture("signal_exit_code").start();
+    child.wait_for_line("ready");
+    child.signal(SIGTERM);
+    child.wait().assert_code(0);
+}

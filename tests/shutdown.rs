@@ -1,0 +1,115 @@
+//! SPEC §3-§5: the four kinds, hooks, the sequence and its report, through real signals.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{fixture, TempDir, SIGTERM};
+
+#[test]
+fn all_1000_spawned_tasks_are_dropped_on_sigterm() {
+    let mut child = fixture("cancel_1000").start();
+    // 1000 tasks plus main.
+    assert_eq!(child.wait_for_line("live "), "live 1001");
+    child.wait_for_line("ready");
+    child.signal(SIGTERM);
+    child
+        .wait()
+        .assert_killed_by(SIGTERM)
+        .assert_stdout_has("dropped 1000");
+}
+
+#[test]
+fn service_ignoring_the_shutdown_is_aborted_at_the_deadline_and_named() {
+    let mut child = fixture("stuck_service").env("GRACE_MS", "1000").start();
+    child.wait_for_line("ready");
+    child.signal(SIGTERM);
+    let out = child.wait();
+    out.assert_killed_by(SIGTERM)
+        .assert_exited_within(Duration::from_secs(1))
+        .assert_stderr_has("aborted at the deadline: service \"stuck\" at tests/fixtures/src/bin/stuck_service.rs:");
+}
+
+#[test]
+fn waiting_line_names_the_stuck_service_within_2s() {
+    let mut child = fixture("stuck_service").env("GRACE_MS", "4000").start();
+    child.wait_for_line("ready");
+    child.signal(SIGTERM);
+    let out = child.wait();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("graceful: waiting for"))
+        .unwrap_or_else(|| panic!("no waiting line: {out:#?}"));
+    assert!(
+        line.contains("service \"stuck\" at tests/fixtures/src/bin/stuck_service.rs:"),
+        "{line}"
+    );
+    assert!(line.contains("send SIGTERM again to force"), "{line}");
+    // The line comes 1 s in, long before the 4 s deadline: the process was still up then, and
+    // the line was printed before the abort line.
+    let waiting_at = out.stderr.find("waiting for").unwrap();
+    let aborted_at = out.stderr.find("aborted at the deadline").unwrap();
+    assert!(waiting_at < aborted_at, "{out:#?}");
+    out.assert_exited_within(Duration::from_secs(4));
+}
+
+#[test]
+fn protected_work_completes_though_its_task_is_cancelled() {
+    let dir = TempDir::new("protected");
+    let file = dir.file("saved");
+    let mut child = fixture("protected_write").arg(&file).start();
+    child.wait_for_line("ready");
+    child.signal(SIGTERM);
+    child.wait().assert_killed_by(SIGTERM);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "saved");
+}
+
+#[test]
+fn hooks_run_last_registered_first_after_the_drain_and_survive_a_panic() {
+    let mut child = fixture("hooks").start();
+    child.wait_for_line("ready");
+    child.signal(SIGTERM);
+    let out = child.wait();
+    out.assert_killed_by(SIGTERM);
+    let hooks: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("hook"))
+        .collect();
+    assert_eq!(
+        hooks,
+        ["hook C", "hook B", "hook A, worker drained: true"],
+        "{out:#?}"
+    );
+    out.assert_stderr_has("graceful: hook at tests/fixtures/src/bin/hooks.rs:");
+    out.assert_stderr_has("panicked");
+}
+
+#[test]
+fn run_forever_keeps_services_running_after_main_returns() {
+    let mut child = fixture("run_forever").start();
+    child.wait_for_line("main returns");
+    child.wait_for_line("alive after main returned");
+    child.signal(SIGTERM);
+    child
+        .wait()
+        .assert_killed_by(SIGTERM)
+        .assert_stdout_has("ticker stopped");
+}
+
+#[test]
+fn stop_on_panic_drains_services_and_exits_101() {
+    let out = fixture("stop_on_panic").run();
+    out.assert_code(101)
+        .assert_stdout_has("service drained, reason Panic { task: \"task at tests/fixtures/src/bin/stop_on_panic.rs:")
+        .assert_stderr_has("task at tests/fixtures/src/bin/stop_on_panic.rs:");
+}
+
+#[test]
+fn without_stop_on_panic_a_task_panic_is_reported_and_the_program_goes_on() {
+    let out = fixture("panic_goes_on").run();
+    out.assert_code(0)
+        .assert_stdout_has("still running, shutting down: false")
+        .assert_stderr_has("graceful: task at tests/fixtures/src/bin/panic_goes_on.rs:");
+}

@@ -1,0 +1,291 @@
+//! The one helper process tests share: start a fixture program, wait for a marker line, send it a
+//! real signal, and collect its status, stdout and stderr — every wait bounded, and the child
+//! killed if the test fails midway.
+
+#![allow(dead_code, unused_imports)] // Each test file uses part of it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use libc::{SIGINT, SIGTERM};
+
+/// Every wait for a child has this bound unless a test says otherwise.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Slack on exit-time bounds: a loaded 2-core machine can be slow to schedule a process.
+pub const SLACK: Duration = Duration::from_secs(2);
+
+/// The fixture programs of `tests/fixtures`, built once per test binary. `cargo test` has released
+/// the build lock by the time tests run, so this reuses the compiled dependencies.
+fn fixtures_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "-q", "-p", "graceful-fixtures", "--bins"]);
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let status = command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo to build the fixtures");
+        assert!(status.success(), "building the fixtures failed");
+        // The test binary lives in <target>/<profile>/deps; the fixtures in <target>/<profile>.
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().to_path_buf()
+    })
+}
+
+pub struct Fixture {
+    command: Command,
+    name: String,
+}
+
+pub fn fixture(name: &str) -> Fixture {
+    let path = fixtures_dir().join(name);
+    assert!(path.exists(), "no fixture program {}", path.display());
+    let mut command = Command::new(path);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A subscriber set by the environment must not change what the report prints.
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "0");
+    Fixture {
+        command,
+        name: name.to_string(),
+    }
+}
+
+impl Fixture {
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Fixture {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Fixture {
+        self.command.env(key, value);
+        self
+    }
+
+    /// Leaves stdin open (a pipe nobody writes to), as a terminal would.
+    pub fn stdin_open(mut self) -> Fixture {
+        self.command.stdin(Stdio::piped());
+        self
+    }
+
+    pub fn start(mut self) -> Running {
+        let mut child = self.command.spawn().expect("start the fixture");
+        let (lines_tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stdout_text = Arc::new(Mutex::new(String::new()));
+        let text = stdout_text.clone();
+        let stdout_reader = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                text.lock().unwrap().push_str(&line);
+                text.lock().unwrap().push('\n');
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr_reader = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Running {
+            child: Some(child),
+            name: self.name,
+            lines,
+            stdout: stdout_text,
+            stdout_reader: Some(stdout_reader),
+            stderr_reader: Some(stderr_reader),
+            started: Instant::now(),
+            signalled: None,
+        }
+    }
+
+    /// Starts the program and waits for it to end by itself.
+    pub fn run(self) -> Finished {
+        self.start().wait()
+    }
+}
+
+pub struct Running {
+    child: Option<Child>,
+    name: String,
+    lines: Receiver<String>,
+    stdout: Arc<Mutex<String>>,
+    stdout_reader: Option<thread::JoinHandle<()>>,
+    stderr_reader: Option<thread::JoinHandle<String>>,
+    started: Instant,
+    signalled: Option<Instant>,
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Waits until the program prints a line containing `marker`; panics (killing it) on timeout.
+    pub fn wait_for_line(&mut self, marker: &str) -> String {
+        let end = Instant::now() + TIMEOUT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(marker) => return line,
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: no line with {marker:?} within {TIMEOUT:?}", self.name)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let finished = self.wait();
+                    panic!(
+                        "{}: ended before printing {marker:?}: {finished:?}",
+                        finished.name
+                    )
+                }
+            }
+        }
+    }
+
+    /// Sends a real signal to the child (never to the test process).
+    pub fn signal(&mut self, signal: i32) {
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
+        self.signalled.get_or_insert_with(Instant::now);
+    }
+
+    /// Waits for the exit (bounded by [`TIMEOUT`]) and collects everything.
+    pub fn wait(&mut self) -> Finished {
+        let mut child = self.child.take().expect("waited twice");
+        let end = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{}: still running after {TIMEOUT:?}", self.name);
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        let exited = Instant::now();
+        let stderr = self.stderr_reader.take().unwrap().join().unwrap();
+        self.stdout_reader.take().unwrap().join().unwrap();
+        let stdout = self.stdout.lock().unwrap().clone();
+        Finished {
+            name: self.name.clone(),
+            status,
+            stdout,
+            stderr,
+            elapsed: exited - self.started,
+            since_signal: self.signalled.map(|at| exited - at),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Finished {
+    pub name: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// From start to exit.
+    pub elapsed: Duration,
+    /// From the first signal sent to exit.
+    pub since_signal: Option<Duration>,
+}
+
+impl Finished {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The signal that killed the process, if one did.
+    pub fn killed_by(&self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        self.status.signal()
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Finished {
+        assert_eq!(self.code(), Some(code), "{self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_killed_by(&self, signal: i32) -> &Finished {
+        assert_eq!(self.killed_by(), Some(signal), "{self:#?}");
+        self
+    }
+
+    /// Asserts the exit came within `bound` (plus [`SLACK`]) of the first signal.
+    #[track_caller]
+    pub fn assert_exited_within(&self, bound: Duration) -> &Finished {
+        let since = self.since_signal.expect("no signal was sent");
+        assert!(
+            since <= bound + SLACK,
+            "exited {since:?} after the signal, bound {bound:?} + {SLACK:?}: {self:#?}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr_has(&self, needle: &str) -> &Finished {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}: {self:#?}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stdout_has(&self, needle: &str) -> &Finished {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}: {self:#?}"
+        );
+        self
+    }
+}
+
+/// A file path in a fresh temporary directory, removed with the directory when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(test: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("graceful-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,2 @@
+#[graceful::main(grace = "10 parsecs")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[graceful::main(flavor = "fast")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[graceful::main(grace = "10s", grace = "20s")]
+async fn main() {}

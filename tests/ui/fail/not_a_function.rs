@@ -1,0 +1,4 @@
+#[graceful::main]
+struct Main;
+
+fn main() {}

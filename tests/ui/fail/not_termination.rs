@@ -1,0 +1,4 @@
+#[graceful::main]
+async fn main() -> u8 {
+    0
+}

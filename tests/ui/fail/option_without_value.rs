@@ -1,0 +1,2 @@
+#[graceful::main(run_forever)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[graceful::main(signals = ["SIGINT", "SIGKILL"])]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[graceful::main(signals = ["SIGSTOP"])]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[graceful::main(grase = "10s")]
+async fn main() {}

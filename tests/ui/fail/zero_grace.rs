@@ -1,0 +1,2 @@
+#[graceful::main(grace = "0s")]
+async fn main() {}

@@ -1,0 +1,6 @@
+use std::process::ExitCode;
+
+#[graceful::main]
+async fn main() -> ExitCode {
+    ExitCode::SUCCESS
+}
