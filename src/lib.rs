@@ -50,8 +50,71 @@
 //! Tasks spawned with plain `tokio::spawn` are not tracked: they are dropped when the runtime shuts
 //! down at the end, after the hooks.
 
+/// Runs `async fn main` under a graceful runtime: signals captured, tasks tracked, a bounded
+/// shutdown, and the exit status of SPEC §6.
+///
+/// The function must be `async`, take no parameters and have no generics; its return type may be
+/// anything implementing [`Termination`](std::process::Termination) (`()`, `Result<(), E: Debug>`,
+/// `ExitCode`). Like `#[tokio::main]`, the body need not be `Send`: it runs on the main thread,
+/// as the service named `main` (drained at shutdown, never dropped at the cancel step).
+///
+/// # Options
+///
+/// `flavor`, `uvloop_like`, `worker_threads`, `blocking_threads`, `grace`, `signals`,
+/// `run_forever`, `stop_on_panic`, `signal_exit_code`, `drain_delay`, `dump_signal`, `crate`: see
+/// the table in the README. Every mistake is a compile error on the offending token.
+///
+/// # Equivalent code without the attribute
+///
+/// ```
+/// #[graceful::main(flavor = "current_thread", grace = "10s", signals = ["SIGTERM"])]
+/// async fn main() -> Result<(), std::io::Error> {
+///     graceful::spawn_service("worker", graceful::shutdown_requested());
+///     Ok(())
+/// }
+/// ```
+///
+/// expands to what you could write yourself:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// fn main() -> std::process::ExitCode {
+///     graceful::Builder::new()
+///         .flavor(graceful::Flavor::CurrentThread)
+///         .grace(Duration::from_secs(10))
+///         .signals(["SIGTERM"])
+///         .run(async move {
+///             graceful::spawn_service("worker", graceful::shutdown_requested());
+///             Ok::<(), std::io::Error>(())
+///         })
+/// }
+/// ```
 #[doc(inline)]
-pub use graceful_macros::{main, test};
+pub use graceful_macros::main;
+
+/// Runs an async test under a graceful runtime, then its shutdown sequence, and fails the test if
+/// any tracked task or hook had to be aborted at the deadline: a leak detector for tests.
+///
+/// No signals are captured and the process is never ended by it. The flavor is `current_thread`
+/// unless set; the options are those of [`main`] that make sense in a test (`flavor`,
+/// `uvloop_like`, `worker_threads`, `blocking_threads`, `grace`, `stop_on_panic`,
+/// `drain_delay`, `crate`) plus `start_paused = true`, which needs this crate's `test-util`
+/// feature as `#[tokio::test]` needs tokio's.
+///
+/// # Examples
+///
+/// (`no_run`: a `#[test]` function exists only under `cargo test`; `tests/graceful_test.rs` runs
+/// this one.)
+///
+/// ```no_run
+/// #[graceful::test(grace = "1s")]
+/// async fn service_stops_when_asked() {
+///     graceful::spawn_service("worker", graceful::shutdown_requested());
+/// }
+/// ```
+#[doc(inline)]
+pub use graceful_macros::test;
 
 pub use graceful_runtime::{
     deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,

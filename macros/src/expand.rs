@@ -50,11 +50,18 @@ fn expand(args: TokenStream, item: TokenStream, entry: Entry) -> TokenStream {
     quote!(#(#errors)* #expanded)
 }
 
+fn is_test_attribute(attr: &syn::Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "test")
+}
+
 fn second_test_attribute(function: &Function) -> Option<syn::Error> {
     function
         .attrs
         .iter()
-        .find(|a| a.path().segments.last().is_some_and(|s| s.ident == "test"))
+        .find(|a| is_test_attribute(a))
         .map(|a| {
             syn::Error::new(
                 a.span(),

@@ -237,3 +237,67 @@ impl<T> Future for ShutdownWaitsFor<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::sync::atomic::Ordering;
+    use std::sync::Weak;
+    use std::task::Waker;
+
+    use super::*;
+    use crate::registry::Registry;
+
+    fn poll<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn tracked<F>(registry: &Registry, kind: TaskKind, future: F) -> Tracked<F> {
+        let (slot, _) = registry.insert(kind, None, Location::caller(), true);
+        Tracked { future, slot }
+    }
+
+    #[test]
+    fn entry_lives_until_the_future_is_dropped() {
+        let registry = Registry::new(Weak::new(), false);
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let mut task = Box::pin(tracked(&registry, TaskKind::Task, rx));
+        assert!(poll(task.as_mut()).is_pending());
+        assert_eq!(registry.snapshot().len(), 1);
+        tx.send(7).unwrap();
+        assert_eq!(poll(task.as_mut()), Poll::Ready(Ok(7)));
+        // Completion is not the end: tokio drops the future right after, and that removes it.
+        assert_eq!(registry.count(&[TaskKind::Task]), 1);
+        drop(task);
+        assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    }
+
+    #[test]
+    fn task_spawned_after_the_cancel_step_never_runs_its_body() {
+        let registry = Registry::new(Weak::new(), false);
+        registry.cancel_tasks();
+        let mut task = pin!(tracked(&registry, TaskKind::Task, async {
+            panic!("a task spawned after the cancel step was polled")
+        }));
+        assert!(poll(task.as_mut()).is_pending());
+        // Services spawned during the shutdown still run: they are drained, not cancelled.
+        let mut service = pin!(tracked(&registry, TaskKind::Service, async { 5 }));
+        assert_eq!(poll(service.as_mut()), Poll::Ready(5));
+    }
+
+    #[test]
+    fn a_panic_is_counted_and_passed_on() {
+        let registry = Registry::new(Weak::new(), false);
+        let mut task = Box::pin(tracked(&registry, TaskKind::Task, async {
+            panic!("boom");
+        }));
+        let result = catch_unwind(AssertUnwindSafe(|| poll(task.as_mut())));
+        assert!(
+            result.is_err(),
+            "the panic reaches tokio, which gives it to the JoinHandle"
+        );
+        assert_eq!(registry.common.panics.load(Ordering::SeqCst), 1);
+        drop(task);
+        assert!(registry.snapshot().is_empty());
+    }
+}

@@ -4,7 +4,7 @@
 
 #![allow(dead_code, unused_imports)] // Each test file uses part of it.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -95,11 +95,14 @@ impl Fixture {
                 let _ = lines_tx.send(line);
             }
         });
-        let mut stderr = child.stderr.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let stderr_reader = thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
+            let mut lines = Vec::new();
+            for line in BufReader::new(stderr).split(b'\n') {
+                let Ok(line) = line else { break };
+                lines.push((Instant::now(), String::from_utf8_lossy(&line).into_owned()));
+            }
+            lines
         });
         Running {
             child: Some(child),
@@ -125,7 +128,7 @@ pub struct Running {
     lines: Receiver<String>,
     stdout: Arc<Mutex<String>>,
     stdout_reader: Option<thread::JoinHandle<()>>,
-    stderr_reader: Option<thread::JoinHandle<String>>,
+    stderr_reader: Option<thread::JoinHandle<Vec<(Instant, String)>>>,
     started: Instant,
     signalled: Option<Instant>,
 }
@@ -180,14 +183,24 @@ impl Running {
             thread::sleep(Duration::from_millis(5));
         };
         let exited = Instant::now();
-        let stderr = self.stderr_reader.take().unwrap().join().unwrap();
+        let stderr_lines = self.stderr_reader.take().unwrap().join().unwrap();
         self.stdout_reader.take().unwrap().join().unwrap();
         let stdout = self.stdout.lock().unwrap().clone();
+        let signalled = self.signalled;
         Finished {
             name: self.name.clone(),
             status,
             stdout,
-            stderr,
+            stderr: stderr_lines.iter().map(|(_, l)| format!("{l}\n")).collect(),
+            stderr_after_signal: stderr_lines
+                .into_iter()
+                .map(|(at, line)| {
+                    (
+                        signalled.map_or(Duration::ZERO, |s| at.saturating_duration_since(s)),
+                        line,
+                    )
+                })
+                .collect(),
             elapsed: exited - self.started,
             since_signal: self.signalled.map(|at| exited - at),
         }
@@ -209,6 +222,8 @@ pub struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// Each stderr line with when it arrived, counted from the first signal.
+    pub stderr_after_signal: Vec<(Duration, String)>,
     /// From start to exit.
     pub elapsed: Duration,
     /// From the first signal sent to exit.
@@ -256,6 +271,16 @@ impl Finished {
             "stderr lacks {needle:?}: {self:#?}"
         );
         self
+    }
+
+    /// The first stderr line containing `needle`, and how long after the signal it came.
+    #[track_caller]
+    pub fn stderr_line(&self, needle: &str) -> (Duration, &str) {
+        self.stderr_after_signal
+            .iter()
+            .find(|(_, line)| line.contains(needle))
+            .map(|(at, line)| (*at, line.as_str()))
+            .unwrap_or_else(|| panic!("no stderr line with {needle:?}: {self:#?}"))
     }
 
     #[track_caller]

@@ -1,0 +1,4 @@
+#[graceful::test(signals = ["SIGINT"])]
+async fn uses_signals() {}
+
+fn main() {}

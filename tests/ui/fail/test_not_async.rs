@@ -1,0 +1,4 @@
+#[graceful::test]
+fn not_async() {}
+
+fn main() {}

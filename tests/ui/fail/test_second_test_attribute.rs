@@ -1,0 +1,5 @@
+#[graceful::test]
+#[test]
+async fn twice() {}
+
+fn main() {}
