@@ -66,3 +66,30 @@ fn signal_exit_code_replaces_death_by_signal() {
     child.signal(SIGTERM);
     child.wait().assert_code(0);
 }
+
+#[test]
+fn pid_1_ignoring_the_reraised_signal_exits_128_plus_n() {
+    // PID 1 of a PID namespace ignores signals whose action is the default: the re-raise does
+    // nothing, and the exit must come from the `exit(128 + n)` fallback instead of a hang.
+    let usable = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("note: `unshare --pid` is not available here; PID 1 behaviour not checked");
+        return;
+    }
+    let out = support::program("unshare", "self_sigterm as PID 1")
+        .arg("--pid")
+        .arg("--fork")
+        .arg(support::fixture_path("self_sigterm"))
+        .run();
+    out.assert_stdout_has("pid 1\n")
+        .assert_stdout_has("shutdown by Signal(\"SIGTERM\")")
+        .assert_code(128 + SIGTERM);
+}
+
+#[test]
+fn not_pid_1_the_same_program_dies_by_the_signal() {
+    fixture("self_sigterm").run().assert_killed_by(SIGTERM);
+}

@@ -47,21 +47,30 @@ pub struct Fixture {
     name: String,
 }
 
-pub fn fixture(name: &str) -> Fixture {
-    let path = fixtures_dir().join(name);
-    assert!(path.exists(), "no fixture program {}", path.display());
+/// The path of a fixture program, for tests that start it through another program.
+pub fn fixture_path(name: &str) -> PathBuf {
+    fixtures_dir().join(name)
+}
+
+/// Starts any program with the helper's plumbing (bounded waits, kill on drop).
+pub fn program(path: impl AsRef<std::ffi::OsStr>, name: &str) -> Fixture {
     let mut command = Command::new(path);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // A subscriber set by the environment must not change what the report prints.
         .env_remove("RUST_LOG")
         .env("RUST_BACKTRACE", "0");
     Fixture {
         command,
         name: name.to_string(),
     }
+}
+
+pub fn fixture(name: &str) -> Fixture {
+    let path = fixtures_dir().join(name);
+    assert!(path.exists(), "no fixture program {}", path.display());
+    program(path, name)
 }
 
 impl Fixture {
