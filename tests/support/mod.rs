@@ -26,16 +26,21 @@ fn fixtures_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command.args(["build", "-q", "-p", "graceful-fixtures", "--bins"]);
-        if !cfg!(debug_assertions) {
-            command.arg("--release");
+        for targets in [
+            &["-p", "graceful-fixtures", "--bins"][..],
+            &["-p", "graceful", "--examples"][..],
+        ] {
+            let mut command = Command::new(&cargo);
+            command.args(["build", "-q"]).args(targets);
+            if !cfg!(debug_assertions) {
+                command.arg("--release");
+            }
+            let status = command
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo to build the fixtures");
+            assert!(status.success(), "building {targets:?} failed");
         }
-        let status = command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo to build the fixtures");
-        assert!(status.success(), "building the fixtures failed");
         // The test binary lives in <target>/<profile>/deps; the fixtures in <target>/<profile>.
         let exe = std::env::current_exe().unwrap();
         exe.parent().unwrap().parent().unwrap().to_path_buf()
@@ -45,6 +50,13 @@ fn fixtures_dir() -> &'static PathBuf {
 pub struct Fixture {
     command: Command,
     name: String,
+}
+
+/// One of the crate's examples, as `cargo run --example NAME` would run it.
+pub fn example(name: &str) -> Fixture {
+    let path = fixtures_dir().join("examples").join(name);
+    assert!(path.exists(), "no example program {}", path.display());
+    program(path, name)
 }
 
 /// The path of a fixture program, for tests that start it through another program.

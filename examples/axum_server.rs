@@ -1,0 +1,37 @@
+//! A real HTTP server: on SIGTERM it stops accepting (new connections are refused) while the
+//! requests in flight finish during the drain, then the process exits.
+//!
+//! ```text
+//! cargo run --example axum_server            # listens on 127.0.0.1:3000
+//! curl 127.0.0.1:3000/slow & sleep 0.5; kill -TERM <pid>   # the slow request still gets its 200
+//! ```
+
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+
+#[graceful::main(grace = "10s")]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
+    let app = Router::new()
+        .route("/", get(|| async { "hello\n" }))
+        .route("/slow", get(slow));
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("axum server listening on {}", listener.local_addr()?);
+    // `shutdown_requested()` is `Send + 'static`: it plugs in as it is. axum closes the listener
+    // at once and waits for open connections; `main` is drained, so that wait is part of ours.
+    axum::serve(listener, app)
+        .with_graceful_shutdown(graceful::shutdown_requested())
+        .await?;
+    println!("axum server: every request answered");
+    Ok(())
+}
+
+async fn slow() -> &'static str {
+    println!("slow request started");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    "slow response, complete\n"
+}

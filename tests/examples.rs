@@ -1,0 +1,121 @@
+//! Every example, run as a user runs it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::{example, SIGINT, SIGTERM, SLACK};
+
+/// `... listening on 127.0.0.1:PORT` → the address.
+fn address(line: &str) -> String {
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn tour_runs_to_completion_and_tells_the_story() {
+    let out = example("tour").run();
+    out.assert_code(0);
+    for line in [
+        "task 0: cancelled",
+        "ticker: flushed",
+        "protected write: saved",
+        "indexer: stopped after",
+        "hook: deregistering from service discovery\nhook: closing the database pool",
+    ] {
+        out.assert_stdout_has(line);
+    }
+    out.assert_stdout_has("shutdown (SIGTERM) finished in");
+}
+
+#[test]
+fn lifespan_closes_the_pool_after_its_users_drained() {
+    let out = example("lifespan").run();
+    out.assert_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?}: {out:#?}"))
+    };
+    assert!(at("pool opened") < at("work done"));
+    assert!(at("refresher stopped") < at("pool closed"));
+    assert!(at("worker finished its last query") < at("pool closed"));
+}
+
+#[test]
+fn blocking_example_abandons_the_uncooperative_job_without_a_hang() {
+    let out = example("blocking").run();
+    out.assert_code(0)
+        .assert_stdout_has("indexer stopped after")
+        .assert_stdout_has("checksum stopped at")
+        .assert_stderr_has(
+            "abandoned at the deadline (still running): blocking job \"legacy-call\"",
+        );
+    assert!(!out.stderr.contains("panicked"), "{out:#?}");
+    // 0.4 s of work, then the 1 s grace.
+    assert!(
+        out.elapsed < Duration::from_millis(1400) + SLACK,
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn echo_client_talks_to_echo_server_which_stops_on_sigint() {
+    let mut server = example("echo_server").arg("127.0.0.1:0").start();
+    let addr = address(&server.wait_for_line("listening on"));
+    let client = example("echo_client").arg(&addr).run();
+    client
+        .assert_code(0)
+        .assert_stdout_has("sent \"hello\", got \"hello\"")
+        .assert_stdout_has("sent \"world\", got \"world\"");
+    server.signal(SIGINT);
+    server
+        .wait()
+        .assert_killed_by(SIGINT)
+        .assert_exited_within(Duration::ZERO)
+        .assert_stdout_has("stopped accepting, goodbye");
+}
+
+#[test]
+fn axum_server_finishes_requests_in_flight_and_refuses_new_connections() {
+    let mut server = example("axum_server").arg("127.0.0.1:0").start();
+    let addr = address(&server.wait_for_line("listening on"));
+
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(support::TIMEOUT)).unwrap();
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    server.wait_for_line("slow request started");
+    server.signal(SIGTERM);
+
+    // The listener closes as the shutdown starts; poll (bounded) until connecting is refused.
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpStream::connect(&addr) {
+            Err(err) => {
+                assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+                break;
+            }
+            Ok(_) => {
+                assert!(Instant::now() < end, "still accepting 5 s after SIGTERM");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    let mut response = String::new();
+    slow.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.ends_with("slow response, complete\n"),
+        "{response}"
+    );
+
+    server
+        .wait()
+        .assert_killed_by(SIGTERM)
+        .assert_stdout_has("every request answered");
+}
