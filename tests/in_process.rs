@@ -47,7 +47,7 @@ fn acting_outside_a_runtime_panics_with_a_clear_message() {
         message(|| drop(graceful::spawn(async {}))),
         "graceful::spawn called outside #[graceful::main] or graceful::Builder::run"
     );
-    assert!(message(|| graceful::shutdown()).starts_with("graceful::shutdown called outside"));
+    assert!(message(graceful::shutdown).starts_with("graceful::shutdown called outside"));
     assert!(message(|| drop(graceful::token())).starts_with("graceful::token called outside"));
     assert!(message(|| graceful::on_shutdown(async {})).starts_with("graceful::on_shutdown called"));
 }
