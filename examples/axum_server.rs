@@ -18,7 +18,8 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:3000".into());
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
-        .route("/slow", get(slow));
+        .route("/slow", get(slow))
+        .route("/ready", get(ready));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("axum server listening on {}", listener.local_addr()?);
     // `shutdown_requested()` is `Send + 'static`: it plugs in as it is. axum closes the listener
@@ -28,6 +29,16 @@ async fn main() -> std::io::Result<()> {
         .await?;
     println!("axum server: every request answered");
     Ok(())
+}
+
+/// The readiness probe of `examples/kubernetes.yaml`: failing from the first moment of the
+/// shutdown (all of `drain_delay` included), so the load balancer stops sending new requests.
+async fn ready() -> axum::http::StatusCode {
+    if graceful::is_shutting_down() {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        axum::http::StatusCode::OK
+    }
 }
 
 async fn slow() -> &'static str {

@@ -117,7 +117,7 @@ pub use graceful_macros::main;
 pub use graceful_macros::test;
 
 pub use graceful_runtime::{
-    deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,
+    deadline, is_shutting_down, on_shutdown, ready, reason, shutdown, shutdown_requested,
     shutdown_waits_for, shutdown_with_code, spawn, spawn_blocking, spawn_service, tasks, token,
     Builder, Flavor, Reason, ShutdownRequested, ShutdownWaitsFor, StopFlag, TaskInfo, TaskKind,
     DEFAULT_GRACE,

@@ -40,6 +40,7 @@ impl Entry {
                 "signal_exit_code",
                 "drain_delay",
                 "dump_signal",
+                "notify_ready",
                 "crate",
             ],
             Entry::Test => &[
@@ -88,6 +89,7 @@ pub(crate) struct Settings {
     pub(crate) drain_delay: Option<Duration>,
     pub(crate) dump_signal: Option<LitStr>,
     pub(crate) start_paused: bool,
+    pub(crate) notify_ready_auto: bool,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -107,6 +109,7 @@ impl Settings {
             drain_delay: None,
             dump_signal: None,
             start_paused: false,
+            notify_ready_auto: false,
             krate: None,
         }
     }
@@ -129,6 +132,7 @@ pub(crate) struct Options {
     drain_delay: At<(Duration, Span)>,
     dump_signal: At<LitStr>,
     start_paused: At<bool>,
+    notify_ready: At<bool>,
     krate: At<syn::Path>,
 }
 
@@ -329,6 +333,19 @@ fn dump_signal(value: &syn::Expr) -> syn::Result<LitStr> {
     Ok(lit)
 }
 
+/// `"auto"` (send `READY=1` when `main` first awaits) or `"manual"` (when it calls `ready()`).
+fn notify_ready(value: &syn::Expr) -> syn::Result<bool> {
+    let lit = lit_str(value, "notify_ready", "`\"auto\"` or `\"manual\"`")?;
+    match lit.value().as_str() {
+        "auto" => Ok(true),
+        "manual" => Ok(false),
+        other => Err(syn::Error::new(
+            lit.span(),
+            format!("`notify_ready` must be `\"auto\"` or `\"manual\"`, not `{other}`"),
+        )),
+    }
+}
+
 fn signal_exit_code(value: &syn::Expr) -> syn::Result<LitInt> {
     let lit = lit_int(value, "signal_exit_code", "an exit status from 0 to 255")?;
     if lit.base10_parse::<u8>().is_err() {
@@ -455,6 +472,9 @@ impl Options {
                     duration(&value, &name).and_then(|v| set(&mut o.drain_delay, &key, v))
                 }
                 "dump_signal" => dump_signal(&value).and_then(|v| set(&mut o.dump_signal, &key, v)),
+                "notify_ready" => {
+                    notify_ready(&value).and_then(|v| set(&mut o.notify_ready, &key, v))
+                }
                 "crate" => krate(&value).and_then(|v| set(&mut o.krate, &key, v)),
                 _ => unreachable!("every name in `Entry::options` has a parser"),
             };
@@ -548,6 +568,7 @@ impl Options {
             drain_delay: self.drain_delay.map(|((d, _), _)| d),
             dump_signal: self.dump_signal.map(|(v, _)| v),
             start_paused: self.start_paused.is_some_and(|(v, _)| v),
+            notify_ready_auto: self.notify_ready.is_some_and(|(v, _)| v),
             krate: self.krate.map(|(v, _)| v),
         })
     }

@@ -127,6 +127,9 @@ fn builder(settings: &Settings, entry: Entry) -> TokenStream {
     if let Some(name) = &settings.dump_signal {
         calls.extend(quote!(.dump_signal(#name)));
     }
+    if settings.notify_ready_auto {
+        calls.extend(quote!(.notify_ready_on_first_await(true)));
+    }
     if settings.start_paused {
         calls.extend(quote!(.start_paused(true)));
     }

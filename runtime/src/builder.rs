@@ -41,6 +41,8 @@ pub(crate) struct Config {
     /// Whether this run may end the process (death by a signal, the watchdog's forced exit):
     /// not under `#[graceful::test]`, where the harness owns the process.
     pub(crate) exits_process: bool,
+    /// Send systemd's `READY=1` the first time `main` awaits.
+    pub(crate) notify_ready_auto: bool,
     #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) start_paused: bool,
 }
@@ -108,6 +110,7 @@ impl Builder {
                 drain_delay: Duration::ZERO,
                 dump_signal: None,
                 exits_process: true,
+                notify_ready_auto: false,
                 start_paused: false,
             },
         }
@@ -218,6 +221,13 @@ impl Builder {
         self
     }
 
+    /// `notify_ready = "auto"`: send systemd's `READY=1` the first time `main` awaits, rather than
+    /// when it calls [`ready()`](crate::ready). A no-op without `NOTIFY_SOCKET`.
+    pub fn notify_ready_on_first_await(mut self, yes: bool) -> Builder {
+        self.config.notify_ready_auto = yes;
+        self
+    }
+
     /// `#[graceful::test]`: starts the tokio clock paused (needs the `test-util` feature).
     #[cfg(feature = "test-util")]
     pub fn start_paused(mut self, yes: bool) -> Builder {
@@ -317,6 +327,7 @@ impl Builder {
         };
         let _ = shared.handle.set(runtime.handle().clone());
         let enter = context::enter(shared.clone());
+        shared.start_watchdog_pings();
 
         let listener = match signals::listen(&shared) {
             Ok(listener) => listener,

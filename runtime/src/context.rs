@@ -15,6 +15,7 @@ use crate::blocking::StopFlag;
 use crate::builder::Config;
 use crate::registry::Registry;
 use crate::shutdown::{Hooks, Trigger};
+use crate::systemd::Notifier;
 use crate::watchdog::Watchdog;
 
 pub(crate) struct Shared {
@@ -30,10 +31,15 @@ pub(crate) struct Shared {
     pub(crate) watchdog: Watchdog,
     /// Claimed by whichever thread ends the process (see `exit`).
     pub(crate) exiting: AtomicBool,
+    /// systemd's notify socket, when the process runs under a `Type=notify` unit.
+    pub(crate) notifier: Option<Notifier>,
+    pub(crate) ready_sent: AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Arc<Shared> {
+        // `#[graceful::test]` runs are not the service the manager watches.
+        let config_notifies = config.exits_process;
         Arc::new_cyclic(|weak| Shared {
             registry: Registry::new(weak.clone(), config.stop_on_panic),
             config,
@@ -44,6 +50,12 @@ impl Shared {
             hooks: Hooks::default(),
             watchdog: Watchdog::default(),
             exiting: AtomicBool::new(false),
+            notifier: if config_notifies {
+                Notifier::from_env()
+            } else {
+                None
+            },
+            ready_sent: AtomicBool::new(false),
         })
     }
 

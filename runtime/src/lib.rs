@@ -15,6 +15,7 @@ mod report;
 mod shutdown;
 mod signals;
 mod spawn;
+mod systemd;
 mod watchdog;
 
 pub use blocking::{spawn_blocking, StopFlag};
@@ -26,6 +27,7 @@ pub use shutdown::{
 };
 pub use signals::{UNIX_SIGNALS, WINDOWS_SIGNALS};
 pub use spawn::{shutdown_waits_for, spawn, spawn_service, ShutdownWaitsFor};
+pub use systemd::ready;
 
 /// A snapshot of the live tracked work of this thread's graceful runtime: name, kind, spawn
 /// location and age of each (asyncio's `all_tasks()`). `main` is in it as the service `main`.

@@ -109,6 +109,7 @@ impl Shared {
         }
         self.registry.common.watching.store(true, Ordering::SeqCst);
         self.watchdog.arm(at, deadline);
+        self.notify_stopping();
         self.trigger.fired.cancel();
         true
     }
@@ -379,6 +380,9 @@ struct Main<F> {
     future: Option<Pin<Box<F>>>,
     slot: Option<Slot>,
     outcome: Option<MainOutcome>,
+    /// `notify_ready = "auto"`: start-up is over the first time `main` waits.
+    notify_on_pending: bool,
+    shared: Option<Arc<Shared>>,
 }
 
 impl<F> Main<F>
@@ -391,7 +395,15 @@ where
             return Poll::Ready(());
         };
         let outcome = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Pending) => {
+                if self.notify_on_pending {
+                    self.notify_on_pending = false;
+                    if let Some(shared) = &self.shared {
+                        shared.notify_ready();
+                    }
+                }
+                return Poll::Pending;
+            }
             Ok(Poll::Ready(value)) => MainOutcome::Returned(value.report()),
             Err(_) => MainOutcome::Panicked,
         };
@@ -446,6 +458,8 @@ where
         future: Some(Box::pin(future)),
         slot: Some(registry.insert_main(location)),
         outcome: None,
+        notify_on_pending: shared.config.notify_ready_auto,
+        shared: Some(shared.clone()),
     };
 
     // Running: until a trigger, or until `main` ends (which triggers, unless `run_forever`).

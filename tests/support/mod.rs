@@ -117,11 +117,14 @@ impl Fixture {
             }
         });
         let stderr = child.stderr.take().unwrap();
+        let (stderr_tx, stderr_live) = mpsc::channel();
         let stderr_reader = thread::spawn(move || {
             let mut lines = Vec::new();
             for line in BufReader::new(stderr).split(b'\n') {
                 let Ok(line) = line else { break };
-                lines.push((Instant::now(), String::from_utf8_lossy(&line).into_owned()));
+                let line = String::from_utf8_lossy(&line).into_owned();
+                let _ = stderr_tx.send(line.clone());
+                lines.push((Instant::now(), line));
             }
             lines
         });
@@ -129,6 +132,7 @@ impl Fixture {
             child: Some(child),
             name: self.name,
             lines,
+            stderr_live,
             stdout: stdout_text,
             stdout_reader: Some(stdout_reader),
             stderr_reader: Some(stderr_reader),
@@ -147,6 +151,7 @@ pub struct Running {
     child: Option<Child>,
     name: String,
     lines: Receiver<String>,
+    stderr_live: Receiver<String>,
     stdout: Arc<Mutex<String>>,
     stdout_reader: Option<thread::JoinHandle<()>>,
     stderr_reader: Option<thread::JoinHandle<Vec<(Instant, String)>>>,
@@ -161,10 +166,24 @@ impl Running {
 
     /// Waits until the program prints a line containing `marker`; panics (killing it) on timeout.
     pub fn wait_for_line(&mut self, marker: &str) -> String {
+        self.wait_on(marker, false)
+    }
+
+    /// The same, on stderr.
+    pub fn wait_for_stderr(&mut self, marker: &str) -> String {
+        self.wait_on(marker, true)
+    }
+
+    fn wait_on(&mut self, marker: &str, stderr: bool) -> String {
         let end = Instant::now() + TIMEOUT;
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            let lines = if stderr {
+                &self.stderr_live
+            } else {
+                &self.lines
+            };
+            match lines.recv_timeout(left) {
                 Ok(line) if line.contains(marker) => return line,
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Timeout) => {

@@ -1,0 +1,134 @@
+//! systemd's notify protocol: `READY=1` from [`ready()`], `STOPPING=1` and `EXTEND_TIMEOUT_USEC`
+//! when the shutdown starts, `WATCHDOG=1` every half `WATCHDOG_USEC`. A datagram to
+//! `NOTIFY_SOCKET`, as `sd_notify(3)` sends it; nothing at all when the variable is unset.
+
+use std::time::Duration;
+
+use crate::context;
+
+/// The connection to the service manager, read from the environment when `run` starts.
+pub(crate) struct Notifier {
+    #[cfg(all(unix, feature = "systemd"))]
+    socket: std::os::unix::net::UnixDatagram,
+    #[cfg(all(unix, feature = "systemd"))]
+    address: std::os::unix::net::SocketAddr,
+    /// Half of `WATCHDOG_USEC`, when the manager expects pings from this process.
+    pub(crate) ping_every: Option<Duration>,
+}
+
+impl Notifier {
+    #[cfg(all(unix, feature = "systemd"))]
+    pub(crate) fn from_env() -> Option<Notifier> {
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+        let path = std::env::var_os("NOTIFY_SOCKET")?;
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+        let address = match bytes.strip_prefix(b"@") {
+            // A name in Linux's abstract namespace.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Some(name) => {
+                #[cfg(target_os = "android")]
+                use std::os::android::net::SocketAddrExt;
+                #[cfg(target_os = "linux")]
+                use std::os::linux::net::SocketAddrExt;
+                SocketAddr::from_abstract_name(name).ok()?
+            }
+            _ => SocketAddr::from_pathname(&path).ok()?,
+        };
+        let socket = UnixDatagram::unbound().ok()?;
+        Some(Notifier {
+            socket,
+            address,
+            ping_every: watchdog_period().map(|period| period / 2),
+        })
+    }
+
+    #[cfg(not(all(unix, feature = "systemd")))]
+    pub(crate) fn from_env() -> Option<Notifier> {
+        None
+    }
+
+    pub(crate) fn send(&self, message: &str) {
+        // Best effort, like sd_notify: a manager that went away is no reason to fail.
+        #[cfg(all(unix, feature = "systemd"))]
+        let _ = self.socket.send_to_addr(message.as_bytes(), &self.address);
+        #[cfg(not(all(unix, feature = "systemd")))]
+        let _ = message;
+    }
+}
+
+/// `WATCHDOG_USEC`, if it is meant for this process (`WATCHDOG_PID` unset or ours).
+#[cfg(all(unix, feature = "systemd"))]
+fn watchdog_period() -> Option<Duration> {
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
+        if pid.to_str()?.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec))
+}
+
+/// Tells the service manager that start-up is done: systemd's `READY=1` when `NOTIFY_SOCKET` is
+/// set (a `Type=notify` unit), nothing otherwise. Only the first call sends.
+///
+/// With `notify_ready = "auto"` the runtime sends it itself the first time `main` awaits, which
+/// fits programs whose start-up is everything before their first `.await` on work.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     // Bind sockets, open pools...
+///     graceful::ready();
+/// });
+/// ```
+pub fn ready() {
+    context::with(|shared| {
+        if let Some(shared) = shared {
+            shared.notify_ready();
+        }
+    })
+}
+
+impl crate::context::Shared {
+    pub(crate) fn notify_ready(&self) {
+        use std::sync::atomic::Ordering;
+        if let Some(notifier) = &self.notifier {
+            if !self.ready_sent.swap(true, Ordering::SeqCst) {
+                notifier.send("READY=1");
+            }
+        }
+    }
+
+    /// At the trigger: the manager learns we are stopping, and that it may take the whole grace.
+    pub(crate) fn notify_stopping(&self) {
+        if let Some(notifier) = &self.notifier {
+            let usec = (self.config.grace + Duration::from_secs(1)).as_micros();
+            notifier.send(&format!("STOPPING=1\nEXTEND_TIMEOUT_USEC={usec}"));
+        }
+    }
+
+    /// Pings from a task on the runtime, not from a thread of ours: a wedged runtime stops
+    /// pinging, which is what the manager's watchdog is there to catch.
+    pub(crate) fn start_watchdog_pings(self: &std::sync::Arc<Self>) {
+        let Some(every) = self.notifier.as_ref().and_then(|n| n.ping_every) else {
+            return;
+        };
+        let shared = std::sync::Arc::downgrade(self);
+        self.handle().spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                interval.tick().await;
+                match shared.upgrade() {
+                    Some(shared) => {
+                        if let Some(notifier) = &shared.notifier {
+                            notifier.send("WATCHDOG=1");
+                        }
+                    }
+                    None => return,
+                }
+            }
+        });
+    }
+}
