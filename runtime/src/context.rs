@@ -96,6 +96,18 @@ pub(crate) fn expect(what: &str) -> Arc<Shared> {
     }
 }
 
+/// Runs `f` with the runtime of this thread, without the `Arc` clone of [`expect`]: the spawn
+/// path is hot, and two spawners cloning one `Arc` contend on its counter.
+#[track_caller]
+pub(crate) fn with_expect<R>(what: &str, f: impl FnOnce(&Arc<Shared>) -> R) -> R {
+    let mut f = Some(f);
+    let out = with(|shared| shared.map(|s| (f.take().unwrap())(s)));
+    match out {
+        Some(r) => r,
+        None => panic!("{what} called outside #[graceful::main] or graceful::Builder::run"),
+    }
+}
+
 /// Makes `shared` the runtime of this thread until the guard drops, restoring what was there.
 pub(crate) struct Enter {
     previous: Option<Arc<Shared>>,

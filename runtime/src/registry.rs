@@ -130,16 +130,78 @@ enum State {
     Finished,
 }
 
+/// 32 bytes: one is kept per live task, and SPEC §9 allows 64 bytes per task in all.
 struct Entry {
     abort: Option<AbortHandle>,
     location: &'static Location<'static>,
-    /// Nanoseconds since the registry's epoch: 8 bytes where an `Instant` takes 16.
-    started: u64,
     /// Boxed: most entries (plain `spawn`) have none, and a thin pointer keeps entries small.
     name: Option<Box<Cow<'static, str>>>,
-    kind: TaskKind,
-    state: State,
-    is_main: bool,
+    meta: Meta,
+}
+
+/// Start time (microseconds since the registry's epoch: 2^56 µs is two thousand years), kind,
+/// state and the `main` flag, in one word.
+#[derive(Clone, Copy)]
+struct Meta(u64);
+
+impl Meta {
+    fn new(started_us: u64, kind: TaskKind, state: State, is_main: bool) -> Meta {
+        let state = match state {
+            State::Pending => 0,
+            State::Armed => 1,
+            State::Finished => 2,
+        };
+        let flags = kind.index() as u64 | state << 3 | u64::from(is_main) << 5;
+        Meta(started_us << 8 | flags)
+    }
+
+    fn started_us(self) -> u64 {
+        self.0 >> 8
+    }
+
+    fn kind(self) -> TaskKind {
+        [
+            TaskKind::Task,
+            TaskKind::Service,
+            TaskKind::Protected,
+            TaskKind::Blocking,
+            TaskKind::Hook,
+        ][(self.0 & 0b111) as usize]
+    }
+
+    fn state(self) -> State {
+        match (self.0 >> 3) & 0b11 {
+            0 => State::Pending,
+            1 => State::Armed,
+            _ => State::Finished,
+        }
+    }
+
+    fn is_main(self) -> bool {
+        self.0 & (1 << 5) != 0
+    }
+
+    fn with_state(self, state: State) -> Meta {
+        Meta::new(self.started_us(), self.kind(), state, self.is_main())
+    }
+
+    fn with_main(self) -> Meta {
+        Meta(self.0 | 1 << 5)
+    }
+}
+
+impl Entry {
+    fn kind(&self) -> TaskKind {
+        self.meta.kind()
+    }
+
+    fn state(&self) -> State {
+        self.meta.state()
+    }
+
+    fn set_state(&mut self, state: State) {
+        self.meta = self.meta.with_state(state);
+    }
 }
 
 /// State the tracked futures reach through their shard, without touching `Shared`.
@@ -158,6 +220,10 @@ pub(crate) struct Common {
 }
 
 impl Common {
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
     pub(crate) fn cancels_at_once(&self, kind: TaskKind) -> bool {
         (kind == TaskKind::Task && self.cancelling.load(Ordering::SeqCst))
             || (kind != TaskKind::Blocking && self.aborting.load(Ordering::SeqCst))
@@ -258,14 +324,12 @@ impl Registry {
     ) -> (Slot, At) {
         let index = shard_hint() % SHARDS;
         let shard = &self.shards[index];
+        let state = if armed { State::Armed } else { State::Pending };
         let entry = Entry {
             abort: None,
             location,
-            started: self.common.epoch.elapsed().as_nanos() as u64,
             name: name.map(Box::new),
-            kind,
-            state: if armed { State::Armed } else { State::Pending },
-            is_main: false,
+            meta: Meta::new(self.common.now_us(), kind, state, false),
         };
         let key = {
             let mut inner = lock(&shard.inner);
@@ -285,7 +349,9 @@ impl Registry {
     /// `main` is a service named "main" with no abort handle: the sequence drops it itself.
     pub(crate) fn insert_main(&self, location: &'static Location<'static>) -> Slot {
         let (slot, at) = self.insert(TaskKind::Service, Some("main".into()), location, true);
-        lock(&self.shards[at.shard].inner).entries[at.key as usize].is_main = true;
+        let entries = &mut lock(&self.shards[at.shard].inner).entries;
+        let entry = &mut entries[at.key as usize];
+        entry.meta = entry.meta.with_main();
         slot
     }
 
@@ -293,14 +359,14 @@ impl Registry {
         let shard = &self.shards[at.shard];
         let mut inner = lock(&shard.inner);
         let key = at.key as usize;
-        if inner.entries[key].state == State::Finished {
+        if inner.entries[key].state() == State::Finished {
             let entry = shard.remove(&mut inner, key);
             drop(inner);
             drop(entry);
         } else {
             let entry = &mut inner.entries[key];
             entry.abort = Some(abort);
-            entry.state = State::Armed;
+            entry.set_state(State::Armed);
         }
     }
 
@@ -324,7 +390,7 @@ impl Registry {
     /// Step 5: abort all async work left and say what it was.
     pub(crate) fn abort_all(&self) -> Vec<TaskInfo> {
         self.common.aborting.store(true, Ordering::SeqCst);
-        let now = self.common.epoch.elapsed().as_nanos() as u64;
+        let now = self.common.now_us();
         let mut aborted = Vec::new();
         self.abort_where(
             |kind| kind != TaskKind::Blocking,
@@ -338,7 +404,7 @@ impl Registry {
         for shard in self.shards.iter() {
             let inner = lock(&shard.inner);
             for (_, entry) in inner.entries.iter() {
-                if entry.state == State::Finished || !which(entry.kind) {
+                if entry.state() == State::Finished || !which(entry.kind()) {
                     continue;
                 }
                 if let Some(abort) = &entry.abort {
@@ -353,7 +419,7 @@ impl Registry {
 
     /// What is alive now, in spawn order within a shard.
     pub(crate) fn snapshot(&self) -> Vec<TaskInfo> {
-        let now = self.common.epoch.elapsed().as_nanos() as u64;
+        let now = self.common.now_us();
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let inner = lock(&shard.inner);
@@ -361,7 +427,7 @@ impl Registry {
                 inner
                     .entries
                     .iter()
-                    .filter(|(_, e)| e.state != State::Finished)
+                    .filter(|(_, e)| e.state() != State::Finished)
                     .map(|(_, e)| info(e, now)),
             );
         }
@@ -369,20 +435,20 @@ impl Registry {
     }
 }
 
-fn info(entry: &Entry, now: u64) -> TaskInfo {
+fn info(entry: &Entry, now_us: u64) -> TaskInfo {
     TaskInfo {
         name: entry.name.as_deref().cloned().unwrap_or(Cow::Borrowed("")),
-        kind: entry.kind,
+        kind: entry.kind(),
         location: entry.location,
-        age: Duration::from_nanos(now.saturating_sub(entry.started)),
-        is_main: entry.is_main,
+        age: Duration::from_micros(now_us.saturating_sub(entry.meta.started_us())),
+        is_main: entry.meta.is_main(),
     }
 }
 
 impl Shard {
     fn remove(&self, inner: &mut ShardInner, key: usize) -> Entry {
         let entry = inner.entries.remove(key);
-        let live = &mut inner.live[entry.kind.index()];
+        let live = &mut inner.live[entry.kind().index()];
         *live -= 1;
         if *live == 0 && self.common.watching.load(Ordering::SeqCst) {
             self.common.changed.notify_one();
@@ -404,8 +470,10 @@ impl Slot {
     pub(crate) fn panicked(&self) {
         let common = &self.shard.common;
         common.panics.fetch_add(1, Ordering::SeqCst);
-        let now = common.epoch.elapsed().as_nanos() as u64;
-        let entry = info(&lock(&self.shard.inner).entries[self.key as usize], now);
+        let entry = info(
+            &lock(&self.shard.inner).entries[self.key as usize],
+            common.now_us(),
+        );
         crate::report::panicked(&entry);
         // A panicking hook is reported and the next one runs (SPEC §4): it never stops the program.
         if common.stop_on_panic && self.kind != TaskKind::Hook {
@@ -425,8 +493,8 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut inner = lock(&self.shard.inner);
         let key = self.key as usize;
-        if inner.entries[key].state == State::Pending {
-            inner.entries[key].state = State::Finished;
+        if inner.entries[key].state() == State::Pending {
+            inner.entries[key].set_state(State::Finished);
             return;
         }
         let entry = self.shard.remove(&mut inner, key);
@@ -442,6 +510,25 @@ mod tests {
 
     fn registry() -> Registry {
         Registry::new(Weak::new(), false)
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        assert_eq!(std::mem::size_of::<slab::Slab<Entry>>(), 40);
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+    }
+
+    #[test]
+    fn meta_packs_and_unpacks() {
+        let meta = Meta::new(123_456_789, TaskKind::Hook, State::Pending, false);
+        assert_eq!(meta.started_us(), 123_456_789);
+        assert_eq!(meta.kind(), TaskKind::Hook);
+        assert!(meta.state() == State::Pending && !meta.is_main());
+        let meta = meta.with_state(State::Finished).with_main();
+        assert_eq!(meta.kind(), TaskKind::Hook);
+        assert!(meta.state() == State::Finished && meta.is_main());
+        assert_eq!(meta.started_us(), 123_456_789);
     }
 
     #[test]

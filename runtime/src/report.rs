@@ -70,12 +70,30 @@ fn warn_about(item: &TaskInfo, what: &str) {
     }
 }
 
-pub(crate) fn aborted(item: &TaskInfo) {
-    warn_about(item, "aborted at the deadline:");
+/// Past this many, stragglers of one kind of report are summed up in one line: a report of
+/// 100,000 lines hides what it is meant to show.
+const ITEMS_NAMED: usize = 50;
+
+fn warn_about_all(items: &[TaskInfo], what: &str) {
+    for item in items.iter().take(ITEMS_NAMED) {
+        warn_about(item, what);
+    }
+    if items.len() > ITEMS_NAMED {
+        let rest = items.len() - ITEMS_NAMED;
+        if to_stderr() {
+            stderr_line(format_args!("{what} and {rest} more"));
+        } else {
+            tracing::warn!(target: "graceful", more = rest, "{what} and {rest} more");
+        }
+    }
 }
 
-pub(crate) fn abandoned(item: &TaskInfo) {
-    warn_about(item, "abandoned at the deadline (still running):");
+pub(crate) fn aborted(items: &[TaskInfo]) {
+    warn_about_all(items, "aborted at the deadline:");
+}
+
+pub(crate) fn abandoned(items: &[TaskInfo]) {
+    warn_about_all(items, "abandoned at the deadline (still running):");
 }
 
 pub(crate) fn panicked(item: &TaskInfo) {

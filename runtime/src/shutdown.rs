@@ -548,12 +548,11 @@ where
     ];
     if !wait_for(&mut main, shared, &async_kinds, deadline).await {
         let aborted = registry.abort_all();
-        for item in &aborted {
-            report::aborted(item);
-            summary
-                .problems
-                .push(format!("{item} aborted at the deadline"));
-        }
+        report::aborted(&aborted);
+        let problems = aborted
+            .iter()
+            .map(|item| format!("{item} aborted at the deadline"));
+        summary.problems.extend(problems);
         summary.aborted = aborted.len();
         if main.future.take().is_some() {
             main.slot = None;
@@ -569,12 +568,11 @@ where
             .into_iter()
             .filter(|t| t.kind == TaskKind::Blocking)
             .collect();
-        for item in &abandoned {
-            report::abandoned(item);
-            summary
-                .problems
-                .push(format!("{item} abandoned at the deadline"));
-        }
+        report::abandoned(&abandoned);
+        let problems = abandoned
+            .iter()
+            .map(|item| format!("{item} abandoned at the deadline"));
+        summary.problems.extend(problems);
         summary.abandoned = abandoned.len();
     }
     report::phase("join", step, &[("abandoned", summary.abandoned)]);

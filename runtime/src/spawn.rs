@@ -117,7 +117,9 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    context::expect("graceful::spawn").spawn_tracked(TaskKind::Task, None, location, future)
+    context::with_expect("graceful::spawn", |shared| {
+        shared.spawn_tracked(TaskKind::Task, None, location, future)
+    })
 }
 
 /// Spawns a service that the shutdown **drains**: it keeps running, is expected to notice
@@ -155,12 +157,10 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    context::expect("graceful::spawn_service").spawn_tracked(
-        TaskKind::Service,
-        Some(name.into()),
-        location,
-        future,
-    )
+    let name = name.into();
+    context::with_expect("graceful::spawn_service", |shared| {
+        shared.spawn_tracked(TaskKind::Service, Some(name), location, future)
+    })
 }
 
 /// Runs `future` so that the shutdown **waits for it**: it is never cancelled by the shutdown, even
