@@ -65,7 +65,7 @@ async fn at_size<const SIZE: usize>() -> (f64, f64, f64, f64) {
                     let payload = std::hint::black_box([0u8; SIZE]);
                     polled.fetch_add(1, Ordering::SeqCst);
                     pending::<()>().await;
-                    drop(payload);
+                    std::hint::black_box(&payload);
                 }));
             })
             .await

@@ -118,3 +118,139 @@ fn drain_delay_keeps_tasks_alive_while_is_shutting_down_is_already_true() {
         });
     assert_eq!(code, ExitCode::SUCCESS);
 }
+
+/// Issue 7: every kind of spawn made while the shutdown runs behaves as SPEC §3 says.
+#[test]
+fn spawns_during_the_shutdown_behave_per_kind() {
+    use std::sync::atomic::AtomicBool;
+
+    #[derive(Default)]
+    struct Seen {
+        task_ran: AtomicBool,
+        service_ran: AtomicBool,
+        protected_ran: AtomicBool,
+        job_saw_flag: AtomicBool,
+        late_hook_ran: AtomicBool,
+        hook_spawned_service_ran: AtomicBool,
+        hook_spawned_task_ran: AtomicBool,
+    }
+
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    let code = builder().run(async move {
+        let during_drain = s.clone();
+        graceful::spawn_service("spawner", async move {
+            graceful::shutdown_requested().await;
+            let s = during_drain;
+            let (a, b, c, d, e) = (s.clone(), s.clone(), s.clone(), s.clone(), s.clone());
+            graceful::spawn(async move { a.task_ran.store(true, Ordering::SeqCst) });
+            graceful::spawn_service("late", async move {
+                b.service_ran.store(true, Ordering::SeqCst)
+            });
+            graceful::shutdown_waits_for(
+                async move { c.protected_ran.store(true, Ordering::SeqCst) },
+            )
+            .await;
+            graceful::spawn_blocking("late-job", move |stop| {
+                d.job_saw_flag.store(stop.is_raised(), Ordering::SeqCst)
+            });
+            graceful::on_shutdown(async move {
+                e.late_hook_ran.store(true, Ordering::SeqCst);
+                // From a hook: a task is cancelled before it runs; a service runs.
+                let (f, g) = (s.clone(), s.clone());
+                graceful::spawn(
+                    async move { f.hook_spawned_task_ran.store(true, Ordering::SeqCst) },
+                );
+                graceful::spawn_service("from-hook", async move {
+                    g.hook_spawned_service_ran.store(true, Ordering::SeqCst)
+                });
+            });
+        });
+    });
+    assert_eq!(code, ExitCode::SUCCESS);
+    let get = |flag: &AtomicBool| flag.load(Ordering::SeqCst);
+    assert!(
+        !get(&seen.task_ran),
+        "a spawn after the start is cancelled before its first poll"
+    );
+    assert!(get(&seen.service_ran), "a late service is drained");
+    assert!(get(&seen.protected_ran), "protected work is waited for");
+    assert!(
+        get(&seen.job_saw_flag),
+        "a late blocking job starts with its flag raised"
+    );
+    assert!(
+        get(&seen.late_hook_ran),
+        "a hook registered during the drain runs"
+    );
+    assert!(!get(&seen.hook_spawned_task_ran));
+    assert!(get(&seen.hook_spawned_service_ran));
+}
+
+/// Issue 7: 8 spawners x 100k tasks racing a shutdown; every task is accounted for.
+#[test]
+fn eight_spawners_racing_a_shutdown_lose_no_task() {
+    const SPAWNERS: usize = 8;
+    const EACH: usize = 100_000;
+
+    struct Count(Arc<AtomicUsize>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    let spawned = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (sp, fin, dr) = (spawned.clone(), finished.clone(), dropped.clone());
+    let left_at_hook = Arc::new(AtomicUsize::new(usize::MAX));
+    let left = left_at_hook.clone();
+    let code = builder()
+        .worker_threads(2)
+        .grace(Duration::from_secs(20))
+        .run(async move {
+            graceful::on_shutdown(async move {
+                let tasks = graceful::tasks()
+                    .iter()
+                    .filter(|t| t.kind == graceful::TaskKind::Task)
+                    .count();
+                left.store(tasks, Ordering::SeqCst);
+            });
+            for spawner in 0..SPAWNERS {
+                let (sp, fin, dr) = (sp.clone(), fin.clone(), dr.clone());
+                graceful::spawn_service("spawner", async move {
+                    for i in 0..EACH {
+                        let (fin, guard) = (fin.clone(), Count(dr.clone()));
+                        graceful::spawn(async move {
+                            let _guard = guard;
+                            tokio::task::yield_now().await;
+                            fin.fetch_add(1, Ordering::Relaxed);
+                        });
+                        sp.fetch_add(1, Ordering::Relaxed);
+                        if spawner == 0 && i == EACH / 2 {
+                            graceful::shutdown();
+                        }
+                        if i % 1024 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                });
+            }
+        });
+    assert_eq!(code, ExitCode::SUCCESS);
+    let spawned = spawned.load(Ordering::SeqCst);
+    assert_eq!(spawned, SPAWNERS * EACH);
+    // Each future dropped exactly once: by completion, or by the cancellation.
+    assert_eq!(dropped.load(Ordering::SeqCst), spawned);
+    let finished = finished.load(Ordering::SeqCst);
+    assert!(
+        finished < spawned,
+        "the shutdown came mid-way: {finished} of {spawned}"
+    );
+    assert_eq!(
+        left_at_hook.load(Ordering::SeqCst),
+        0,
+        "the cancel step waited for every task"
+    );
+}

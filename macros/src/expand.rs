@@ -191,3 +191,174 @@ fn expand_test(function: &Function, settings: &Settings) -> TokenStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*: a reproducible stream without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+
+    const KEYS: &[&str] = &[
+        "flavor",
+        "uvloop_like",
+        "worker_threads",
+        "blocking_threads",
+        "grace",
+        "signals",
+        "run_forever",
+        "stop_on_panic",
+        "signal_exit_code",
+        "drain_delay",
+        "dump_signal",
+        "notify_ready",
+        "start_paused",
+        "crate",
+        "grase",
+        "r#grace",
+        "self",
+        "_",
+        "Flavor",
+    ];
+
+    const VALUES: &[&str] = &[
+        "\"current_thread\"",
+        "\"multi_thread\"",
+        "\"fast\"",
+        "\"10s\"",
+        "\"0s\"",
+        "\"1m30s\"",
+        "\"10 parsecs\"",
+        "\"99999999999999999999h\"",
+        "\"\"",
+        "4",
+        "0",
+        "-1",
+        "300",
+        "255",
+        "18446744073709551616",
+        "true",
+        "false",
+        "[\"SIGINT\", \"SIGTERM\"]",
+        "[\"SIGKILL\"]",
+        "[]",
+        "[1, 2]",
+        "[\"SIGINT\", \"SIGINT\"]",
+        "\"SIGUSR1\"",
+        "\"auto\"",
+        "::foo::bar",
+        "{}",
+        "(a, b)",
+        "\"::graceful\"",
+        "\"not a path !\"",
+        "1.5",
+        "'c'",
+        "b\"x\"",
+        "x + 1",
+        "[[\"SIGINT\"]]",
+        "\"SIGQUIT\"",
+        "r\"10s\"",
+        "1_000",
+    ];
+
+    const JUNK: &[&str] = &["=", ",", ";", "#", "::", "!", "?", "..", "@", "=="];
+
+    const ITEMS: &[&str] = &[
+        "async fn main() {}",
+        "fn main() {}",
+        "async fn f(x: u8) {}",
+        "async fn g<T>() {}",
+        "async fn g<'a>() {}",
+        "struct S;",
+        "",
+        "async fn main() -> Result<(), E> { x?; Ok(()) }",
+        "pub async unsafe fn x() {}",
+        "const async fn y() {}",
+        "async fn z(self) {}",
+        "extern \"C\" fn q() {}",
+        "async fn w() where T: Copy {}",
+        "#[attr] #[test] async fn a() {}",
+        "async fn",
+        "fn main()",
+        "async fn main() -> impl Termination {}",
+        "async fn v(...) {}",
+        "impl X {}",
+    ];
+
+    fn random_args(rng: &mut Rng) -> String {
+        let mut out = String::new();
+        for _ in 0..rng.next() % 6 {
+            match rng.next() % 10 {
+                0 => out.push_str(rng.pick(JUNK)),
+                1 => out.push_str(rng.pick(KEYS)),
+                2 => out.push_str(rng.pick(VALUES)),
+                _ => {
+                    out.push_str(rng.pick(KEYS));
+                    out.push_str(" = ");
+                    out.push_str(rng.pick(VALUES));
+                }
+            }
+            out.push_str(if rng.next() % 8 == 0 { " " } else { ", " });
+        }
+        out
+    }
+
+    /// Random option lists and items through the whole expansion: an error is fine, a panic is
+    /// a bug (a macro panic is an unreadable error for the user).
+    #[test]
+    fn random_input_never_panics_the_macro() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut parsed = 0;
+        for _ in 0..20_000 {
+            let args = random_args(&mut rng);
+            let item = rng.pick(ITEMS);
+            let (Ok(args), Ok(item)) = (args.parse::<TokenStream>(), item.parse::<TokenStream>())
+            else {
+                continue;
+            };
+            parsed += 1;
+            let entry = if rng.next() % 2 == 0 {
+                Entry::Main
+            } else {
+                Entry::Test
+            };
+            let outcome = std::panic::catch_unwind(|| expand(args.clone(), item.clone(), entry));
+            assert!(
+                outcome.is_ok(),
+                "panicked on args `{args}` and item `{item}`"
+            );
+        }
+        assert!(
+            parsed > 10_000,
+            "the generator mostly made unparsable text: {parsed}"
+        );
+    }
+
+    #[test]
+    fn every_option_alone_with_every_value_never_panics() {
+        for key in KEYS {
+            for value in VALUES {
+                let args: TokenStream = format!("{key} = {value}").parse().unwrap();
+                let item: TokenStream = "async fn main() {}".parse().unwrap();
+                for entry in [Entry::Main, Entry::Test] {
+                    let outcome =
+                        std::panic::catch_unwind(|| expand(args.clone(), item.clone(), entry));
+                    assert!(outcome.is_ok(), "panicked on `{key} = {value}`");
+                }
+            }
+        }
+    }
+}

@@ -642,3 +642,75 @@ mod tests {
         }
     }
 }
+
+/// The arm / finish / cancel protocol, checked in every order its steps can take. Each step runs
+/// under the shard lock, so the orders of the steps are all the interleavings there are.
+#[cfg(test)]
+mod interleavings {
+    use super::*;
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Step {
+        /// The spawner stores the abort handle, then checks whether to abort at once.
+        Arm,
+        /// The task ends and drops its slot.
+        Finish,
+        /// The sequence's cancel step.
+        Cancel,
+    }
+
+    fn orders() -> Vec<[Step; 3]> {
+        use Step::*;
+        vec![
+            [Arm, Finish, Cancel],
+            [Arm, Cancel, Finish],
+            [Finish, Arm, Cancel],
+            [Finish, Cancel, Arm],
+            [Cancel, Arm, Finish],
+            [Cancel, Finish, Arm],
+        ]
+    }
+
+    #[test]
+    fn every_order_removes_the_entry_and_cancels_when_cancel_comes_first() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for order in orders() {
+            let registry = Registry::new(Weak::new(), false);
+            let task = rt.spawn(std::future::pending::<()>());
+            let (slot, at) = registry.insert(TaskKind::Task, None, Location::caller(), false);
+            let mut slot = Some(slot);
+            for step in order {
+                match step {
+                    Step::Arm => {
+                        registry.arm(at, task.abort_handle());
+                        if registry.common.cancels_at_once(TaskKind::Task) {
+                            task.abort();
+                        }
+                    }
+                    Step::Finish => drop(slot.take()),
+                    Step::Cancel => {
+                        registry.cancel_tasks();
+                    }
+                }
+                // A snapshot at any point never shows a finished entry.
+                let live = registry.snapshot().len();
+                assert!(live <= 1, "{order:?}");
+                if slot.is_none() {
+                    assert_eq!(live, 0, "a finished task is listed: {order:?}");
+                }
+            }
+            assert_eq!(registry.count(&[TaskKind::Task]), 0, "{order:?}");
+            let cancel_first = order.iter().position(|s| *s == Step::Cancel)
+                < order.iter().position(|s| *s == Step::Finish);
+            rt.block_on(tokio::task::yield_now());
+            if cancel_first {
+                assert!(
+                    task.is_finished(),
+                    "the task outlived the cancel step: {order:?}"
+                );
+            }
+        }
+    }
+}

@@ -96,15 +96,26 @@ fn on_signal(shared: &Arc<Shared>, signal: Signal) {
 /// The running signal thread; [`close`](Listener::close) ends it.
 pub(crate) struct Listener {
     #[cfg(unix)]
-    handle: signal_hook::iterator::Handle,
+    handlers: Vec<signal_hook::SigId>,
+    #[cfg(unix)]
+    wake: std::os::unix::net::UnixStream,
     #[cfg(windows)]
     stop: tokio_util::sync::CancellationToken,
 }
 
+/// The byte that tells the signal thread to end.
+#[cfg(unix)]
+const CLOSE: u8 = u8::MAX;
+
 impl Listener {
     pub(crate) fn close(self) {
         #[cfg(unix)]
-        self.handle.close();
+        {
+            for id in self.handlers {
+                signal_hook::low_level::unregister(id);
+            }
+            let _ = std::io::Write::write_all(&mut &self.wake, &[CLOSE]);
+        }
         #[cfg(windows)]
         self.stop.cancel();
     }
@@ -117,25 +128,60 @@ fn wanted(shared: &Shared) -> Vec<Signal> {
 }
 
 /// Installs the handlers now (signals from this moment on are captured) and starts the thread.
+///
+/// Every delivery counts: the handler writes one byte per delivery to a pipe the thread reads.
+/// (signal-hook's iterator keeps a set of the signals seen since its last read, so two SIGINTs
+/// in quick succession would be one, and the second could never force the exit.)
 #[cfg(unix)]
 pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
     let wanted = wanted(shared);
     if wanted.is_empty() {
         return Ok(None);
     }
-    let mut signals = signal_hook::iterator::Signals::new(wanted.iter().map(|s| s.number))?;
-    let handle = signals.handle();
+    let (mut read, write) = UnixStream::pair()?;
+    // A full pipe drops the byte instead of blocking inside a signal handler.
+    write.set_nonblocking(true)?;
+    let fd = write.as_raw_fd();
+    let mut handlers = Vec::new();
+    for (index, signal) in wanted.iter().enumerate() {
+        let byte = index as u8;
+        // SAFETY: the action is async-signal-safe: one write(2) of a byte on the stack, to a
+        // descriptor that `Listener` keeps open until the action is unregistered.
+        let id = unsafe {
+            signal_hook::low_level::register(signal.number, move || {
+                libc::write(fd, (&byte as *const u8).cast(), 1);
+            })
+        };
+        match id {
+            Ok(id) => handlers.push(id),
+            Err(err) => {
+                for id in handlers {
+                    signal_hook::low_level::unregister(id);
+                }
+                return Err(err);
+            }
+        }
+    }
     let shared = shared.clone();
     std::thread::Builder::new()
         .name("graceful-signals".into())
         .spawn(move || {
-            for number in signals.forever() {
-                if let Some(signal) = wanted.iter().find(|s| s.number == number) {
-                    on_signal(&shared, *signal);
+            let mut byte = [0u8; 1];
+            while let Ok(1) = read.read(&mut byte) {
+                match wanted.get(usize::from(byte[0])) {
+                    Some(signal) if byte[0] != CLOSE => on_signal(&shared, *signal),
+                    _ => return,
                 }
             }
         })?;
-    Ok(Some(Listener { handle }))
+    Ok(Some(Listener {
+        handlers,
+        wake: write,
+    }))
 }
 
 /// Windows delivers console events on a thread of its own; tokio's listeners for them run here on

@@ -169,6 +169,24 @@ impl Running {
         self.wait_on(marker, false)
     }
 
+    /// Like [`wait_for_line`](Self::wait_for_line), but `None` if the program ends first.
+    pub fn line_unless_exited(&mut self, marker: &str) -> Option<String> {
+        let end = Instant::now() + TIMEOUT;
+        loop {
+            match self
+                .lines
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains(marker) => return Some(line),
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: no line with {marker:?} within {TIMEOUT:?}", self.name)
+                }
+            }
+        }
+    }
+
     /// The same, on stderr.
     pub fn wait_for_stderr(&mut self, marker: &str) -> String {
         self.wait_on(marker, true)

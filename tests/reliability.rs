@@ -1,0 +1,179 @@
+//! Issue 7: the guarantees of SPEC §4 and §6 when things go wrong — signal storms, a signal at
+//! every moment of the sequence, racing triggers, panics everywhere, and data that must not tear.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{fixture, TempDir, SIGINT, SIGTERM};
+
+fn storm(signals: impl Fn(usize) -> i32) {
+    let mut child = fixture("storm").start();
+    child.wait_for_line("ready");
+    for i in 0..200 {
+        // The process may already be gone part-way through the storm: that is the point.
+        unsafe { libc::kill(child.pid(), signals(i)) };
+    }
+    // The kernel merges identical signals that arrive while one is pending, so the storm alone
+    // may count as one signal; one more, once the shutdown is seen to run, cannot be merged.
+    if child.line_unless_exited("shutdown started").is_some() {
+        unsafe { libc::kill(child.pid(), SIGTERM) };
+    }
+    let out = child.wait();
+    let forced = out.stderr.matches("forced exit by").count();
+    assert_eq!(forced, 1, "one forced exit: {out:#?}");
+    assert!(
+        out.stdout.matches("shutdown started by").count() <= 1,
+        "{out:#?}"
+    );
+    assert!(!out.stderr.contains("panicked"), "{out:#?}");
+    let killed_by = out.killed_by().expect("death by a signal");
+    assert!(killed_by == SIGTERM || killed_by == SIGINT, "{out:#?}");
+    // The grace is 30 s: only the forced exit explains an exit this soon.
+    assert!(out.elapsed < Duration::from_secs(5), "{out:#?}");
+}
+
+#[test]
+fn storm_of_200_sigterms_gives_one_shutdown_and_one_forced_exit() {
+    storm(|_| SIGTERM);
+}
+
+#[test]
+fn storm_mixing_sigint_and_sigterm_gives_one_shutdown_and_one_forced_exit() {
+    storm(|i| if i % 2 == 0 { SIGINT } else { SIGTERM });
+}
+
+/// A signal sent at `moment` (the fixture prints it and lingers there for 300 ms).
+fn signal_at(moment: &str) -> support::Finished {
+    let mut child = fixture("moments").arg(moment).start();
+    child.wait_for_line(&format!("moment: {moment}"));
+    child.signal(SIGTERM);
+    child.wait()
+}
+
+#[test]
+fn signal_before_mains_first_await_starts_the_shutdown() {
+    signal_at("before_first_await")
+        .assert_killed_by(SIGTERM)
+        .assert_exited_within(Duration::from_millis(300));
+}
+
+#[test]
+fn signal_during_every_step_forces_the_exit_at_once() {
+    // The shutdown already runs (shutdown_with_code(3)): the signal forces the exit, and the
+    // forced exit's status is death by that signal (SPEC §6: forced > shutdown_with_code).
+    for moment in ["cancel", "drain", "hook", "join"] {
+        let out = signal_at(moment);
+        out.assert_killed_by(SIGTERM)
+            .assert_exited_within(Duration::from_millis(300))
+            .assert_stderr_has("forced exit by SIGTERM");
+    }
+}
+
+#[test]
+fn signal_after_the_report_leaves_the_decided_status() {
+    // `run` has returned: the status is decided and the signal thread is gone.
+    signal_at("after_report").assert_code(3);
+}
+
+#[test]
+fn triggers_racing_at_one_instant_start_exactly_one_shutdown_200_times() {
+    let runs: Vec<support::Finished> = (0..200)
+        .collect::<Vec<_>>()
+        .chunks(8)
+        .flat_map(|batch| {
+            let children: Vec<_> = batch.iter().map(|_| fixture("race").start()).collect();
+            children
+                .into_iter()
+                .map(|mut c| c.wait())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for out in &runs {
+        let hooks = out.stdout.matches("hook ran").count();
+        assert!(hooks <= 1, "one shutdown, one run of the hooks: {out:#?}");
+        assert!(!out.stderr.contains("panicked"), "{out:#?}");
+        // Either trigger may win; the signal then decides the status (or forces the exit),
+        // and if the signal came last, after `run` returned, main's value stands.
+        let by_signal = out.killed_by() == Some(SIGTERM);
+        assert!(by_signal || out.code() == Some(0), "{out:#?}");
+    }
+}
+
+fn panic_at(place: &str) -> support::Finished {
+    let mut child = fixture("panics").arg(place).start();
+    child.wait_for_line("ready");
+    child.signal(SIGTERM);
+    let out = child.wait();
+    out.assert_exited_within(Duration::from_secs(1));
+    out
+}
+
+#[test]
+fn panic_in_a_cancelled_tasks_drop_does_not_stop_the_sequence() {
+    panic_at("drop")
+        .assert_killed_by(SIGTERM)
+        .assert_stderr_has("panic in a cancelled task's Drop")
+        .assert_stdout_has("first hook registered, run last");
+}
+
+#[test]
+fn panic_in_a_service_after_the_signal_is_reported_and_the_sequence_goes_on() {
+    panic_at("service")
+        .assert_killed_by(SIGTERM)
+        .assert_stderr_has("graceful: service \"fragile\" at tests/fixtures/src/bin/panics.rs:")
+        .assert_stdout_has("first hook registered, run last");
+}
+
+#[test]
+fn panic_in_a_hook_is_reported_and_the_next_hook_runs() {
+    panic_at("hook")
+        .assert_killed_by(SIGTERM)
+        .assert_stderr_has("graceful: hook at tests/fixtures/src/bin/panics.rs:")
+        .assert_stdout_has("first hook registered, run last");
+}
+
+#[test]
+fn panic_in_a_blocking_job_is_reported_and_the_sequence_goes_on() {
+    panic_at("blocking")
+        .assert_killed_by(SIGTERM)
+        .assert_stderr_has(
+            "graceful: blocking job \"fragile-job\" at tests/fixtures/src/bin/panics.rs:",
+        )
+        .assert_stdout_has("first hook registered, run last");
+}
+
+#[test]
+fn panic_in_main_after_the_signal_exits_101() {
+    // SPEC §6: panic > signal.
+    panic_at("main")
+        .assert_code(101)
+        .assert_stderr_has("panic in main after the signal")
+        .assert_stdout_has("first hook registered, run last");
+}
+
+#[test]
+fn records_written_before_sigterm_are_a_whole_prefix() {
+    let dir = TempDir::new("records");
+    let file = dir.file("records.txt");
+    let mut child = fixture("records").arg(&file).start();
+    child.wait_for_line("halfway");
+    child.signal(SIGTERM);
+    child.wait().assert_killed_by(SIGTERM);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.ends_with('\n'), "the last record is torn");
+    let mut count = 0;
+    for (i, line) in text.lines().enumerate() {
+        assert_eq!(
+            line,
+            format!("record {i:05} {}", "x".repeat(40)),
+            "record {i}"
+        );
+        count += 1;
+    }
+    assert!(count > 1000, "stopped before the marker record: {count}");
+    assert!(
+        count < 10_000,
+        "the signal came too late to stop anything mid-way: {count}"
+    );
+}
