@@ -120,7 +120,7 @@ pub use graceful_runtime::{
     deadline, is_shutting_down, on_shutdown, ready, reason, shutdown, shutdown_requested,
     shutdown_waits_for, shutdown_with_code, spawn, spawn_blocking, spawn_service, tasks, token,
     Builder, Flavor, Reason, ShutdownRequested, ShutdownWaitsFor, StopFlag, TaskInfo, TaskKind,
-    DEFAULT_GRACE,
+    DEFAULT_GRACE, UNIX_SIGNALS, WINDOWS_SIGNALS,
 };
 
 /// What the macros' output uses. Not public API: it changes without notice.

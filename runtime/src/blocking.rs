@@ -60,12 +60,47 @@ impl StopFlag {
     }
 
     /// Whether the shutdown has started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let job = graceful::spawn_blocking("units", |stop| {
+    ///         let mut units = 0u64;
+    ///         while !stop.is_raised() {
+    ///             units += 1; // one unit of work
+    ///             std::thread::yield_now();
+    ///         }
+    ///         units
+    ///     });
+    ///     graceful::shutdown();
+    ///     assert!(job.await.is_ok());
+    /// });
+    /// ```
     pub fn is_raised(&self) -> bool {
         self.inner.raised.load(Ordering::SeqCst)
     }
 
     /// Blocks the thread until the flag is raised or `timeout` passes; returns
     /// [`is_raised`](Self::is_raised).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let job = graceful::spawn_blocking("poll", |stop| {
+    ///         // Not raised yet: the wait times out and says so.
+    ///         let early = stop.wait_timeout(Duration::from_millis(1));
+    ///         while !stop.wait_timeout(Duration::from_secs(10)) {}
+    ///         early
+    ///     });
+    ///     tokio::task::yield_now().await;
+    ///     graceful::shutdown();
+    ///     let _ = job.await.unwrap();
+    /// });
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let end = Instant::now().checked_add(timeout);
         let mut guard = self
@@ -90,6 +125,19 @@ impl StopFlag {
     }
 
     /// Blocks the thread until the flag is raised.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let job = graceful::spawn_blocking("waiter", |stop| {
+    ///         stop.wait();
+    ///         stop.is_raised()
+    ///     });
+    ///     graceful::shutdown();
+    ///     assert!(job.await.unwrap());
+    /// });
+    /// ```
     pub fn wait(&self) {
         while !self.wait_timeout(Duration::from_secs(3600)) {}
     }

@@ -16,6 +16,20 @@ use crate::signals::{self, Signal};
 use crate::watchdog;
 
 /// The tokio runtime flavor a graceful runtime uses.
+///
+/// # Examples
+///
+/// ```
+/// let here = std::thread::current().id();
+/// graceful::Builder::new()
+///     .signals([])
+///     .flavor(graceful::Flavor::CurrentThread)
+///     .run(async move {
+///         // One thread: spawned tasks run on the thread that called `run`.
+///         let there = graceful::spawn(async { std::thread::current().id() });
+///         assert_eq!(there.await.unwrap(), here);
+///     });
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Flavor {
@@ -49,6 +63,16 @@ pub(crate) struct Config {
 
 /// The grace when none is set: 25 s, under Kubernetes' default 30 s
 /// `terminationGracePeriodSeconds`, so our report is written before the kubelet's SIGKILL.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     graceful::shutdown();
+///     let left = graceful::deadline().unwrap() - tokio::time::Instant::now();
+///     assert!(left <= graceful::DEFAULT_GRACE && left > graceful::DEFAULT_GRACE / 2);
+/// });
+/// ```
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
 
 /// Settings of a graceful runtime; [`run`](Builder::run) runs a future under it and returns the
@@ -96,6 +120,14 @@ fn resolve_all<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Signal> {
 impl Builder {
     /// The defaults of SPEC §2: multi_thread, a 25 s grace, SIGINT and SIGTERM (on Windows the
     /// console's Ctrl-C, Ctrl-Break, close and shutdown events).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // `signals([])`: only `graceful::shutdown()` or `main` returning end this one.
+    /// let code = graceful::Builder::new().signals([]).run(async {});
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// ```
     pub fn new() -> Builder {
         Builder {
             config: Config {
@@ -117,6 +149,18 @@ impl Builder {
     }
 
     /// The tokio runtime flavor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let here = std::thread::current().id();
+    /// graceful::Builder::new()
+    ///     .signals([])
+    ///     .flavor(graceful::Flavor::CurrentThread)
+    ///     .run(async move {
+    ///         assert_eq!(graceful::spawn(async { std::thread::current().id() }).await.unwrap(), here);
+    ///     });
+    /// ```
     pub fn flavor(mut self, flavor: Flavor) -> Builder {
         self.config.flavor = flavor;
         self
@@ -127,6 +171,16 @@ impl Builder {
     /// # Panics
     ///
     /// If `n` is 0. `run` panics if it is set with [`Flavor::CurrentThread`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).worker_threads(1).run(async {
+    ///     let a = graceful::spawn(async { std::thread::current().id() }).await.unwrap();
+    ///     let b = graceful::spawn(async { std::thread::current().id() }).await.unwrap();
+    ///     assert_eq!(a, b, "one worker runs every task");
+    /// });
+    /// ```
     pub fn worker_threads(mut self, n: usize) -> Builder {
         assert!(
             n > 0,
@@ -141,6 +195,16 @@ impl Builder {
     /// # Panics
     ///
     /// If `n` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).blocking_threads(1).run(async {
+    ///     let first = graceful::spawn_blocking("a", |_| std::thread::current().id());
+    ///     let second = graceful::spawn_blocking("b", |_| std::thread::current().id());
+    ///     assert_eq!(first.await.unwrap(), second.await.unwrap(), "one pool thread");
+    /// });
+    /// ```
     pub fn blocking_threads(mut self, n: usize) -> Builder {
         assert!(
             n > 0,
@@ -155,6 +219,21 @@ impl Builder {
     /// # Panics
     ///
     /// If `grace` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// graceful::Builder::new()
+    ///     .signals([])
+    ///     .grace(Duration::from_secs(2))
+    ///     .run(async {
+    ///         graceful::shutdown();
+    ///         let left = graceful::deadline().unwrap() - tokio::time::Instant::now();
+    ///         assert!(left <= Duration::from_secs(2));
+    ///     });
+    /// ```
     pub fn grace(mut self, grace: Duration) -> Builder {
         assert!(
             !grace.is_zero(),
@@ -172,6 +251,16 @@ impl Builder {
     /// # Panics
     ///
     /// On a name that is in neither list.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // SIGHUP too (a config reload that restarts the program); CTRL_BREAK is ignored off Windows.
+    /// let code = graceful::Builder::new()
+    ///     .signals(["SIGINT", "SIGTERM", "SIGHUP", "CTRL_BREAK"])
+    ///     .run(async {});
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// ```
     pub fn signals<I>(mut self, names: I) -> Builder
     where
         I: IntoIterator<Item = &'static str>,
@@ -182,18 +271,57 @@ impl Builder {
 
     /// aiorun's model: after `main` returns successfully, keep running tracked tasks until a
     /// signal or [`shutdown()`](crate::shutdown).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let outlived = Arc::new(AtomicBool::new(false));
+    /// let flag = outlived.clone();
+    /// graceful::Builder::new().signals([]).run_forever(true).run(async move {
+    ///     graceful::spawn_service("worker", async move {
+    ///         tokio::task::yield_now().await;
+    ///         flag.store(!graceful::tasks().iter().any(|t| t.name == "main"), Ordering::SeqCst);
+    ///         graceful::shutdown();
+    ///     });
+    ///     // Returning does not end the program.
+    /// });
+    /// assert!(outlived.load(Ordering::SeqCst));
+    /// ```
     pub fn run_forever(mut self, yes: bool) -> Builder {
         self.config.run_forever = yes;
         self
     }
 
     /// A panic in any tracked task starts a shutdown and makes the exit status 101.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let code = graceful::Builder::new().signals([]).stop_on_panic(true).run(async {
+    ///     graceful::spawn(async { panic!("a worker failed") });
+    ///     graceful::shutdown_requested().await;
+    /// });
+    /// assert_eq!(code, std::process::ExitCode::from(101));
+    /// ```
     pub fn stop_on_panic(mut self, yes: bool) -> Builder {
         self.config.stop_on_panic = yes;
         self
     }
 
     /// After a signal-triggered shutdown, exit with `code` instead of dying by the signal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Only a signal-triggered shutdown uses the code; here `main` ends the program.
+    /// let code = graceful::Builder::new().signal_exit_code(0).run(async {
+    ///     graceful::shutdown_with_code(4);
+    /// });
+    /// assert_eq!(code, std::process::ExitCode::from(4));
+    /// ```
     pub fn signal_exit_code(mut self, code: u8) -> Builder {
         self.config.signal_exit_code = Some(code);
         self
@@ -201,6 +329,24 @@ impl Builder {
 
     /// A first window of the grace in which [`is_shutting_down()`](crate::is_shutting_down) is
     /// true (readiness probes fail) but nothing is cancelled yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// graceful::Builder::new()
+    ///     .signals([])
+    ///     .drain_delay(Duration::from_millis(50))
+    ///     .run(async {
+    ///         graceful::shutdown();
+    ///         // A readiness probe fails from now on, but nobody has been told to stop yet.
+    ///         assert!(graceful::is_shutting_down());
+    ///         assert!(!graceful::token().is_cancelled());
+    ///         graceful::shutdown_requested().await;
+    ///         assert!(graceful::token().is_cancelled());
+    ///     });
+    /// ```
     pub fn drain_delay(mut self, delay: Duration) -> Builder {
         self.config.drain_delay = delay;
         self
@@ -212,6 +358,16 @@ impl Builder {
     /// # Panics
     ///
     /// On another name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // `kill -USR1 <pid>` prints the live tasks to stderr while this runs.
+    /// let code = graceful::Builder::new()
+    ///     .dump_signal("SIGUSR1")
+    ///     .run(async { graceful::spawn_service("worker", graceful::shutdown_requested()); });
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// ```
     pub fn dump_signal(mut self, name: &'static str) -> Builder {
         assert!(
             ["SIGUSR1", "SIGUSR2", "SIGQUIT"].contains(&name),
@@ -223,6 +379,17 @@ impl Builder {
 
     /// `notify_ready = "auto"`: send systemd's `READY=1` the first time `main` awaits, rather than
     /// when it calls [`ready()`](crate::ready). A no-op without `NOTIFY_SOCKET`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Without NOTIFY_SOCKET (not under systemd) this sends nothing and changes nothing.
+    /// let code = graceful::Builder::new()
+    ///     .signals([])
+    ///     .notify_ready_on_first_await(true)
+    ///     .run(async { tokio::task::yield_now().await });
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// ```
     pub fn notify_ready_on_first_await(mut self, yes: bool) -> Builder {
         self.config.notify_ready_auto = yes;
         self
@@ -230,6 +397,20 @@ impl Builder {
 
     /// `#[graceful::test]`: starts the tokio clock paused (needs the `test-util` feature).
     #[cfg(feature = "test-util")]
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let started = Instant::now();
+    /// graceful::Builder::new()
+    ///     .signals([])
+    ///     .flavor(graceful::Flavor::CurrentThread)
+    ///     .start_paused(true)
+    ///     .run(async { tokio::time::sleep(Duration::from_secs(3600)).await });
+    /// assert!(started.elapsed() < Duration::from_secs(60), "the hour passed on a paused clock");
+    /// ```
     pub fn start_paused(mut self, yes: bool) -> Builder {
         self.config.start_paused = yes;
         self

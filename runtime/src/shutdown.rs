@@ -286,6 +286,16 @@ pub fn shutdown_requested() -> ShutdownRequested {
 
 pin_project! {
     /// The future [`shutdown_requested()`] returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let requested: graceful::ShutdownRequested = graceful::shutdown_requested();
+    ///     graceful::shutdown();
+    ///     requested.await;
+    /// });
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     #[derive(Debug)]
     pub struct ShutdownRequested {

@@ -16,11 +16,24 @@ pub(crate) struct Signal {
 }
 
 /// The names `signals` accepts on Unix.
+///
+/// # Examples
+///
+/// ```
+/// assert!(graceful::UNIX_SIGNALS.contains(&"SIGHUP"));
+/// assert!(!graceful::UNIX_SIGNALS.contains(&"SIGKILL"), "cannot be caught");
+/// ```
 pub const UNIX_SIGNALS: &[&str] = &[
     "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
 ];
 
 /// The names `signals` accepts on Windows (console control events).
+///
+/// # Examples
+///
+/// ```
+/// assert!(graceful::WINDOWS_SIGNALS.contains(&"CTRL_C"));
+/// ```
 pub const WINDOWS_SIGNALS: &[&str] = &[
     "CTRL_C",
     "CTRL_BREAK",

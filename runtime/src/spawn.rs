@@ -218,6 +218,15 @@ where
 }
 
 /// The future [`shutdown_waits_for`] returns: the protected work's output.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let saved: graceful::ShutdownWaitsFor<u32> = graceful::shutdown_waits_for(async { 7 });
+///     assert_eq!(saved.await, 7);
+/// });
+/// ```
 #[must_use = "the work runs anyway; await this to get its output"]
 #[derive(Debug)]
 pub struct ShutdownWaitsFor<T> {
