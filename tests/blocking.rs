@@ -24,10 +24,7 @@ fn job_watching_its_stop_flag_stops_promptly_and_writes_its_last_record() {
 
 #[test]
 fn job_ignoring_its_flag_is_abandoned_by_name_without_a_hang_or_a_panic() {
-    let mut child = fixture("blocking_ignore").start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    let out = child.wait();
+    let out = fixture("blocking_ignore").signal_after("ready", SIGTERM);
     out.assert_killed_by(SIGTERM)
         .assert_exited_within(Duration::from_secs(1))
         .assert_stderr_has("abandoned at the deadline (still running): blocking job \"sleeper\" at tests/fixtures/src/bin/blocking_ignore.rs:");
@@ -55,22 +52,17 @@ fn job_finishing_after_the_runtime_is_gone_is_silent() {
 
 #[test]
 fn untracked_spawn_blocking_does_not_hold_the_exit() {
-    let mut child = fixture("untracked_blocking").start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    child
-        .wait()
+    fixture("untracked_blocking")
+        .signal_after("ready", SIGTERM)
         .assert_killed_by(SIGTERM)
         .assert_exited_within(Duration::from_secs(1));
 }
 
 #[test]
 fn task_reading_stdin_forever_does_not_hold_the_exit() {
-    let mut child = fixture("stdin_reader").stdin_open().start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    child
-        .wait()
+    fixture("stdin_reader")
+        .stdin_open()
+        .signal_after("ready", SIGTERM)
         .assert_killed_by(SIGTERM)
         .assert_exited_within(Duration::from_secs(1));
 }

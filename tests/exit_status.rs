@@ -39,22 +39,16 @@ fn panic_in_main_exits_101() {
 
 #[test]
 fn sigterm_kills_by_sigterm_after_the_drain() {
-    let mut child = fixture("wait_signal").start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    child
-        .wait()
+    fixture("wait_signal")
+        .signal_after("ready", SIGTERM)
         .assert_killed_by(SIGTERM)
         .assert_stdout_has("reason Signal(\"SIGTERM\")");
 }
 
 #[test]
 fn sigint_kills_by_sigint_after_the_drain() {
-    let mut child = fixture("wait_signal").start();
-    child.wait_for_line("ready");
-    child.signal(SIGINT);
-    child
-        .wait()
+    fixture("wait_signal")
+        .signal_after("ready", SIGINT)
         .assert_killed_by(SIGINT)
         .assert_stdout_has("reason Signal(\"SIGINT\")");
 }

@@ -102,20 +102,14 @@ fn notify_ready_auto_sends_ready_when_main_first_awaits() {
 
 #[test]
 fn without_notify_socket_nothing_is_sent_and_nothing_fails() {
-    let mut child = fixture("systemd_ready").start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    let out = child.wait();
+    let out = fixture("systemd_ready").signal_after("ready", SIGTERM);
     out.assert_killed_by(SIGTERM);
     assert_eq!(out.stderr, "", "{out:#?}");
 }
 
 #[test]
 fn drain_delay_keeps_tasks_alive_while_is_shutting_down_is_true() {
-    let mut child = fixture("drain_delay").start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    let out = child.wait();
+    let out = fixture("drain_delay").signal_after("ready", SIGTERM);
     out.assert_killed_by(SIGTERM);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(

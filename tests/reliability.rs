@@ -101,10 +101,7 @@ fn triggers_racing_at_one_instant_start_exactly_one_shutdown_200_times() {
 }
 
 fn panic_at(place: &str) -> support::Finished {
-    let mut child = fixture("panics").arg(place).start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    let out = child.wait();
+    let out = fixture("panics").arg(place).signal_after("ready", SIGTERM);
     out.assert_exited_within(Duration::from_secs(1));
     out
 }

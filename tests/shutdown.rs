@@ -21,10 +21,9 @@ fn all_1000_spawned_tasks_are_dropped_on_sigterm() {
 
 #[test]
 fn service_ignoring_the_shutdown_is_aborted_at_the_deadline_and_named() {
-    let mut child = fixture("stuck_service").env("GRACE_MS", "1000").start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    let out = child.wait();
+    let out = fixture("stuck_service")
+        .env("GRACE_MS", "1000")
+        .signal_after("ready", SIGTERM);
     out.assert_killed_by(SIGTERM)
         .assert_exited_within(Duration::from_secs(1))
         .assert_stderr_has("aborted at the deadline: service \"stuck\" at tests/fixtures/src/bin/stuck_service.rs:");
@@ -32,10 +31,9 @@ fn service_ignoring_the_shutdown_is_aborted_at_the_deadline_and_named() {
 
 #[test]
 fn waiting_line_names_the_stuck_service_within_2s() {
-    let mut child = fixture("stuck_service").env("GRACE_MS", "4000").start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    let out = child.wait();
+    let out = fixture("stuck_service")
+        .env("GRACE_MS", "4000")
+        .signal_after("ready", SIGTERM);
     let (at, line) = out.stderr_line("graceful: waiting for");
     assert!(
         at <= Duration::from_secs(2),
@@ -65,10 +63,7 @@ fn protected_work_completes_though_its_task_is_cancelled() {
 
 #[test]
 fn hooks_run_last_registered_first_after_the_drain_and_survive_a_panic() {
-    let mut child = fixture("hooks").start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    let out = child.wait();
+    let out = fixture("hooks").signal_after("ready", SIGTERM);
     out.assert_killed_by(SIGTERM);
     let hooks: Vec<&str> = out
         .stdout

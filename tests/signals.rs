@@ -25,10 +25,7 @@ fn second_sigint_forces_exit_while_main_ignores_the_shutdown() {
 
 #[test]
 fn blocked_current_thread_runtime_still_exits_by_the_deadline() {
-    let mut child = fixture("hog_current_thread").start();
-    child.wait_for_line("ready");
-    child.signal(SIGTERM);
-    let out = child.wait();
+    let out = fixture("hog_current_thread").signal_after("ready", SIGTERM);
     // grace = 1s; the watchdog ends the process 1 s past the deadline.
     out.assert_killed_by(SIGTERM)
         .assert_exited_within(Duration::from_secs(2))

@@ -26,7 +26,7 @@ impl Entry {
         }
     }
 
-    fn options(self) -> &'static [&'static str] {
+    pub(crate) fn options(self) -> &'static [&'static str] {
         match self {
             Entry::Main => &[
                 "flavor",

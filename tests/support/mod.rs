@@ -141,6 +141,14 @@ impl Fixture {
         }
     }
 
+    /// Starts the program, waits for `marker`, sends `signal`, and waits for the end.
+    pub fn signal_after(self, marker: &str, signal: i32) -> Finished {
+        let mut child = self.start();
+        child.wait_for_line(marker);
+        child.signal(signal);
+        child.wait()
+    }
+
     /// Starts the program and waits for it to end by itself.
     pub fn run(self) -> Finished {
         self.start().wait()
