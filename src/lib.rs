@@ -33,6 +33,39 @@
 //! | [`shutdown_waits_for`] | **waited for**: never cancelled, even if the task awaiting it is |
 //! | [`spawn_blocking`] | its [`StopFlag`] is raised; joined until the deadline, then **abandoned** and reported |
 //!
+//! ```
+//! use std::process::ExitCode;
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! let saved = Arc::new(AtomicBool::new(false));
+//! let flag = saved.clone();
+//! let code = graceful::Builder::new()
+//!     .signals([])
+//!     .grace(Duration::from_secs(5))
+//!     .run(async move {
+//!         let cancelled = graceful::spawn(std::future::pending::<()>());
+//!         let drained = graceful::spawn_service("flusher", async {
+//!             graceful::shutdown_requested().await;
+//!             "flushed" // clean-up after the signal still runs
+//!         });
+//!         let protected = graceful::shutdown_waits_for(async move {
+//!             graceful::shutdown_requested().await;
+//!             flag.store(true, Ordering::SeqCst);
+//!         });
+//!         let blocking = graceful::spawn_blocking("indexer", |stop| stop.wait());
+//!
+//!         graceful::shutdown_with_code(3);
+//!         assert!(cancelled.await.unwrap_err().is_cancelled());
+//!         assert_eq!(drained.await.unwrap(), "flushed");
+//!         protected.await;
+//!         blocking.await.unwrap();
+//!     });
+//! assert!(saved.load(Ordering::SeqCst));
+//! assert_eq!(code, ExitCode::from(3));
+//! ```
+//!
 //! The sequence, started by the first captured signal, [`shutdown()`], `main` returning or (with
 //! `stop_on_panic`) a panic: announce (tokens cancelled, flags raised), cancel `spawn` tasks, drain
 //! `main`, services and protected work, run [`on_shutdown`] hooks last-registered first, abort
