@@ -53,12 +53,17 @@ fn graceful(n: usize, services: bool) -> Duration {
     started.elapsed()
 }
 
-fn tracker_token(n: usize) -> Duration {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The peers' runtime: what graceful builds, multi_thread with 2 workers.
+fn peer_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn tracker_token(n: usize) -> Duration {
+    let runtime = peer_runtime();
     let started = runtime.block_on(async {
         let tracker = TaskTracker::new();
         let token = CancellationToken::new();
@@ -84,11 +89,7 @@ fn tracker_token(n: usize) -> Duration {
 fn tokio_graceful_shutdown(n: usize) -> Duration {
     use tokio_graceful_shutdown::{SubsystemBuilder, SubsystemHandle, Toplevel};
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = peer_runtime();
     let started = runtime.block_on(async move {
         let trigger = Arc::new(Mutex::new(None));
         let at = trigger.clone();

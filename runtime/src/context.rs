@@ -90,19 +90,14 @@ pub(crate) fn with<R>(f: impl FnOnce(Option<&Arc<Shared>>) -> R) -> R {
 /// The runtime of this thread, or the panic SPEC §3 promises to callers outside one.
 #[track_caller]
 pub(crate) fn expect(what: &str) -> Arc<Shared> {
-    match with(|s| s.cloned()) {
-        Some(shared) => shared,
-        None => panic!("{what} called outside #[graceful::main] or graceful::Builder::run"),
-    }
+    with_expect(what, Arc::clone)
 }
 
 /// Runs `f` with the runtime of this thread, without the `Arc` clone of [`expect`]: the spawn
 /// path is hot, and two spawners cloning one `Arc` contend on its counter.
 #[track_caller]
 pub(crate) fn with_expect<R>(what: &str, f: impl FnOnce(&Arc<Shared>) -> R) -> R {
-    let mut f = Some(f);
-    let out = with(|shared| shared.map(|s| (f.take().unwrap())(s)));
-    match out {
+    match with(|shared| shared.map(f)) {
         Some(r) => r,
         None => panic!("{what} called outside #[graceful::main] or graceful::Builder::run"),
     }

@@ -58,6 +58,18 @@ impl TaskKind {
         self as usize
     }
 
+    /// The word for the dump table's KIND column.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            TaskKind::Task => "task",
+            TaskKind::Service => "service",
+            TaskKind::Protected => "protected",
+            TaskKind::Blocking => "blocking",
+            TaskKind::Hook => "hook",
+        }
+    }
+
+    /// The words for a sentence: `blocking job "indexer" at ...`.
     fn noun(self) -> &'static str {
         match self {
             TaskKind::Task => "task",

@@ -215,7 +215,7 @@ pub(crate) fn dump(shared: &Shared) {
         let kind = if item.is_main() {
             "main"
         } else {
-            item_kind(item.kind)
+            item.kind.column()
         };
         let _ = writeln!(
             out,
@@ -231,16 +231,6 @@ pub(crate) fn dump(shared: &Shared) {
         );
     }
     let _ = std::io::stderr().write_all(out.as_bytes());
-}
-
-fn item_kind(kind: TaskKind) -> &'static str {
-    match kind {
-        TaskKind::Task => "task",
-        TaskKind::Service => "service",
-        TaskKind::Protected => "protected",
-        TaskKind::Blocking => "blocking",
-        TaskKind::Hook => "hook",
-    }
 }
 
 /// Counts for the final summary event.

@@ -390,9 +390,8 @@ struct Main<F> {
     future: Option<Pin<Box<F>>>,
     slot: Option<Slot>,
     outcome: Option<MainOutcome>,
-    /// `notify_ready = "auto"`: start-up is over the first time `main` waits.
-    notify_on_pending: bool,
-    shared: Option<Arc<Shared>>,
+    /// `notify_ready = "auto"`: start-up is over the first time `main` waits; taken then.
+    ready_on_first_await: Option<Arc<Shared>>,
 }
 
 impl<F> Main<F>
@@ -406,11 +405,8 @@ where
         };
         let outcome = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(Poll::Pending) => {
-                if self.notify_on_pending {
-                    self.notify_on_pending = false;
-                    if let Some(shared) = &self.shared {
-                        shared.notify_ready();
-                    }
+                if let Some(shared) = self.ready_on_first_await.take() {
+                    shared.notify_ready();
                 }
                 return Poll::Pending;
             }
@@ -468,8 +464,7 @@ where
         future: Some(Box::pin(future)),
         slot: Some(registry.insert_main(location)),
         outcome: None,
-        notify_on_pending: shared.config.notify_ready_auto,
-        shared: Some(shared.clone()),
+        ready_on_first_await: shared.config.notify_ready_auto.then(|| shared.clone()),
     };
 
     // Running: until a trigger, or until `main` ends (which triggers, unless `run_forever`).
