@@ -192,7 +192,7 @@ where
 {
     let location = Location::caller();
     let shared = context::expect("graceful::spawn_blocking");
-    let (slot, _) = shared
+    let slot = shared
         .registry
         .insert(TaskKind::Blocking, Some(name.into()), location, true);
     let stop = shared.stop.clone();

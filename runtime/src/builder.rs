@@ -424,6 +424,11 @@ impl Builder {
         self
     }
 
+    #[cfg(test)]
+    pub(crate) fn into_config(self) -> Config {
+        self.config
+    }
+
     fn validate(&self) {
         let config = &self.config;
         assert!(

@@ -40,8 +40,8 @@ impl Shared {
     pub(crate) fn new(config: Config) -> Arc<Shared> {
         // `#[graceful::test]` runs are not the service the manager watches.
         let config_notifies = config.exits_process;
-        Arc::new_cyclic(|weak| Shared {
-            registry: Registry::new(weak.clone(), config.stop_on_panic),
+        Arc::new(Shared {
+            registry: Registry::new(),
             config,
             handle: OnceLock::new(),
             root: CancellationToken::new(),
@@ -123,4 +123,12 @@ impl Drop for Enter {
 /// For `on_thread_start`: the runtime's own threads carry it for their whole life.
 pub(crate) fn set_for_thread(shared: Option<Arc<Shared>>) {
     let _ = CURRENT.try_with(|cell| cell.replace(shared));
+}
+
+/// For unit tests: a runtime's shared state, made the one of this thread, with no tokio runtime.
+#[cfg(test)]
+pub(crate) fn enter_for_test() -> (Arc<Shared>, Enter) {
+    let shared = Shared::new(crate::Builder::new().__for_test().into_config());
+    let enter = enter(shared.clone());
+    (shared, enter)
 }

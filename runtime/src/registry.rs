@@ -2,23 +2,24 @@
 //! and running hook, with its kind, name, spawn location and start time.
 //!
 //! The registry is split into shards, each behind its own mutex, and a thread always inserts into
-//! the same shard: two threads spawning at once lock different mutexes. Nothing runs user code
-//! while holding a shard lock, so a wedged task can never make the registry unreadable for the
-//! watchdog or the forced-exit report.
+//! the same shard: two threads spawning at once lock different mutexes. Ended work is removed in
+//! batches by the thread it ended on (see [`Grave`]), so the spawn path and the completion path
+//! do not fight over one lock. Nothing runs user code while holding a lock of the registry, so a
+//! wedged task can never make it unreadable for the watchdog or the forced-exit report.
 
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use slab::Slab;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use crate::context::Shared;
+use crate::context::{self, Shared};
 
 /// What kind of tracked work a [`TaskInfo`] describes; it decides what the shutdown does with it.
 ///
@@ -216,24 +217,23 @@ impl Entry {
     }
 }
 
-/// State the tracked futures reach through their shard, without touching `Shared`.
+/// Flags and counters the whole registry shares.
 pub(crate) struct Common {
     /// Signalled when a shard's count of some kind falls to zero while `watching`.
     pub(crate) changed: Notify,
+    /// A shutdown runs: every removal must show at once, since the sequence counts what is left.
     pub(crate) watching: AtomicBool,
     /// Step 2 has begun: `spawn` tasks are cancelled before their first poll.
     pub(crate) cancelling: AtomicBool,
     /// Step 5 has begun: all async work is aborted before its first poll.
     pub(crate) aborting: AtomicBool,
     pub(crate) panics: AtomicUsize,
-    stop_on_panic: bool,
-    owner: Weak<Shared>,
-    epoch: Instant,
+    epoch_us: u64,
 }
 
 impl Common {
     fn now_us(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
+        clock_us().saturating_sub(self.epoch_us)
     }
 
     pub(crate) fn cancels_at_once(&self, kind: TaskKind) -> bool {
@@ -243,9 +243,9 @@ impl Common {
 }
 
 #[repr(align(64))]
-pub(crate) struct Shard {
+struct Shard {
     inner: Mutex<ShardInner>,
-    common: Arc<Common>,
+    returned: Returned,
 }
 
 struct ShardInner {
@@ -253,31 +253,112 @@ struct ShardInner {
     live: [usize; KINDS],
 }
 
-const SHARDS: usize = 32;
+/// Keys of a shard's ended work, handed back by the threads it ended on.
+///
+/// The shard's own thread removes them the next time it spawns: it holds the shard's lock then
+/// anyway, and the entries it wrote are still in its cache. Another thread removing them would
+/// hold that lock through a cache miss per entry while the spawner queues behind it.
+#[repr(align(64))]
+#[derive(Default)]
+struct Returned {
+    keys: Mutex<Vec<u32>>,
+    /// Whether `keys` has any: read on every spawn without taking the lock.
+    any: AtomicBool,
+}
+
+/// The slots one thread has released, handed back to their shards a batch at a time.
+///
+/// A task usually ends on another worker than the one that spawned it. Removing its entry there
+/// and then would pull the spawner's shard (its lock and its slab) over to the other core and back
+/// for every task, and make the two cores fight over the lock. Each thread buries what it
+/// releases in its own grave instead, and hands [`BATCH`] slots at a time back to their shards.
+#[repr(align(64))]
+#[derive(Default)]
+struct Grave {
+    buried: Mutex<Vec<At>>,
+}
+
+const BATCH: usize = 64;
+
+/// Handed-back keys a shard holds before the thread handing them back removes them itself: the
+/// shard's thread may have stopped spawning, and ended tasks keep their memory until removed.
+const RETURNED_MAX: usize = 1024;
+
+const SHARD_BITS: u32 = 5;
+const SHARDS: usize = 1 << SHARD_BITS;
+const KEY_BITS: u32 = u32::BITS - SHARD_BITS;
 
 pub(crate) struct Registry {
-    shards: Box<[Arc<Shard>]>,
-    pub(crate) common: Arc<Common>,
+    shards: Box<[Shard]>,
+    graves: Box<[Grave]>,
+    pub(crate) common: Common,
+    /// Tells this registry's slots from those of another runtime in the same process.
+    tag: u16,
 }
 
-/// Where an entry lives, for [`Registry::arm`].
-#[derive(Clone, Copy)]
-pub(crate) struct At {
-    shard: usize,
-    key: u32,
+/// Where an entry lives: its shard in the top bits, its slab key below.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct At(u32);
+
+impl At {
+    fn new(shard: usize, key: usize) -> At {
+        let key = u32::try_from(key)
+            .ok()
+            .filter(|key| key >> KEY_BITS == 0)
+            .expect("graceful: more than 134 million live tasks spawned from one thread");
+        At((shard as u32) << KEY_BITS | key)
+    }
+
+    fn shard(self) -> usize {
+        (self.0 >> KEY_BITS) as usize
+    }
+
+    fn key(self) -> usize {
+        (self.0 & ((1 << KEY_BITS) - 1)) as usize
+    }
 }
 
-/// Owned by the tracked work; removes its entry when dropped (completion, cancellation, panic).
+/// Owned by the tracked work; its entry goes when it is dropped (completion, cancellation, panic).
+///
+/// Eight bytes in every tracked task, and no pointer: the registry is found through the thread,
+/// because only the runtime's own threads drop its work. Tokio drops a task's future on a worker
+/// (or, once the runtime has shut down, on the thread that spawns it), and blocking jobs end on
+/// the runtime's blocking threads. An `Arc` here would bounce its counter between the spawning
+/// core and the completing one on every task.
 pub(crate) struct Slot {
-    shard: Arc<Shard>,
-    key: u32,
+    at: At,
+    tag: u16,
     kind: TaskKind,
     /// Used by `Tracked` to cancel a task spawned after the cancel step before it ever runs.
     pub(crate) polled: bool,
 }
 
-fn lock(mutex: &Mutex<ShardInner>) -> MutexGuard<'_, ShardInner> {
-    // No user code runs under a shard lock; a poisoned lock only means a bug of ours panicked
+/// Microseconds on a monotonic clock, for ages; every spawn reads it.
+///
+/// On Linux this is the coarse clock: a few nanoseconds instead of the twenty `Instant::now()`
+/// costs here (a tenth of graceful's whole spawn overhead in `benches/spawn.rs`), at the
+/// resolution of a scheduler tick (1 to 4 ms), which ages shown in milliseconds do not notice.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn clock_us() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to write; the clock id is a constant the
+    // kernel has supported since Linux 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn clock_us() -> u64 {
+    use std::time::Instant;
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No user code runs under our locks; a poisoned lock only means a bug of ours panicked
     // mid-update of plain counters, which is no reason to stop shutting down.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -286,13 +367,14 @@ thread_local! {
     static SHARD_HINT: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
+/// This thread's shard and grave: threads that spawn or release at once use different ones.
 fn shard_hint() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     SHARD_HINT
         .try_with(|hint| {
             let mut value = hint.get();
             if value == usize::MAX {
-                value = NEXT.fetch_add(1, Ordering::Relaxed);
+                value = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
                 hint.set(value);
             }
             value
@@ -301,29 +383,31 @@ fn shard_hint() -> usize {
 }
 
 impl Registry {
-    pub(crate) fn new(owner: Weak<Shared>, stop_on_panic: bool) -> Registry {
-        let common = Arc::new(Common {
-            changed: Notify::new(),
-            watching: AtomicBool::new(false),
-            cancelling: AtomicBool::new(false),
-            aborting: AtomicBool::new(false),
-            panics: AtomicUsize::new(0),
-            stop_on_panic,
-            owner,
-            epoch: Instant::now(),
-        });
+    pub(crate) fn new() -> Registry {
+        static TAGS: AtomicU16 = AtomicU16::new(0);
         let shards = (0..SHARDS)
-            .map(|_| {
-                Arc::new(Shard {
-                    inner: Mutex::new(ShardInner {
-                        entries: Slab::new(),
-                        live: [0; KINDS],
-                    }),
-                    common: common.clone(),
-                })
+            .map(|_| Shard {
+                inner: Mutex::new(ShardInner {
+                    entries: Slab::new(),
+                    live: [0; KINDS],
+                }),
+                returned: Returned::default(),
             })
             .collect();
-        Registry { shards, common }
+        let graves = (0..SHARDS).map(|_| Grave::default()).collect();
+        Registry {
+            shards,
+            graves,
+            common: Common {
+                changed: Notify::new(),
+                watching: AtomicBool::new(false),
+                cancelling: AtomicBool::new(false),
+                aborting: AtomicBool::new(false),
+                panics: AtomicUsize::new(0),
+                epoch_us: clock_us(),
+            },
+            tag: TAGS.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// Adds an entry. Work with an abort handle must then be [`arm`](Self::arm)ed.
@@ -333,9 +417,8 @@ impl Registry {
         name: Option<Cow<'static, str>>,
         location: &'static Location<'static>,
         armed: bool,
-    ) -> (Slot, At) {
-        let index = shard_hint() % SHARDS;
-        let shard = &self.shards[index];
+    ) -> Slot {
+        let shard = shard_hint();
         let state = if armed { State::Armed } else { State::Pending };
         let entry = Entry {
             abort: None,
@@ -343,40 +426,43 @@ impl Registry {
             name: name.map(Box::new),
             meta: Meta::new(self.common.now_us(), kind, state, false),
         };
-        let key = {
-            let mut inner = lock(&shard.inner);
+        let shard_ref = &self.shards[shard];
+        let (key, removed) = {
+            let mut inner = lock(&shard_ref.inner);
+            let removed = if shard_ref.returned.any.load(Ordering::Relaxed) {
+                self.reclaim(shard_ref, &mut inner)
+            } else {
+                Vec::new()
+            };
             inner.live[kind.index()] += 1;
-            inner.entries.insert(entry)
+            (inner.entries.insert(entry), removed)
         };
-        let key = u32::try_from(key).expect("graceful: more than 4 billion tasks in one shard");
-        let slot = Slot {
-            shard: shard.clone(),
-            key,
+        drop(removed);
+        Slot {
+            at: At::new(shard, key),
+            tag: self.tag,
             kind,
             polled: false,
-        };
-        (slot, At { shard: index, key })
+        }
     }
 
     /// `main` is a service named "main" with no abort handle: the sequence drops it itself.
     pub(crate) fn insert_main(&self, location: &'static Location<'static>) -> Slot {
-        let (slot, at) = self.insert(TaskKind::Service, Some("main".into()), location, true);
-        let entries = &mut lock(&self.shards[at.shard].inner).entries;
-        let entry = &mut entries[at.key as usize];
+        let slot = self.insert(TaskKind::Service, Some("main".into()), location, true);
+        let entries = &mut lock(&self.shards[slot.at.shard()].inner).entries;
+        let entry = &mut entries[slot.at.key()];
         entry.meta = entry.meta.with_main();
         slot
     }
 
     pub(crate) fn arm(&self, at: At, abort: AbortHandle) {
-        let shard = &self.shards[at.shard];
-        let mut inner = lock(&shard.inner);
-        let key = at.key as usize;
-        if inner.entries[key].state() == State::Finished {
-            let entry = shard.remove(&mut inner, key);
+        let mut inner = lock(&self.shards[at.shard()].inner);
+        if inner.entries[at.key()].state() == State::Finished {
+            let entry = self.remove(&mut inner, at.key());
             drop(inner);
             drop(entry);
         } else {
-            let entry = &mut inner.entries[key];
+            let entry = &mut inner.entries[at.key()];
             entry.abort = Some(abort);
             entry.set_state(State::Armed);
         }
@@ -384,6 +470,7 @@ impl Registry {
 
     /// How many live entries there are of these kinds.
     pub(crate) fn count(&self, kinds: &[TaskKind]) -> usize {
+        self.flush();
         self.shards
             .iter()
             .map(|shard| {
@@ -412,6 +499,7 @@ impl Registry {
     }
 
     fn abort_where(&self, which: impl Fn(TaskKind) -> bool, mut seen: impl FnMut(&Entry)) -> usize {
+        self.flush();
         let mut count = 0;
         for shard in self.shards.iter() {
             let inner = lock(&shard.inner);
@@ -431,6 +519,7 @@ impl Registry {
 
     /// What is alive now, in spawn order within a shard.
     pub(crate) fn snapshot(&self) -> Vec<TaskInfo> {
+        self.flush();
         let now = self.common.now_us();
         let mut out = Vec::new();
         for shard in self.shards.iter() {
@@ -445,6 +534,105 @@ impl Registry {
         }
         out
     }
+
+    fn info_at(&self, at: At) -> TaskInfo {
+        let inner = lock(&self.shards[at.shard()].inner);
+        info(&inner.entries[at.key()], self.common.now_us())
+    }
+
+    /// The work behind `at` has ended (the slot's drop).
+    fn release(&self, at: At) {
+        let mut buried = lock(&self.graves[shard_hint()].buried);
+        if !self.common.watching.load(Ordering::SeqCst) {
+            buried.push(at);
+            if buried.len() >= BATCH {
+                self.hand_back(&mut buried);
+            }
+            return;
+        }
+        drop(buried);
+        let mut inner = lock(&self.shards[at.shard()].inner);
+        let entry = self.finish(&mut inner, at.key());
+        drop(inner);
+        drop(entry);
+    }
+
+    /// Gives buried slots back to their shards, locking each shard's list once.
+    fn hand_back(&self, buried: &mut Vec<At>) {
+        buried.sort_unstable();
+        for run in buried.chunk_by(|a, b| a.shard() == b.shard()) {
+            let shard = &self.shards[run[0].shard()];
+            let mut keys = lock(&shard.returned.keys);
+            keys.extend(run.iter().map(|at| at.key() as u32));
+            shard.returned.any.store(true, Ordering::Relaxed);
+            let overflowing = keys.len() >= RETURNED_MAX;
+            drop(keys);
+            if overflowing {
+                let mut inner = lock(&shard.inner);
+                let removed = self.reclaim(shard, &mut inner);
+                drop(inner);
+                drop(removed);
+            }
+        }
+        buried.clear();
+    }
+
+    /// Makes counts and lists exact: every slot released so far has its entry removed.
+    ///
+    /// A release that saw `watching` false buried its slot under its grave's lock. After a
+    /// shutdown has set `watching`, this takes each of those locks, so it either finds the slot or
+    /// the release saw the flag and removed the entry itself.
+    fn flush(&self) {
+        for grave in self.graves.iter() {
+            let mut buried = lock(&grave.buried);
+            if !buried.is_empty() {
+                self.hand_back(&mut buried);
+            }
+        }
+        for shard in self.shards.iter() {
+            if shard.returned.any.load(Ordering::Relaxed) {
+                let mut inner = lock(&shard.inner);
+                let removed = self.reclaim(shard, &mut inner);
+                drop(inner);
+                drop(removed);
+            }
+        }
+    }
+
+    /// Removes the entries handed back to `shard`, whose lock `inner` is. They are returned to be
+    /// dropped once the lock is released: dropping an abort handle can free its task.
+    fn reclaim(&self, shard: &Shard, inner: &mut ShardInner) -> Vec<Entry> {
+        let keys = {
+            let mut keys = lock(&shard.returned.keys);
+            shard.returned.any.store(false, Ordering::Relaxed);
+            std::mem::take(&mut *keys)
+        };
+        keys.iter()
+            .filter_map(|&key| self.finish(inner, key as usize))
+            .collect()
+    }
+
+    /// The work behind the entry has ended: removes the entry, unless the spawner has not stored
+    /// the abort handle yet. Then its `arm` removes it, and until then the key stays taken, so no
+    /// new entry can be mistaken for it.
+    fn finish(&self, inner: &mut ShardInner, key: usize) -> Option<Entry> {
+        let entry = &mut inner.entries[key];
+        if entry.state() == State::Pending {
+            entry.set_state(State::Finished);
+            return None;
+        }
+        Some(self.remove(inner, key))
+    }
+
+    fn remove(&self, inner: &mut ShardInner, key: usize) -> Entry {
+        let entry = inner.entries.remove(key);
+        let live = &mut inner.live[entry.kind().index()];
+        *live -= 1;
+        if *live == 0 && self.common.watching.load(Ordering::SeqCst) {
+            self.common.changed.notify_one();
+        }
+        entry
+    }
 }
 
 fn info(entry: &Entry, now_us: u64) -> TaskInfo {
@@ -457,39 +645,31 @@ fn info(entry: &Entry, now_us: u64) -> TaskInfo {
     }
 }
 
-impl Shard {
-    fn remove(&self, inner: &mut ShardInner, key: usize) -> Entry {
-        let entry = inner.entries.remove(key);
-        let live = &mut inner.live[entry.kind().index()];
-        *live -= 1;
-        if *live == 0 && self.common.watching.load(Ordering::SeqCst) {
-            self.common.changed.notify_one();
-        }
-        entry
-    }
-}
-
 impl Slot {
-    pub(crate) fn kind(&self) -> TaskKind {
-        self.kind
+    pub(crate) fn at(&self) -> At {
+        self.at
     }
 
-    pub(crate) fn common(&self) -> &Common {
-        &self.shard.common
+    /// Runs `f` with the runtime this slot's work belongs to: the one of the thread it runs on.
+    fn with_runtime<R>(&self, f: impl FnOnce(&Arc<Shared>) -> R) -> Option<R> {
+        context::with(|shared| shared.filter(|s| s.registry.tag == self.tag).map(f))
+    }
+
+    /// Whether the work must not start: see [`Common::cancels_at_once`].
+    pub(crate) fn cancels_at_once(&self) -> bool {
+        self.with_runtime(|shared| shared.registry.common.cancels_at_once(self.kind))
+            .unwrap_or(false)
     }
 
     /// Counts and reports a panic of this work, and starts the shutdown under `stop_on_panic`.
     pub(crate) fn panicked(&self) {
-        let common = &self.shard.common;
-        common.panics.fetch_add(1, Ordering::SeqCst);
-        let entry = info(
-            &lock(&self.shard.inner).entries[self.key as usize],
-            common.now_us(),
-        );
-        crate::report::panicked(&entry);
-        // A panicking hook is reported and the next one runs (SPEC §4): it never stops the program.
-        if common.stop_on_panic && self.kind != TaskKind::Hook {
-            if let Some(shared) = common.owner.upgrade() {
+        self.with_runtime(|shared| {
+            shared.registry.common.panics.fetch_add(1, Ordering::SeqCst);
+            let entry = shared.registry.info_at(self.at);
+            crate::report::panicked(&entry);
+            // A panicking hook is reported and the next one runs (SPEC §4): it never stops the
+            // program.
+            if shared.config.stop_on_panic && self.kind != TaskKind::Hook {
                 let task = if entry.name.is_empty() {
                     Cow::Owned(entry.to_string())
                 } else {
@@ -497,22 +677,13 @@ impl Slot {
                 };
                 shared.panic_stops(task);
             }
-        }
+        });
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut inner = lock(&self.shard.inner);
-        let key = self.key as usize;
-        if inner.entries[key].state() == State::Pending {
-            inner.entries[key].set_state(State::Finished);
-            return;
-        }
-        let entry = self.shard.remove(&mut inner, key);
-        drop(inner);
-        // The abort handle is released outside the lock: it touches the task's own state.
-        drop(entry);
+        self.with_runtime(|shared| shared.registry.release(self.at));
     }
 }
 
@@ -520,15 +691,19 @@ impl Drop for Slot {
 mod tests {
     use super::*;
 
-    fn registry() -> Registry {
-        Registry::new(Weak::new(), false)
-    }
-
     #[test]
     fn entries_stay_small() {
         assert_eq!(std::mem::size_of::<Entry>(), 32);
         assert_eq!(std::mem::size_of::<slab::Slab<Entry>>(), 40);
-        assert_eq!(std::mem::size_of::<Slot>(), 16);
+        assert_eq!(std::mem::size_of::<Slot>(), 8);
+    }
+
+    #[test]
+    fn at_keeps_shard_and_key_apart() {
+        let at = At::new(SHARDS - 1, (1 << KEY_BITS) - 1);
+        assert_eq!((at.shard(), at.key()), (SHARDS - 1, (1 << KEY_BITS) - 1));
+        let at = At::new(3, 0);
+        assert_eq!((at.shard(), at.key()), (3, 0));
     }
 
     #[test]
@@ -545,8 +720,9 @@ mod tests {
 
     #[test]
     fn insert_snapshot_and_remove_on_drop() {
-        let registry = registry();
-        let (slot, _) = registry.insert(
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
+        let slot = registry.insert(
             TaskKind::Service,
             Some("flusher".into()),
             Location::caller(),
@@ -564,8 +740,10 @@ mod tests {
 
     #[test]
     fn work_finishing_before_it_is_armed_is_removed_by_the_arming() {
-        let registry = registry();
-        let (slot, at) = registry.insert(TaskKind::Task, None, Location::caller(), false);
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
+        let slot = registry.insert(TaskKind::Task, None, Location::caller(), false);
+        let at = slot.at();
         drop(slot);
         // The key must stay reserved until the spawner arms it, or a new entry could take it.
         assert_eq!(registry.count(&[TaskKind::Task]), 1);
@@ -580,15 +758,17 @@ mod tests {
 
     #[test]
     fn zero_crossing_notifies_only_while_watching() {
-        let registry = registry();
-        let (slot, _) = registry.insert(TaskKind::Task, None, Location::caller(), true);
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
+        let slot = registry.insert(TaskKind::Task, None, Location::caller(), true);
         let mut waiter = tokio_test_notified(&registry.common.changed);
         drop(slot);
+        assert_eq!(registry.count(&[TaskKind::Task]), 0);
         assert!(!waiter.is_ready());
 
         registry.common.watching.store(true, Ordering::SeqCst);
-        let (slot, _) = registry.insert(TaskKind::Task, None, Location::caller(), true);
-        let (other, _) = registry.insert(TaskKind::Task, None, Location::caller(), true);
+        let slot = registry.insert(TaskKind::Task, None, Location::caller(), true);
+        let other = registry.insert(TaskKind::Task, None, Location::caller(), true);
         drop(slot);
         assert!(
             !waiter.is_ready(),
@@ -599,23 +779,75 @@ mod tests {
     }
 
     #[test]
+    fn released_slots_wait_in_their_grave_until_a_batch_or_a_count() {
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
+        let live = |registry: &Registry| -> usize {
+            registry
+                .shards
+                .iter()
+                .map(|s| lock(&s.inner).entries.len())
+                .sum()
+        };
+        let slots: Vec<Slot> = (0..BATCH)
+            .map(|_| registry.insert(TaskKind::Task, None, Location::caller(), true))
+            .collect();
+        let mut slots = slots.into_iter();
+        slots.by_ref().take(BATCH - 1).for_each(drop);
+        assert_eq!(live(registry), BATCH, "removals wait for a full batch");
+        drop(slots.next());
+        // The batch went back to the shard; its own spawner removes it on its next insert.
+        let next = registry.insert(TaskKind::Task, None, Location::caller(), true);
+        assert_eq!(live(registry), 1);
+        drop(next);
+        assert_eq!(live(registry), 1);
+        // Counting, as the sequence does, makes everything released so far disappear.
+        assert_eq!(registry.count(&[TaskKind::Task]), 0);
+        assert_eq!(live(registry), 0);
+    }
+
+    #[test]
+    fn a_shard_that_stops_spawning_gets_its_ended_work_removed_anyway() {
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
+        let slots: Vec<Slot> = (0..RETURNED_MAX)
+            .map(|_| registry.insert(TaskKind::Task, None, Location::caller(), true))
+            .collect();
+        // Released on another thread, as tasks end on another worker; no insert follows.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _enter = context::enter(shared.clone());
+                drop(slots);
+            });
+        });
+        let entries: usize = registry
+            .shards
+            .iter()
+            .map(|s| lock(&s.inner).entries.len())
+            .sum();
+        assert_eq!(entries, 0);
+    }
+
+    #[test]
     fn abort_all_aborts_armed_work_and_names_it() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let registry = registry();
-        let (slot, at) = registry.insert(
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
+        let slot = registry.insert(
             TaskKind::Service,
             Some("svc".into()),
             Location::caller(),
             false,
         );
+        let at = slot.at();
         let handle = rt.spawn(async move {
             let _slot = slot;
             std::future::pending::<()>().await
         });
         registry.arm(at, handle.abort_handle());
-        let (_blocking, _) = registry.insert(
+        let _blocking = registry.insert(
             TaskKind::Blocking,
             Some("job".into()),
             Location::caller(),
@@ -689,9 +921,11 @@ mod interleavings {
             .build()
             .unwrap();
         for order in orders() {
-            let registry = Registry::new(Weak::new(), false);
+            let (shared, _enter) = context::enter_for_test();
+            let registry = &shared.registry;
             let task = rt.spawn(std::future::pending::<()>());
-            let (slot, at) = registry.insert(TaskKind::Task, None, Location::caller(), false);
+            let slot = registry.insert(TaskKind::Task, None, Location::caller(), false);
+            let at = slot.at();
             let mut slot = Some(slot);
             for step in order {
                 match step {

@@ -32,7 +32,7 @@ impl<F: Future> Future for Tracked<F> {
             this.slot.polled = true;
             // Spawned after the cancel step began: the spawner's abort is on its way. Never
             // running the body is what SPEC §3 promises ("cancelled before its first poll").
-            if this.slot.common().cancels_at_once(this.slot.kind()) {
+            if this.slot.cancels_at_once() {
                 return Poll::Pending;
             }
         }
@@ -58,7 +58,8 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (slot, at) = self.registry.insert(kind, name, location, false);
+        let slot = self.registry.insert(kind, name, location, false);
+        let at = slot.at();
         let handle = self.handle().spawn(Tracked { future, slot });
         self.registry.arm(at, handle.abort_handle());
         // Checked after arming: either the cancel step saw the armed entry, or we see its flag.
@@ -251,7 +252,6 @@ impl<T> Future for ShutdownWaitsFor<T> {
 mod tests {
     use std::pin::pin;
     use std::sync::atomic::Ordering;
-    use std::sync::Weak;
     use std::task::Waker;
 
     use super::*;
@@ -262,15 +262,16 @@ mod tests {
     }
 
     fn tracked<F>(registry: &Registry, kind: TaskKind, future: F) -> Tracked<F> {
-        let (slot, _) = registry.insert(kind, None, Location::caller(), true);
+        let slot = registry.insert(kind, None, Location::caller(), true);
         Tracked { future, slot }
     }
 
     #[test]
     fn entry_lives_until_the_future_is_dropped() {
-        let registry = Registry::new(Weak::new(), false);
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
         let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
-        let mut task = Box::pin(tracked(&registry, TaskKind::Task, rx));
+        let mut task = Box::pin(tracked(registry, TaskKind::Task, rx));
         assert!(poll(task.as_mut()).is_pending());
         assert_eq!(registry.snapshot().len(), 1);
         tx.send(7).unwrap();
@@ -283,21 +284,23 @@ mod tests {
 
     #[test]
     fn task_spawned_after_the_cancel_step_never_runs_its_body() {
-        let registry = Registry::new(Weak::new(), false);
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
         registry.cancel_tasks();
-        let mut task = pin!(tracked(&registry, TaskKind::Task, async {
+        let mut task = pin!(tracked(registry, TaskKind::Task, async {
             panic!("a task spawned after the cancel step was polled")
         }));
         assert!(poll(task.as_mut()).is_pending());
         // Services spawned during the shutdown still run: they are drained, not cancelled.
-        let mut service = pin!(tracked(&registry, TaskKind::Service, async { 5 }));
+        let mut service = pin!(tracked(registry, TaskKind::Service, async { 5 }));
         assert_eq!(poll(service.as_mut()), Poll::Ready(5));
     }
 
     #[test]
     fn a_panic_is_counted_and_passed_on() {
-        let registry = Registry::new(Weak::new(), false);
-        let mut task = Box::pin(tracked(&registry, TaskKind::Task, async {
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
+        let mut task = Box::pin(tracked(registry, TaskKind::Task, async {
             panic!("boom");
         }));
         let result = catch_unwind(AssertUnwindSafe(|| poll(task.as_mut())));
