@@ -194,7 +194,7 @@ where
     let shared = context::expect("graceful::spawn_blocking");
     let slot = shared
         .registry
-        .insert(TaskKind::Blocking, Some(name.into()), location, true);
+        .insert(TaskKind::Blocking, Some(name.into()), location);
     let stop = shared.stop.clone();
     shared.handle().spawn_blocking(move || {
         // Dropped when the job ends, even by unwinding, or unrun when the pool shuts down first.

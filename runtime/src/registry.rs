@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -136,10 +136,11 @@ impl fmt::Display for TaskInfo {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Inserted; the spawner has not stored the abort handle yet.
-    Pending,
+    /// A key taken for work about to be spawned, whose abort handle does not exist yet: not
+    /// counted, not listed.
+    Reserved,
     Armed,
-    /// The work ended before the spawner armed it: the spawner removes the entry.
+    /// The work ended before its spawner filled the entry in: the spawner removes it.
     Finished,
 }
 
@@ -160,7 +161,7 @@ struct Meta(u64);
 impl Meta {
     fn new(started_us: u64, kind: TaskKind, state: State, is_main: bool) -> Meta {
         let state = match state {
-            State::Pending => 0,
+            State::Reserved => 0,
             State::Armed => 1,
             State::Finished => 2,
         };
@@ -184,7 +185,7 @@ impl Meta {
 
     fn state(self) -> State {
         match (self.0 >> 3) & 0b11 {
-            0 => State::Pending,
+            0 => State::Reserved,
             1 => State::Armed,
             _ => State::Finished,
         }
@@ -195,15 +196,34 @@ impl Meta {
     }
 
     fn with_state(self, state: State) -> Meta {
-        Meta::new(self.started_us(), self.kind(), state, self.is_main())
+        let new = Meta::new(0, TaskKind::Task, state, false).0;
+        Meta(self.0 & !(0b11 << 3) | new)
     }
 
     fn with_main(self) -> Meta {
         Meta(self.0 | 1 << 5)
     }
+
+    /// Reserved work panicked before its spawner filled the entry in: `fill` reports it.
+    fn has_panicked(self) -> bool {
+        self.0 & (1 << 6) != 0
+    }
+
+    fn with_panicked(self) -> Meta {
+        Meta(self.0 | 1 << 6)
+    }
 }
 
 impl Entry {
+    fn reserved() -> Entry {
+        Entry {
+            abort: None,
+            location: Location::caller(),
+            name: None,
+            meta: Meta::new(0, TaskKind::Task, State::Reserved, false),
+        }
+    }
+
     fn kind(&self) -> TaskKind {
         self.meta.kind()
     }
@@ -245,12 +265,19 @@ impl Common {
 #[repr(align(64))]
 struct Shard {
     inner: Mutex<ShardInner>,
+    /// A key reserved by the last [`Registry::fill`], so that the next spawn here takes no lock
+    /// before tokio's spawn (`NO_SPARE` when there is none).
+    spare: AtomicU32,
     returned: Returned,
 }
+
+const NO_SPARE: u32 = u32::MAX;
 
 struct ShardInner {
     entries: Slab<Entry>,
     live: [usize; KINDS],
+    /// The buffer `returned` swaps with, kept for its capacity.
+    reclaiming: Vec<u32>,
 }
 
 /// Keys of a shard's ended work, handed back by the threads it ended on.
@@ -390,7 +417,9 @@ impl Registry {
                 inner: Mutex::new(ShardInner {
                     entries: Slab::new(),
                     live: [0; KINDS],
+                    reclaiming: Vec::new(),
                 }),
+                spare: AtomicU32::new(NO_SPARE),
                 returned: Returned::default(),
             })
             .collect();
@@ -410,61 +439,118 @@ impl Registry {
         }
     }
 
-    /// Adds an entry. Work with an abort handle must then be [`arm`](Self::arm)ed.
+    /// Adds a live entry for work that has no abort handle (`main`, a blocking job).
     pub(crate) fn insert(
         &self,
         kind: TaskKind,
         name: Option<Cow<'static, str>>,
         location: &'static Location<'static>,
-        armed: bool,
     ) -> Slot {
         let shard = shard_hint();
-        let state = if armed { State::Armed } else { State::Pending };
         let entry = Entry {
             abort: None,
             location,
             name: name.map(Box::new),
-            meta: Meta::new(self.common.now_us(), kind, state, false),
+            meta: Meta::new(self.common.now_us(), kind, State::Armed, false),
         };
-        let shard_ref = &self.shards[shard];
-        let (key, removed) = {
-            let mut inner = lock(&shard_ref.inner);
-            let removed = if shard_ref.returned.any.load(Ordering::Relaxed) {
-                self.reclaim(shard_ref, &mut inner)
-            } else {
-                Vec::new()
-            };
+        let key = {
+            let mut inner = self.lock_to_add(&self.shards[shard]);
             inner.live[kind.index()] += 1;
-            (inner.entries.insert(entry), removed)
+            inner.entries.insert(entry)
         };
-        drop(removed);
-        Slot {
-            at: At::new(shard, key),
-            tag: self.tag,
-            kind,
-            polled: false,
-        }
+        self.slot(At::new(shard, key), kind)
     }
 
     /// `main` is a service named "main" with no abort handle: the sequence drops it itself.
     pub(crate) fn insert_main(&self, location: &'static Location<'static>) -> Slot {
-        let slot = self.insert(TaskKind::Service, Some("main".into()), location, true);
+        let slot = self.insert(TaskKind::Service, Some("main".into()), location);
         let entries = &mut lock(&self.shards[slot.at.shard()].inner).entries;
         let entry = &mut entries[slot.at.key()];
         entry.meta = entry.meta.with_main();
         slot
     }
 
-    pub(crate) fn arm(&self, at: At, abort: AbortHandle) {
-        let mut inner = lock(&self.shards[at.shard()].inner);
-        if inner.entries[at.key()].state() == State::Finished {
-            let entry = self.remove(&mut inner, at.key());
-            drop(inner);
-            drop(entry);
+    /// Takes a key for work about to be spawned; it must then be [`fill`](Self::fill)ed in with
+    /// the task's abort handle. Usually takes no lock: the last `fill` left a key spare.
+    pub(crate) fn reserve(&self, kind: TaskKind) -> Slot {
+        let index = shard_hint();
+        let shard = &self.shards[index];
+        let key = match shard.spare.swap(NO_SPARE, Ordering::Acquire) {
+            NO_SPARE => lock(&shard.inner).entries.insert(Entry::reserved()),
+            key => key as usize,
+        };
+        self.slot(At::new(index, key), kind)
+    }
+
+    /// Makes reserved work live with its abort handle, or removes its entry if it has already
+    /// ended. Also removes what other threads handed back, and reserves a key for the next spawn:
+    /// this is the one lock a spawn takes.
+    ///
+    /// Returns the work's description if it panicked before this, for the caller to report.
+    #[must_use]
+    pub(crate) fn fill(
+        &self,
+        at: At,
+        kind: TaskKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        abort: AbortHandle,
+    ) -> Option<TaskInfo> {
+        let shard = &self.shards[at.shard()];
+        let meta = Meta::new(self.common.now_us(), kind, State::Armed, false);
+        let name = name.map(Box::new);
+        let mut inner = self.lock_to_add(shard);
+        let panicked = inner.entries[at.key()]
+            .meta
+            .has_panicked()
+            .then(|| TaskInfo {
+                name: name.as_deref().cloned().unwrap_or(Cow::Borrowed("")),
+                kind,
+                location,
+                age: Duration::ZERO,
+                is_main: false,
+            });
+        let ended = if inner.entries[at.key()].state() == State::Finished {
+            // Never counted: it ended while reserved.
+            Some(inner.entries.remove(at.key()))
         } else {
-            let entry = &mut inner.entries[at.key()];
-            entry.abort = Some(abort);
-            entry.set_state(State::Armed);
+            inner.entries[at.key()] = Entry {
+                abort: Some(abort),
+                location,
+                name,
+                meta,
+            };
+            inner.live[kind.index()] += 1;
+            None
+        };
+        // Only `fill`s store a spare, under the lock; a `reserve` only takes it.
+        if shard.spare.load(Ordering::Relaxed) == NO_SPARE {
+            let key = inner.entries.insert(Entry::reserved());
+            if let Ok(key) = u32::try_from(key) {
+                shard.spare.store(key, Ordering::Release);
+            }
+        }
+        drop(inner);
+        drop(ended);
+        panicked
+    }
+
+    /// Locks a shard to add to it, first removing what other threads handed back: the thread
+    /// adding is the shard's own, which wrote those entries and still has them in its cache.
+    fn lock_to_add<'a>(&self, shard: &'a Shard) -> MutexGuard<'a, ShardInner> {
+        let mut inner = lock(&shard.inner);
+        if shard.returned.any.load(Ordering::Relaxed) {
+            self.reclaim(shard, &mut inner);
+        }
+        inner
+    }
+
+    fn slot(&self, at: At, kind: TaskKind) -> Slot {
+        Slot {
+            at,
+            tag: self.tag,
+            kind,
+            polled: false,
         }
     }
 
@@ -504,7 +590,7 @@ impl Registry {
         for shard in self.shards.iter() {
             let inner = lock(&shard.inner);
             for (_, entry) in inner.entries.iter() {
-                if entry.state() == State::Finished || !which(entry.kind()) {
+                if entry.state() != State::Armed || !which(entry.kind()) {
                     continue;
                 }
                 if let Some(abort) = &entry.abort {
@@ -528,16 +614,23 @@ impl Registry {
                 inner
                     .entries
                     .iter()
-                    .filter(|(_, e)| e.state() != State::Finished)
+                    .filter(|(_, e)| e.state() == State::Armed)
                     .map(|(_, e)| info(e, now)),
             );
         }
         out
     }
 
-    fn info_at(&self, at: At) -> TaskInfo {
-        let inner = lock(&self.shards[at.shard()].inner);
-        info(&inner.entries[at.key()], self.common.now_us())
+    /// The work at `at` panicked: what to report, or `None` if its spawner has not filled the
+    /// entry in yet (the task ran on another worker first). Its `fill` then returns the report.
+    fn panicked_at(&self, at: At) -> Option<TaskInfo> {
+        let mut inner = lock(&self.shards[at.shard()].inner);
+        let entry = &mut inner.entries[at.key()];
+        if entry.state() == State::Reserved {
+            entry.meta = entry.meta.with_panicked();
+            return None;
+        }
+        Some(info(entry, self.common.now_us()))
     }
 
     /// The work behind `at` has ended (the slot's drop).
@@ -568,10 +661,7 @@ impl Registry {
             let overflowing = keys.len() >= RETURNED_MAX;
             drop(keys);
             if overflowing {
-                let mut inner = lock(&shard.inner);
-                let removed = self.reclaim(shard, &mut inner);
-                drop(inner);
-                drop(removed);
+                self.reclaim(shard, &mut lock(&shard.inner));
             }
         }
         buried.clear();
@@ -591,33 +681,35 @@ impl Registry {
         }
         for shard in self.shards.iter() {
             if shard.returned.any.load(Ordering::Relaxed) {
-                let mut inner = lock(&shard.inner);
-                let removed = self.reclaim(shard, &mut inner);
-                drop(inner);
-                drop(removed);
+                self.reclaim(shard, &mut lock(&shard.inner));
             }
         }
     }
 
-    /// Removes the entries handed back to `shard`, whose lock `inner` is. They are returned to be
-    /// dropped once the lock is released: dropping an abort handle can free its task.
-    fn reclaim(&self, shard: &Shard, inner: &mut ShardInner) -> Vec<Entry> {
-        let keys = {
-            let mut keys = lock(&shard.returned.keys);
+    /// Removes the entries handed back to `shard`, whose lock `inner` is.
+    ///
+    /// Their abort handles are dropped under the lock, which can free their tasks: outside a
+    /// count or a flush, only the shard's own spawner takes this lock, so nobody waits for it.
+    fn reclaim(&self, shard: &Shard, inner: &mut ShardInner) {
+        let mut keys = std::mem::take(&mut inner.reclaiming);
+        {
+            let mut returned = lock(&shard.returned.keys);
             shard.returned.any.store(false, Ordering::Relaxed);
-            std::mem::take(&mut *keys)
-        };
-        keys.iter()
-            .filter_map(|&key| self.finish(inner, key as usize))
-            .collect()
+            std::mem::swap(&mut *returned, &mut keys);
+        }
+        for &key in &keys {
+            drop(self.finish(inner, key as usize));
+        }
+        keys.clear();
+        inner.reclaiming = keys;
     }
 
-    /// The work behind the entry has ended: removes the entry, unless the spawner has not stored
-    /// the abort handle yet. Then its `arm` removes it, and until then the key stays taken, so no
-    /// new entry can be mistaken for it.
+    /// The work behind the entry has ended: removes the entry, unless the spawner has not filled
+    /// it in yet. Then its `fill` removes it, and until then the key stays taken, so no new entry
+    /// can be mistaken for it.
     fn finish(&self, inner: &mut ShardInner, key: usize) -> Option<Entry> {
         let entry = &mut inner.entries[key];
-        if entry.state() == State::Pending {
+        if entry.state() == State::Reserved {
             entry.set_state(State::Finished);
             return None;
         }
@@ -665,17 +757,8 @@ impl Slot {
     pub(crate) fn panicked(&self) {
         self.with_runtime(|shared| {
             shared.registry.common.panics.fetch_add(1, Ordering::SeqCst);
-            let entry = shared.registry.info_at(self.at);
-            crate::report::panicked(&entry);
-            // A panicking hook is reported and the next one runs (SPEC §4): it never stops the
-            // program.
-            if shared.config.stop_on_panic && self.kind != TaskKind::Hook {
-                let task = if entry.name.is_empty() {
-                    Cow::Owned(entry.to_string())
-                } else {
-                    entry.name.clone()
-                };
-                shared.panic_stops(task);
+            if let Some(info) = shared.registry.panicked_at(self.at) {
+                shared.task_panicked(&info);
             }
         });
     }
@@ -708,13 +791,13 @@ mod tests {
 
     #[test]
     fn meta_packs_and_unpacks() {
-        let meta = Meta::new(123_456_789, TaskKind::Hook, State::Pending, false);
+        let meta = Meta::new(123_456_789, TaskKind::Hook, State::Reserved, false);
         assert_eq!(meta.started_us(), 123_456_789);
         assert_eq!(meta.kind(), TaskKind::Hook);
-        assert!(meta.state() == State::Pending && !meta.is_main());
-        let meta = meta.with_state(State::Finished).with_main();
+        assert!(meta.state() == State::Reserved && !meta.is_main());
+        let meta = meta.with_panicked().with_main().with_state(State::Finished);
         assert_eq!(meta.kind(), TaskKind::Hook);
-        assert!(meta.state() == State::Finished && meta.is_main());
+        assert!(meta.state() == State::Finished && meta.is_main() && meta.has_panicked());
         assert_eq!(meta.started_us(), 123_456_789);
     }
 
@@ -726,7 +809,6 @@ mod tests {
             TaskKind::Service,
             Some("flusher".into()),
             Location::caller(),
-            true,
         );
         let snapshot = registry.snapshot();
         assert_eq!(snapshot.len(), 1);
@@ -739,36 +821,108 @@ mod tests {
     }
 
     #[test]
-    fn work_finishing_before_it_is_armed_is_removed_by_the_arming() {
+    fn work_ending_before_its_entry_is_filled_is_removed_by_the_filling() {
         let (shared, _enter) = context::enter_for_test();
         let registry = &shared.registry;
-        let slot = registry.insert(TaskKind::Task, None, Location::caller(), false);
+        let slot = registry.reserve(TaskKind::Task);
         let at = slot.at();
         drop(slot);
-        // The key must stay reserved until the spawner arms it, or a new entry could take it.
-        assert_eq!(registry.count(&[TaskKind::Task]), 1);
+        assert_eq!(registry.count(&[TaskKind::Task]), 0);
+        // The key stays taken until the spawner fills it in, or a new entry could be mistaken
+        // for the ended one.
+        let other = registry.insert(TaskKind::Service, None, Location::caller());
+        assert!(other.at() != at);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         let handle = rt.spawn(async {});
-        registry.arm(at, handle.abort_handle());
+        assert!(registry
+            .fill(
+                at,
+                TaskKind::Task,
+                None,
+                Location::caller(),
+                handle.abort_handle(),
+            )
+            .is_none());
         assert_eq!(registry.count(&[TaskKind::Task]), 0);
-        assert!(registry.snapshot().is_empty());
+        let listed = registry.snapshot();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].kind, TaskKind::Service);
+    }
+
+    #[test]
+    fn a_panic_before_the_fill_is_reported_by_the_fill_with_where_it_was_spawned() {
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let slot = registry.reserve(TaskKind::Service);
+        let at = slot.at();
+        assert!(registry.panicked_at(at).is_none(), "nothing to say yet");
+        drop(slot);
+        let handle = rt.spawn(async {});
+        let here = Location::caller();
+        let info = registry
+            .fill(
+                at,
+                TaskKind::Service,
+                Some("svc".into()),
+                here,
+                handle.abort_handle(),
+            )
+            .expect("the fill reports the panic");
+        assert_eq!((info.name.as_ref(), info.kind), ("svc", TaskKind::Service));
+        assert_eq!(info.location, here);
+        assert_eq!(registry.count(&[TaskKind::Service]), 0);
+    }
+
+    #[test]
+    fn a_fill_leaves_a_key_spare_so_the_next_reserve_takes_no_lock() {
+        let (shared, _enter) = context::enter_for_test();
+        let registry = &shared.registry;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let first = registry.reserve(TaskKind::Task);
+        let handle = rt.spawn(async {});
+        assert!(registry
+            .fill(
+                first.at(),
+                TaskKind::Task,
+                None,
+                Location::caller(),
+                handle.abort_handle(),
+            )
+            .is_none());
+        let shard = &registry.shards[first.at().shard()];
+        let spare = shard.spare.load(Ordering::SeqCst);
+        assert_ne!(spare, NO_SPARE);
+        // Holding the lock proves the reserve does not take it: it would deadlock.
+        let guard = lock(&shard.inner);
+        let second = registry.reserve(TaskKind::Task);
+        drop(guard);
+        assert_eq!(second.at().key(), spare as usize);
+        assert_eq!(shard.spare.load(Ordering::SeqCst), NO_SPARE);
+        // Reserved but not filled in: neither counted nor listed.
+        assert_eq!(registry.count(&[TaskKind::Task]), 1);
+        assert_eq!(registry.snapshot().len(), 1);
     }
 
     #[test]
     fn zero_crossing_notifies_only_while_watching() {
         let (shared, _enter) = context::enter_for_test();
         let registry = &shared.registry;
-        let slot = registry.insert(TaskKind::Task, None, Location::caller(), true);
+        let slot = registry.insert(TaskKind::Task, None, Location::caller());
         let mut waiter = tokio_test_notified(&registry.common.changed);
         drop(slot);
         assert_eq!(registry.count(&[TaskKind::Task]), 0);
         assert!(!waiter.is_ready());
 
         registry.common.watching.store(true, Ordering::SeqCst);
-        let slot = registry.insert(TaskKind::Task, None, Location::caller(), true);
-        let other = registry.insert(TaskKind::Task, None, Location::caller(), true);
+        let slot = registry.insert(TaskKind::Task, None, Location::caller());
+        let other = registry.insert(TaskKind::Task, None, Location::caller());
         drop(slot);
         assert!(
             !waiter.is_ready(),
@@ -790,14 +944,14 @@ mod tests {
                 .sum()
         };
         let slots: Vec<Slot> = (0..BATCH)
-            .map(|_| registry.insert(TaskKind::Task, None, Location::caller(), true))
+            .map(|_| registry.insert(TaskKind::Task, None, Location::caller()))
             .collect();
         let mut slots = slots.into_iter();
         slots.by_ref().take(BATCH - 1).for_each(drop);
         assert_eq!(live(registry), BATCH, "removals wait for a full batch");
         drop(slots.next());
         // The batch went back to the shard; its own spawner removes it on its next insert.
-        let next = registry.insert(TaskKind::Task, None, Location::caller(), true);
+        let next = registry.insert(TaskKind::Task, None, Location::caller());
         assert_eq!(live(registry), 1);
         drop(next);
         assert_eq!(live(registry), 1);
@@ -811,7 +965,7 @@ mod tests {
         let (shared, _enter) = context::enter_for_test();
         let registry = &shared.registry;
         let slots: Vec<Slot> = (0..RETURNED_MAX)
-            .map(|_| registry.insert(TaskKind::Task, None, Location::caller(), true))
+            .map(|_| registry.insert(TaskKind::Task, None, Location::caller()))
             .collect();
         // Released on another thread, as tasks end on another worker; no insert follows.
         std::thread::scope(|scope| {
@@ -835,24 +989,22 @@ mod tests {
             .unwrap();
         let (shared, _enter) = context::enter_for_test();
         let registry = &shared.registry;
-        let slot = registry.insert(
-            TaskKind::Service,
-            Some("svc".into()),
-            Location::caller(),
-            false,
-        );
+        let slot = registry.reserve(TaskKind::Service);
         let at = slot.at();
         let handle = rt.spawn(async move {
             let _slot = slot;
             std::future::pending::<()>().await
         });
-        registry.arm(at, handle.abort_handle());
-        let _blocking = registry.insert(
-            TaskKind::Blocking,
-            Some("job".into()),
-            Location::caller(),
-            true,
-        );
+        assert!(registry
+            .fill(
+                at,
+                TaskKind::Service,
+                Some("svc".into()),
+                Location::caller(),
+                handle.abort_handle(),
+            )
+            .is_none());
+        let _blocking = registry.insert(TaskKind::Blocking, Some("job".into()), Location::caller());
         let aborted = registry.abort_all();
         assert_eq!(
             aborted.len(),
@@ -887,16 +1039,18 @@ mod tests {
     }
 }
 
-/// The arm / finish / cancel protocol, checked in every order its steps can take. Each step runs
-/// under the shard lock, so the orders of the steps are all the interleavings there are.
+/// The fill / finish / cancel protocol of reserved work, checked in every order its steps can
+/// take. Each step runs under the shard lock, so the orders of the steps are all the
+/// interleavings there are.
 #[cfg(test)]
 mod interleavings {
     use super::*;
 
     #[derive(Clone, Copy, Debug, PartialEq)]
     enum Step {
-        /// The spawner stores the abort handle, then checks whether to abort at once.
-        Arm,
+        /// The spawner fills the entry in with the abort handle, then checks whether to abort at
+        /// once.
+        Fill,
         /// The task ends and drops its slot.
         Finish,
         /// The sequence's cancel step.
@@ -906,12 +1060,12 @@ mod interleavings {
     fn orders() -> Vec<[Step; 3]> {
         use Step::*;
         vec![
-            [Arm, Finish, Cancel],
-            [Arm, Cancel, Finish],
-            [Finish, Arm, Cancel],
-            [Finish, Cancel, Arm],
-            [Cancel, Arm, Finish],
-            [Cancel, Finish, Arm],
+            [Fill, Finish, Cancel],
+            [Fill, Cancel, Finish],
+            [Finish, Fill, Cancel],
+            [Finish, Cancel, Fill],
+            [Cancel, Fill, Finish],
+            [Cancel, Finish, Fill],
         ]
     }
 
@@ -924,13 +1078,21 @@ mod interleavings {
             let (shared, _enter) = context::enter_for_test();
             let registry = &shared.registry;
             let task = rt.spawn(std::future::pending::<()>());
-            let slot = registry.insert(TaskKind::Task, None, Location::caller(), false);
+            let slot = registry.reserve(TaskKind::Task);
             let at = slot.at();
             let mut slot = Some(slot);
             for step in order {
                 match step {
-                    Step::Arm => {
-                        registry.arm(at, task.abort_handle());
+                    Step::Fill => {
+                        assert!(registry
+                            .fill(
+                                at,
+                                TaskKind::Task,
+                                None,
+                                Location::caller(),
+                                task.abort_handle(),
+                            )
+                            .is_none());
                         if registry.common.cancels_at_once(TaskKind::Task) {
                             task.abort();
                         }

@@ -114,6 +114,21 @@ impl Shared {
         true
     }
 
+    /// Reports a panic of tracked work, and starts the shutdown under `stop_on_panic`.
+    pub(crate) fn task_panicked(&self, info: &TaskInfo) {
+        crate::report::panicked(info);
+        // A panicking hook is reported and the next one runs (SPEC §4): it never stops the
+        // program.
+        if self.config.stop_on_panic && info.kind != TaskKind::Hook {
+            let task = if info.name.is_empty() {
+                Cow::Owned(info.to_string())
+            } else {
+                info.name.clone()
+            };
+            self.panic_stops(task);
+        }
+    }
+
     pub(crate) fn panic_stops(&self, task: Cow<'static, str>) {
         self.trigger.panicked.store(true, Ordering::SeqCst);
         self.start_shutdown(Reason::Panic { task }, None);
@@ -506,13 +521,14 @@ where
     wait_for(&mut main, shared, &[TaskKind::Task], deadline).await;
     report::phase("cancel", step, &[("tasks", summary.cancelled)]);
 
-    // Step 3: drain `main`, services and protected futures.
+    // Step 3: drain `main`, services and protected futures. Tasks they spawn meanwhile are
+    // cancelled before their first poll; the hooks wait until those are dropped too.
     let step = Instant::now();
     let draining = registry.count(&[TaskKind::Service, TaskKind::Protected]);
     let drained = wait_for(
         &mut main,
         shared,
-        &[TaskKind::Service, TaskKind::Protected],
+        &[TaskKind::Service, TaskKind::Protected, TaskKind::Task],
         deadline,
     )
     .await;

@@ -58,11 +58,16 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let slot = self.registry.insert(kind, name, location, false);
+        let slot = self.registry.reserve(kind);
         let at = slot.at();
         let handle = self.handle().spawn(Tracked { future, slot });
-        self.registry.arm(at, handle.abort_handle());
-        // Checked after arming: either the cancel step saw the armed entry, or we see its flag.
+        let panicked = self
+            .registry
+            .fill(at, kind, name, location, handle.abort_handle());
+        if let Some(info) = panicked {
+            self.task_panicked(&info);
+        }
+        // Checked after filling: either the cancel step saw the live entry, or we see its flag.
         if self.registry.common.cancels_at_once(kind) {
             handle.abort();
         }
@@ -262,7 +267,7 @@ mod tests {
     }
 
     fn tracked<F>(registry: &Registry, kind: TaskKind, future: F) -> Tracked<F> {
-        let slot = registry.insert(kind, None, Location::caller(), true);
+        let slot = registry.insert(kind, None, Location::caller());
         Tracked { future, slot }
     }
 
