@@ -21,6 +21,10 @@ use tokio::task::AbortHandle;
 
 use crate::context::{self, Shared};
 
+mod origin;
+
+use origin::Origin;
+
 /// What kind of tracked work a [`TaskInfo`] describes; it decides what the shutdown does with it.
 ///
 /// # Examples
@@ -144,12 +148,10 @@ enum State {
     Finished,
 }
 
-/// 32 bytes: one is kept per live task, and SPEC §9 allows 64 bytes per task in all.
+/// 24 bytes: one is kept per live task, and SPEC §9 allows 64 bytes per task in all.
 struct Entry {
     abort: Option<AbortHandle>,
-    location: &'static Location<'static>,
-    /// Boxed: most entries (plain `spawn`) have none, and a thin pointer keeps entries small.
-    name: Option<Box<Cow<'static, str>>>,
+    origin: Origin,
     meta: Meta,
 }
 
@@ -218,8 +220,7 @@ impl Entry {
     fn reserved() -> Entry {
         Entry {
             abort: None,
-            location: Location::caller(),
-            name: None,
+            origin: Origin::new(Location::caller(), None),
             meta: Meta::new(0, TaskKind::Task, State::Reserved, false),
         }
     }
@@ -449,8 +450,7 @@ impl Registry {
         let shard = shard_hint();
         let entry = Entry {
             abort: None,
-            location,
-            name: name.map(Box::new),
+            origin: Origin::new(location, name),
             meta: Meta::new(self.common.now_us(), kind, State::Armed, false),
         };
         let key = {
@@ -497,29 +497,22 @@ impl Registry {
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
         let shard = &self.shards[at.shard()];
-        let meta = Meta::new(self.common.now_us(), kind, State::Armed, false);
-        let name = name.map(Box::new);
+        let entry = Entry {
+            abort: Some(abort),
+            origin: Origin::new(location, name),
+            meta: Meta::new(self.common.now_us(), kind, State::Armed, false),
+        };
         let mut inner = self.lock_to_add(shard);
-        let panicked = inner.entries[at.key()]
+        let reserved = &inner.entries[at.key()];
+        let panicked = reserved
             .meta
             .has_panicked()
-            .then(|| TaskInfo {
-                name: name.as_deref().cloned().unwrap_or(Cow::Borrowed("")),
-                kind,
-                location,
-                age: Duration::ZERO,
-                is_main: false,
-            });
-        let ended = if inner.entries[at.key()].state() == State::Finished {
+            .then(|| info(&entry, entry.meta.started_us()));
+        let ended = if reserved.state() == State::Finished {
             // Never counted: it ended while reserved.
             Some(inner.entries.remove(at.key()))
         } else {
-            inner.entries[at.key()] = Entry {
-                abort: Some(abort),
-                location,
-                name,
-                meta,
-            };
+            inner.entries[at.key()] = entry;
             inner.live[kind.index()] += 1;
             None
         };
@@ -729,9 +722,9 @@ impl Registry {
 
 fn info(entry: &Entry, now_us: u64) -> TaskInfo {
     TaskInfo {
-        name: entry.name.as_deref().cloned().unwrap_or(Cow::Borrowed("")),
+        name: entry.origin.name().cloned().unwrap_or(Cow::Borrowed("")),
         kind: entry.kind(),
-        location: entry.location,
+        location: entry.origin.location(),
         age: Duration::from_micros(now_us.saturating_sub(entry.meta.started_us())),
         is_main: entry.meta.is_main(),
     }
@@ -776,7 +769,7 @@ mod tests {
 
     #[test]
     fn entries_stay_small() {
-        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
         assert_eq!(std::mem::size_of::<slab::Slab<Entry>>(), 40);
         assert_eq!(std::mem::size_of::<Slot>(), 8);
     }

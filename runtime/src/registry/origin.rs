@@ -1,0 +1,125 @@
+//! Where a piece of work was spawned and, for named work, its name, in one pointer-sized word.
+//!
+//! Every live task holds a registry entry, and SPEC §9 allows 64 bytes per task in all. Most
+//! tasks are plain `spawn`s with a location and no name: a separate `Option<Box<…>>` for the name
+//! would cost every one of them 8 bytes, and slab growth slack on top. So an entry keeps one word:
+//! the `&'static Location` itself, or, for named work, a box holding both name and location, told
+//! apart by the pointer's low bit (both pointees are aligned to at least 2, so it is always free).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::mem::align_of;
+use std::panic::Location;
+use std::ptr::NonNull;
+
+/// The low bit of a pointer to a [`Named`].
+const NAMED: usize = 1;
+
+const _: () = assert!(align_of::<Location<'static>>() > NAMED && align_of::<Named>() > NAMED);
+
+pub(super) struct Origin(NonNull<u8>);
+
+struct Named {
+    name: Cow<'static, str>,
+    location: &'static Location<'static>,
+}
+
+// SAFETY: an `Origin` is either a shared `&'static Location` (which is `Send + Sync`) or owns a
+// `Box<Named>` (whose fields are `Send + Sync`); it hands out only shared references to either.
+unsafe impl Send for Origin {}
+// SAFETY: as above.
+unsafe impl Sync for Origin {}
+
+impl Origin {
+    pub(super) fn new(
+        location: &'static Location<'static>,
+        name: Option<Cow<'static, str>>,
+    ) -> Origin {
+        match name {
+            None => Origin(NonNull::from(location).cast()),
+            Some(name) => {
+                let named = NonNull::from(Box::leak(Box::new(Named { name, location })));
+                Origin(named.cast::<u8>().map_addr(|addr| addr | NAMED))
+            }
+        }
+    }
+
+    fn named(&self) -> Option<&Named> {
+        if self.0.addr().get() & NAMED == 0 {
+            return None;
+        }
+        let named = self
+            .0
+            .as_ptr()
+            .map_addr(|addr| addr & !NAMED)
+            .cast::<Named>();
+        // SAFETY: the bit is only set by `new`, on a pointer leaked from a `Box<Named>` that only
+        // `drop` frees; the reference cannot outlive `self`.
+        Some(unsafe { &*named })
+    }
+
+    pub(super) fn location(&self) -> &'static Location<'static> {
+        match self.named() {
+            Some(named) => named.location,
+            // SAFETY: with the bit clear, `new` stored a `&'static Location`, unchanged.
+            None => unsafe { self.0.cast::<Location<'static>>().as_ref() },
+        }
+    }
+
+    /// The name, or `None` for unnamed work.
+    pub(super) fn name(&self) -> Option<&Cow<'static, str>> {
+        self.named().map(|named| &named.name)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        if let Some(named) = self.named() {
+            let named = NonNull::from(named).as_ptr();
+            // SAFETY: `named` came from `Box::leak` in `new`, and this is its one drop.
+            drop(unsafe { Box::from_raw(named) });
+        }
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Origin")
+            .field("name", &self.name())
+            .field("location", &self.location())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_word_with_a_niche() {
+        assert_eq!(std::mem::size_of::<Origin>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<Option<Origin>>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn unnamed_keeps_its_location() {
+        let here = Location::caller();
+        let origin = Origin::new(here, None);
+        assert!(origin.name().is_none());
+        assert!(std::ptr::eq(origin.location(), here));
+    }
+
+    #[test]
+    fn named_keeps_name_and_location_and_frees_them_once() {
+        let here = Location::caller();
+        let origin = Origin::new(here, Some(Cow::Owned(String::from("flusher"))));
+        assert_eq!(origin.name().map(|n| n.as_ref()), Some("flusher"));
+        assert!(std::ptr::eq(origin.location(), here));
+        let borrowed = Origin::new(here, Some(Cow::Borrowed("static")));
+        assert_eq!(borrowed.name().map(|n| n.as_ref()), Some("static"));
+        assert!(format!("{borrowed:?}").contains("static"));
+    }
+}
