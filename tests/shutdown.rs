@@ -106,3 +106,21 @@ fn without_stop_on_panic_a_task_panic_is_reported_and_the_program_goes_on() {
         .assert_stdout_has("still running, shutting down: false")
         .assert_stderr_has("graceful: task at tests/fixtures/src/bin/panic_goes_on.rs:");
 }
+
+/// A program that calls `Builder::run` and goes on must not keep graceful's signal and watchdog
+/// threads (and, through them, the runtime's registry) alive after `run` returns.
+#[cfg(target_os = "linux")]
+#[test]
+fn builder_run_leaves_no_thread_of_its_own_behind() {
+    let out = fixture("threads_after_run").run();
+    out.assert_code(0);
+    let rounds: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("round"))
+        .collect();
+    assert_eq!(rounds.len(), 3, "{out:#?}");
+    for round in rounds {
+        assert!(!round.contains("graceful-"), "{round}");
+    }
+}

@@ -522,9 +522,11 @@ impl Builder {
                 None
             }
         };
-        if let Err(err) = watchdog::start(&shared) {
-            report::stderr_line(format_args!("cannot start the watchdog thread: {err}"));
-        }
+        let watchdog = watchdog::start(&shared)
+            .inspect_err(|err| {
+                report::stderr_line(format_args!("cannot start the watchdog thread: {err}"));
+            })
+            .ok();
 
         // A panic unwinding out of `block_on` would drop the runtime, which waits forever for
         // blocking work: catch it so the bounded shutdown below still happens.
@@ -543,6 +545,9 @@ impl Builder {
         }
         let status = exit::status(&shared, outcome);
         shared.watchdog.disarm();
+        if let Some(watchdog) = watchdog {
+            let _ = watchdog.join();
+        }
         drop(enter);
         (status, problems)
     }

@@ -108,6 +108,7 @@ fn on_signal(shared: &Arc<Shared>, signal: Signal) {
 
 /// The running signal thread; [`close`](Listener::close) ends it.
 pub(crate) struct Listener {
+    thread: std::thread::JoinHandle<()>,
     #[cfg(unix)]
     handlers: Vec<signal_hook::SigId>,
     #[cfg(unix)]
@@ -121,6 +122,9 @@ pub(crate) struct Listener {
 const CLOSE: u8 = u8::MAX;
 
 impl Listener {
+    /// Stops capturing and waits for the thread to end, so that nothing of this runtime outlives
+    /// `run`. The wait is short: the thread only ever waits for the next byte, and if the close
+    /// byte finds the pipe full, dropping the write end makes its reads end all the same.
     pub(crate) fn close(self) {
         #[cfg(unix)]
         {
@@ -128,9 +132,11 @@ impl Listener {
                 signal_hook::low_level::unregister(id);
             }
             let _ = std::io::Write::write_all(&mut &self.wake, &[CLOSE]);
+            drop(self.wake);
         }
         #[cfg(windows)]
         self.stop.cancel();
+        let _ = self.thread.join();
     }
 }
 
@@ -180,7 +186,7 @@ pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> 
         }
     }
     let shared = shared.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("graceful-signals".into())
         .spawn(move || {
             let mut byte = [0u8; 1];
@@ -192,6 +198,7 @@ pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> 
             }
         })?;
     Ok(Some(Listener {
+        thread,
         handlers,
         wake: write,
     }))
@@ -213,7 +220,7 @@ pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> 
     let stop = tokio_util::sync::CancellationToken::new();
     let stopped = stop.clone();
     let shared = shared.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("graceful-signals".into())
         .spawn(move || {
             rt.block_on(async move {
@@ -248,7 +255,7 @@ pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> 
                 stopped.cancelled().await;
             })
         })?;
-    Ok(Some(Listener { stop }))
+    Ok(Some(Listener { thread, stop }))
 }
 
 #[cfg(not(any(unix, windows)))]

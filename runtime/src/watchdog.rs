@@ -43,12 +43,13 @@ impl Watchdog {
     }
 }
 
-pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<()> {
+/// Starts the watchdog thread. Once [`Watchdog::disarm`]ed, it ends at once: join it then, so
+/// that nothing of the runtime outlives `run`.
+pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<std::thread::JoinHandle<()>> {
     let shared = shared.clone();
     std::thread::Builder::new()
         .name("graceful-watchdog".into())
-        .spawn(move || watch(&shared))?;
-    Ok(())
+        .spawn(move || watch(&shared))
 }
 
 fn watch(shared: &Shared) {
