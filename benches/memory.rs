@@ -1,5 +1,12 @@
 //! Bytes per idle tracked task over a bare `tokio::spawn` task (SPEC §9 target: ≤ 64), measured
-//! with a counting global allocator: the heap growth of 100k idle tasks of each kind, divided.
+//! with a counting global allocator: the heap growth of N idle tasks of each kind, divided by N.
+//!
+//! Two things make a single figure lie, so it sweeps both:
+//! - tokio allocates a task in 128-byte-aligned cells on x86_64, so the few bytes graceful adds
+//!   inside a task cost a whole cell or nothing, depending on the future's size: it sweeps sizes
+//!   in 8-byte steps, and the mean over sizes is the true cost;
+//! - the registry's slab grows by doubling, so its slack per task depends on N: it sweeps N,
+//!   including 16,385 (one past a power of two, the worst case).
 //!
 //! ```text
 //! cargo bench --bench memory
@@ -37,30 +44,29 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// N for the sweep over future sizes.
 const N: usize = 20_000;
 
-/// Heap growth per task while `N` idle tasks from `spawn` are alive, all polled once.
-async fn per_task(spawn: impl Fn(Arc<AtomicUsize>)) -> f64 {
+/// Heap growth per task while `n` idle tasks from `spawn` are alive, all polled once.
+async fn per_task(n: usize, spawn: impl Fn(Arc<AtomicUsize>)) -> f64 {
     let polled = Arc::new(AtomicUsize::new(0));
     let before = LIVE.load(Ordering::SeqCst);
-    for _ in 0..N {
+    for _ in 0..n {
         spawn(polled.clone());
     }
-    while polled.load(Ordering::SeqCst) < N {
+    while polled.load(Ordering::SeqCst) < n {
         tokio::task::yield_now().await;
     }
     let after = LIVE.load(Ordering::SeqCst);
-    (after - before) as f64 / N as f64
+    (after - before) as f64 / n as f64
 }
 
-/// The overhead of each kind for a future holding `SIZE` bytes across its `.await`.
-///
-/// tokio allocates a task in 128-byte-aligned cells on x86_64, so a few bytes more can cost a
-/// whole cell or nothing, depending on the future: the mean over sizes is the true cost.
-async fn at_size<const SIZE: usize>() -> (f64, f64, f64, f64) {
+/// Bytes per task of each kind (tokio, graceful, service, peer) for `n` futures holding `SIZE`
+/// bytes across their `.await`.
+async fn at_size<const SIZE: usize>(n: usize) -> Figures {
     macro_rules! idle {
         ($spawn:expr) => {
-            per_task(|polled| {
+            per_task(n, |polled| {
                 drop($spawn(async move {
                     let payload = std::hint::black_box([0u8; SIZE]);
                     polled.fetch_add(1, Ordering::SeqCst);
@@ -86,11 +92,13 @@ async fn at_size<const SIZE: usize>() -> (f64, f64, f64, f64) {
             }
         })
     });
-    // Every size runs in a runtime of its own, so one size's idle tasks do not skew the next.
     (tokio, graceful, service, peer)
 }
 
-fn measure<const SIZE: usize>() -> (f64, f64, f64, f64) {
+type Figures = (f64, f64, f64, f64);
+
+/// Every measurement runs in a runtime of its own, so one's idle tasks do not skew the next.
+fn measure<const SIZE: usize>(n: usize) -> Figures {
     let result = Arc::new(std::sync::Mutex::new((0.0, 0.0, 0.0, 0.0)));
     let out = result.clone();
     graceful::Builder::new()
@@ -99,11 +107,43 @@ fn measure<const SIZE: usize>() -> (f64, f64, f64, f64) {
         .grace(std::time::Duration::from_millis(100))
         // The idle services never return: their abort at the deadline is expected.
         .run(async move {
-            *out.lock().unwrap() = at_size::<SIZE>().await;
+            *out.lock().unwrap() = at_size::<SIZE>(n).await;
             graceful::shutdown();
         });
     let figures = *result.lock().unwrap();
     figures
+}
+
+/// Prints one row per measurement and the mean overhead of each kind over bare `tokio::spawn`.
+fn table(title: &str, column: &str, rows: &[(usize, Figures)]) {
+    println!("{title}");
+    println!("  {column:>7}  tokio::spawn  graceful::spawn (over)  spawn_service (over)  tracker+token (over)");
+    let (mut task, mut service, mut peer) = (0.0, 0.0, 0.0);
+    for &(at, (tokio, graceful, svc, hand)) in rows {
+        println!(
+            "  {at:7}  {tokio:12.1}  {graceful:15.1} ({:+6.1})  {svc:13.1} ({:+6.1})  {hand:13.1} ({:+6.1})",
+            graceful - tokio,
+            svc - tokio,
+            hand - tokio,
+        );
+        task += graceful - tokio;
+        service += svc - tokio;
+        peer += hand - tokio;
+    }
+    let n = rows.len() as f64;
+    println!(
+        "  mean overhead over bare tokio::spawn: graceful::spawn {:+.1} B, spawn_service {:+.1} B, tracker+token {:+.1} B\n",
+        task / n,
+        service / n,
+        peer / n
+    );
+}
+
+/// One row per future size, 0 to 248 bytes in 8-byte steps.
+macro_rules! by_size {
+    ($($size:literal)*) => {
+        [$(($size, measure::<$size>(N))),*]
+    };
 }
 
 fn main() {
@@ -111,43 +151,24 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let rows = [
-        (0, measure::<0>()),
-        (16, measure::<16>()),
-        (32, measure::<32>()),
-        (48, measure::<48>()),
-        (64, measure::<64>()),
-        (80, measure::<80>()),
-        (96, measure::<96>()),
-        (112, measure::<112>()),
-        (128, measure::<128>()),
-        (144, measure::<144>()),
-        (160, measure::<160>()),
-        (176, measure::<176>()),
-        (192, measure::<192>()),
-        (208, measure::<208>()),
-        (224, measure::<224>()),
-        (240, measure::<240>()),
-    ];
-    println!("bytes per idle task ({N} tasks each), by bytes the future holds across its .await:");
-    println!("  future  tokio::spawn  graceful::spawn (over)  spawn_service (over)  tracker+token (over)");
-    let (mut task_sum, mut service_sum, mut peer_sum) = (0.0, 0.0, 0.0);
-    for (size, (tokio, graceful, service, peer)) in rows {
-        println!(
-            "  {size:6}  {tokio:12.1}  {graceful:15.1} ({:+6.1})  {service:13.1} ({:+6.1})  {peer:13.1} ({:+6.1})",
-            graceful - tokio,
-            service - tokio,
-            peer - tokio,
-        );
-        task_sum += graceful - tokio;
-        service_sum += service - tokio;
-        peer_sum += peer - tokio;
-    }
-    let n = rows.len() as f64;
-    println!(
-        "mean overhead over bare tokio::spawn: graceful::spawn {:+.1} bytes, spawn_service {:+.1} bytes, tracker+token {:+.1} bytes",
-        task_sum / n,
-        service_sum / n,
-        peer_sum / n
+    let sizes = by_size!(
+        0 8 16 24 32 40 48 56 64 72 80 88 96 104 112 120
+        128 136 144 152 160 168 176 184 192 200 208 216 224 232 240 248
+    );
+    table(
+        &format!(
+            "bytes per idle task ({N} tasks each), by bytes the future holds across its .await:"
+        ),
+        "future",
+        &sizes,
+    );
+    let counts: Vec<_> = [1_000, 16_384, 16_385, 20_000, 100_000]
+        .into_iter()
+        .map(|n| (n, measure::<16>(n)))
+        .collect();
+    table(
+        "bytes per idle task holding 16 bytes, by how many tasks are alive:",
+        "tasks",
+        &counts,
     );
 }
