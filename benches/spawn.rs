@@ -5,6 +5,10 @@
 //! Every variant runs on the same graceful runtime (plain `tokio::spawn` works there too,
 //! untracked), so the ratios compare spawn paths, not runtimes.
 //!
+//! On 2 workers, what graceful adds on the spawning worker partly overlaps with the other worker
+//! completing tasks. A `current_thread` runtime, where nothing overlaps, shows the CPU cost of a
+//! tracked spawn undiluted: it is measured too, as a third group.
+//!
 //! ```text
 //! cargo bench --bench spawn
 //! ```
@@ -94,35 +98,37 @@ struct Host {
 }
 
 impl Host {
-    fn start() -> Host {
+    fn start(flavor: graceful::Flavor) -> Host {
         let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
         let thread = std::thread::spawn(move || {
-            graceful::Builder::new()
-                .signals([])
-                .worker_threads(2)
-                .run(async move {
-                    let tracker = TaskTracker::new();
-                    let token = CancellationToken::new();
-                    while let Some(job) = queue.recv().await {
-                        let per = job.iters.div_ceil(job.spawners);
-                        let start = Instant::now();
-                        // The spawners are tasks on the workers, as spawning code usually is.
-                        let drivers: Vec<_> = (0..job.spawners)
-                            .map(|_| {
-                                tokio::spawn(spawn_and_complete(
-                                    job.kind,
-                                    per,
-                                    tracker.clone(),
-                                    token.clone(),
-                                ))
-                            })
-                            .collect();
-                        for driver in drivers {
-                            driver.await.unwrap();
-                        }
-                        let _ = job.reply.send(start.elapsed());
+            let builder = graceful::Builder::new().signals([]).flavor(flavor);
+            let builder = match flavor {
+                graceful::Flavor::MultiThread => builder.worker_threads(2),
+                _ => builder,
+            };
+            builder.run(async move {
+                let tracker = TaskTracker::new();
+                let token = CancellationToken::new();
+                while let Some(job) = queue.recv().await {
+                    let per = job.iters.div_ceil(job.spawners);
+                    let start = Instant::now();
+                    // The spawners are tasks on the workers, as spawning code usually is.
+                    let drivers: Vec<_> = (0..job.spawners)
+                        .map(|_| {
+                            tokio::spawn(spawn_and_complete(
+                                job.kind,
+                                per,
+                                tracker.clone(),
+                                token.clone(),
+                            ))
+                        })
+                        .collect();
+                    for driver in drivers {
+                        driver.await.unwrap();
                     }
-                });
+                    let _ = job.reply.send(start.elapsed());
+                }
+            });
         });
         Host {
             jobs,
@@ -155,23 +161,26 @@ impl Drop for Host {
 }
 
 fn spawn(c: &mut Criterion) {
-    let host = Host::start();
     let mut group = c.benchmark_group("spawn_and_complete");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
-    for spawners in [1, 2] {
+    let runs = [
+        (graceful::Flavor::MultiThread, 1, "1_spawners"),
+        (graceful::Flavor::MultiThread, 2, "2_spawners"),
+        (graceful::Flavor::CurrentThread, 1, "current_thread"),
+    ];
+    for (flavor, spawners, setting) in runs {
+        let host = Host::start(flavor);
         for kind in [
             Kind::Tokio,
             Kind::Graceful,
             Kind::GracefulService,
             Kind::TrackerToken,
         ] {
-            let name = format!("{kind:?}");
-            group.bench_function(
-                BenchmarkId::new(name, format!("{spawners}_spawners")),
-                |b| b.iter_custom(|iters| host.measure(kind, spawners, iters)),
-            );
+            group.bench_function(BenchmarkId::new(format!("{kind:?}"), setting), |b| {
+                b.iter_custom(|iters| host.measure(kind, spawners, iters))
+            });
         }
     }
     group.finish();
