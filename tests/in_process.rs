@@ -254,3 +254,55 @@ fn eight_spawners_racing_a_shutdown_lose_no_task() {
         "the cancel step waited for every task"
     );
 }
+
+/// More spawning threads than the registry has shards (32): threads that share a shard race for
+/// its spare key and its lock. Every live task must be listed exactly once, and every one must be
+/// cancelled and dropped by the shutdown.
+#[test]
+fn forty_threads_sharing_shards_list_and_cancel_every_task_once() {
+    const THREADS: usize = 40;
+    const EACH: usize = 2_000;
+
+    struct Count(Arc<AtomicUsize>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let dr = dropped.clone();
+    let listed = Arc::new(AtomicUsize::new(0));
+    let li = listed.clone();
+    let code = builder().grace(Duration::from_secs(10)).run(async move {
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let spawners: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (barrier, dr) = (barrier.clone(), dr.clone());
+                graceful::spawn_blocking("spawner", move |_| {
+                    barrier.wait();
+                    for _ in 0..EACH {
+                        let guard = Count(dr.clone());
+                        graceful::spawn(async move {
+                            let _guard = guard;
+                            std::future::pending::<()>().await
+                        });
+                    }
+                })
+            })
+            .collect();
+        for spawner in spawners {
+            spawner.await.unwrap();
+        }
+        let tasks = graceful::tasks();
+        let count = tasks
+            .iter()
+            .filter(|t| t.kind == graceful::TaskKind::Task)
+            .count();
+        li.store(count, Ordering::SeqCst);
+        graceful::shutdown();
+    });
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert_eq!(listed.load(Ordering::SeqCst), THREADS * EACH);
+    assert_eq!(dropped.load(Ordering::SeqCst), THREADS * EACH);
+}
