@@ -11,6 +11,15 @@ fn builder() -> graceful::Builder {
     graceful::Builder::new().signals([])
 }
 
+/// Counts its drops: a task's future holding one shows it was dropped exactly once.
+struct Count(Arc<AtomicUsize>);
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn blocking_threads_caps_the_pool() {
     let running = Arc::new(AtomicUsize::new(0));
@@ -193,13 +202,6 @@ fn eight_spawners_racing_a_shutdown_lose_no_task() {
     const SPAWNERS: usize = 8;
     const EACH: usize = 100_000;
 
-    struct Count(Arc<AtomicUsize>);
-    impl Drop for Count {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     let spawned = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
     let dropped = Arc::new(AtomicUsize::new(0));
@@ -262,13 +264,6 @@ fn eight_spawners_racing_a_shutdown_lose_no_task() {
 fn forty_threads_sharing_shards_list_and_cancel_every_task_once() {
     const THREADS: usize = 40;
     const EACH: usize = 2_000;
-
-    struct Count(Arc<AtomicUsize>);
-    impl Drop for Count {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 
     let dropped = Arc::new(AtomicUsize::new(0));
     let dr = dropped.clone();

@@ -763,6 +763,29 @@ impl Drop for Slot {
     }
 }
 
+/// Fills reserved work in as a spawn does, for work that has not panicked.
+#[cfg(test)]
+impl Registry {
+    fn fill_for_test(
+        &self,
+        at: At,
+        kind: TaskKind,
+        name: Option<&'static str>,
+        abort: AbortHandle,
+    ) {
+        let panicked = self.fill(at, kind, name.map(Cow::Borrowed), Location::caller(), abort);
+        assert!(panicked.is_none(), "no panic to report");
+    }
+}
+
+/// A runtime whose tasks give the unit tests real abort handles.
+#[cfg(test)]
+fn test_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -825,19 +848,9 @@ mod tests {
         // for the ended one.
         let other = registry.insert(TaskKind::Service, None, Location::caller());
         assert!(other.at() != at);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = test_runtime();
         let handle = rt.spawn(async {});
-        assert!(registry
-            .fill(
-                at,
-                TaskKind::Task,
-                None,
-                Location::caller(),
-                handle.abort_handle(),
-            )
-            .is_none());
+        registry.fill_for_test(at, TaskKind::Task, None, handle.abort_handle());
         assert_eq!(registry.count(&[TaskKind::Task]), 0);
         let listed = registry.snapshot();
         assert_eq!(listed.len(), 1);
@@ -848,9 +861,7 @@ mod tests {
     fn a_panic_before_the_fill_is_reported_by_the_fill_with_where_it_was_spawned() {
         let (shared, _enter) = context::enter_for_test();
         let registry = &shared.registry;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = test_runtime();
         let slot = registry.reserve(TaskKind::Service);
         let at = slot.at();
         assert!(registry.panicked_at(at).is_none(), "nothing to say yet");
@@ -875,20 +886,10 @@ mod tests {
     fn a_fill_leaves_a_key_spare_so_the_next_reserve_takes_no_lock() {
         let (shared, _enter) = context::enter_for_test();
         let registry = &shared.registry;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = test_runtime();
         let first = registry.reserve(TaskKind::Task);
         let handle = rt.spawn(async {});
-        assert!(registry
-            .fill(
-                first.at(),
-                TaskKind::Task,
-                None,
-                Location::caller(),
-                handle.abort_handle(),
-            )
-            .is_none());
+        registry.fill_for_test(first.at(), TaskKind::Task, None, handle.abort_handle());
         let shard = &registry.shards[first.at().shard()];
         let spare = shard.spare.load(Ordering::SeqCst);
         assert_ne!(spare, NO_SPARE);
@@ -977,9 +978,7 @@ mod tests {
 
     #[test]
     fn abort_all_aborts_armed_work_and_names_it() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = test_runtime();
         let (shared, _enter) = context::enter_for_test();
         let registry = &shared.registry;
         let slot = registry.reserve(TaskKind::Service);
@@ -988,15 +987,7 @@ mod tests {
             let _slot = slot;
             std::future::pending::<()>().await
         });
-        assert!(registry
-            .fill(
-                at,
-                TaskKind::Service,
-                Some("svc".into()),
-                Location::caller(),
-                handle.abort_handle(),
-            )
-            .is_none());
+        registry.fill_for_test(at, TaskKind::Service, Some("svc"), handle.abort_handle());
         let _blocking = registry.insert(TaskKind::Blocking, Some("job".into()), Location::caller());
         let aborted = registry.abort_all();
         assert_eq!(
@@ -1064,9 +1055,7 @@ mod interleavings {
 
     #[test]
     fn every_order_removes_the_entry_and_cancels_when_cancel_comes_first() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = test_runtime();
         for order in orders() {
             let (shared, _enter) = context::enter_for_test();
             let registry = &shared.registry;
@@ -1077,15 +1066,7 @@ mod interleavings {
             for step in order {
                 match step {
                     Step::Fill => {
-                        assert!(registry
-                            .fill(
-                                at,
-                                TaskKind::Task,
-                                None,
-                                Location::caller(),
-                                task.abort_handle(),
-                            )
-                            .is_none());
+                        registry.fill_for_test(at, TaskKind::Task, None, task.abort_handle());
                         if registry.common.cancels_at_once(TaskKind::Task) {
                             task.abort();
                         }
