@@ -112,8 +112,12 @@ mod tests {
         assert!(std::ptr::eq(origin.location(), here));
     }
 
+    /// That the box is freed exactly once shows only under a leak checker:
+    /// `valgrind --leak-check=full --errors-for-leak-kinds=definite <the runtime's unit-test
+    /// binary> registry` reports 0 errors and 0 bytes definitely lost over every registry test.
+    /// (Without the flag it counts one "possibly lost" block: libtest's handle of its main thread.)
     #[test]
-    fn named_keeps_name_and_location_and_frees_them_once() {
+    fn named_keeps_name_and_location() {
         let here = Location::caller();
         let origin = Origin::new(here, Some(Cow::Owned(String::from("flusher"))));
         assert_eq!(origin.name().map(|n| n.as_ref()), Some("flusher"));
