@@ -1,6 +1,6 @@
 //! Where a piece of work was spawned and, for named work, its name, in one pointer-sized word.
 //!
-//! Every live task holds a registry entry, and SPEC §9 allows 64 bytes per task in all. Most
+//! Every live task holds a registry entry, and a task may cost 64 bytes over a bare tokio one. Most
 //! tasks are plain `spawn`s with a location and no name: a separate `Option<Box<…>>` for the name
 //! would cost every one of them 8 bytes, and slab growth slack on top. So an entry keeps one word:
 //! the `&'static Location` itself, or, for named work, a box holding both name and location, told
@@ -38,24 +38,33 @@ impl Origin {
         match name {
             None => Origin(NonNull::from(location).cast()),
             Some(name) => {
-                let named = NonNull::from(Box::leak(Box::new(Named { name, location })));
+                // `into_raw` keeps the permission to free the box; `drop` rebuilds this pointer
+                // from the stored one, never from a shared reference, so that permission survives.
+                let named = Box::into_raw(Box::new(Named { name, location }));
+                // SAFETY: `Box::into_raw` never returns null.
+                let named = unsafe { NonNull::new_unchecked(named) };
                 Origin(named.cast::<u8>().map_addr(|addr| addr | NAMED))
             }
         }
     }
 
-    fn named(&self) -> Option<&Named> {
+    /// The box's pointer, with the provenance `new` gave it, for named work.
+    fn named_ptr(&self) -> Option<*mut Named> {
         if self.0.addr().get() & NAMED == 0 {
             return None;
         }
-        let named = self
-            .0
-            .as_ptr()
-            .map_addr(|addr| addr & !NAMED)
-            .cast::<Named>();
-        // SAFETY: the bit is only set by `new`, on a pointer leaked from a `Box<Named>` that only
+        Some(
+            self.0
+                .as_ptr()
+                .map_addr(|addr| addr & !NAMED)
+                .cast::<Named>(),
+        )
+    }
+
+    fn named(&self) -> Option<&Named> {
+        // SAFETY: the bit is only set by `new`, on a pointer from `Box::into_raw` that only
         // `drop` frees; the reference cannot outlive `self`.
-        Some(unsafe { &*named })
+        self.named_ptr().map(|named| unsafe { &*named })
     }
 
     pub(super) fn location(&self) -> &'static Location<'static> {
@@ -74,9 +83,10 @@ impl Origin {
 
 impl Drop for Origin {
     fn drop(&mut self) {
-        if let Some(named) = self.named() {
-            let named = NonNull::from(named).as_ptr();
-            // SAFETY: `named` came from `Box::leak` in `new`, and this is its one drop.
+        if let Some(named) = self.named_ptr() {
+            // SAFETY: `named` is the pointer `Box::into_raw` returned in `new` (only its low bit
+            // was set and cleared again), no reference to the box is live, and this is its one
+            // drop.
             drop(unsafe { Box::from_raw(named) });
         }
     }
