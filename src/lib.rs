@@ -69,8 +69,10 @@
 //! The sequence, started by the first captured signal, [`shutdown()`], `main` returning or (with
 //! `stop_on_panic`) a panic: announce (tokens cancelled, flags raised), cancel `spawn` tasks, drain
 //! `main`, services and protected work, run [`on_shutdown`] hooks last-registered first, abort
-//! what is left at the deadline, join the blocking pool, report, exit. A second signal forces the
-//! exit at once; a watchdog thread ends the process one second past the deadline whatever the
+//! what is left at the deadline, join the blocking pool, report, exit. The first captured signal
+//! starts the shutdown or joins the one running, and repeats within a second are merged into it;
+//! one more than a second later forces the exit at once (unless `second_signal = "ignore"`); a
+//! watchdog thread ends the process one second past the deadline whatever the
 //! program does.
 //!
 //! # Exit status
@@ -94,7 +96,8 @@
 /// # Options
 ///
 /// `flavor`, `uvloop_like`, `worker_threads`, `blocking_threads`, `grace`, `signals`,
-/// `run_forever`, `stop_on_panic`, `signal_exit_code`, `drain_delay`, `dump_signal`, `crate`: see
+/// `run_forever`, `stop_on_panic`, `signal_exit_code`, `drain_delay`, `dump_signal`,
+/// `notify_ready`, `second_signal`, `crate`: see
 /// the table in the README. Every mistake is a compile error on the offending token.
 ///
 /// # Equivalent code without the attribute
@@ -127,7 +130,8 @@
 pub use graceful_macros::main;
 
 /// Runs an async test under a graceful runtime, then its shutdown sequence, and fails the test if
-/// any tracked task or hook had to be aborted at the deadline: a leak detector for tests.
+/// any tracked task or hook had to be aborted at the deadline or panicked (a `Drop` of cancelled
+/// work included): a leak detector for tests.
 ///
 /// No signals are captured and the process is never ended by it. The flavor is `current_thread`
 /// unless set; the options are those of [`main`] that make sense in a test (`flavor`,
@@ -152,8 +156,8 @@ pub use graceful_macros::test;
 pub use graceful_runtime::{
     deadline, is_shutting_down, on_shutdown, ready, reason, shutdown, shutdown_requested,
     shutdown_waits_for, shutdown_with_code, spawn, spawn_blocking, spawn_service, tasks, token,
-    Builder, Flavor, Reason, ShutdownRequested, ShutdownWaitsFor, StopFlag, TaskInfo, TaskKind,
-    DEFAULT_GRACE, UNIX_SIGNALS, WINDOWS_SIGNALS,
+    Builder, Flavor, Reason, SecondSignal, ShutdownRequested, ShutdownWaitsFor, StopFlag, TaskInfo,
+    TaskKind, DEFAULT_GRACE, UNIX_SIGNALS, WINDOWS_SIGNALS,
 };
 
 /// What the macros' output uses. Not public API: it changes without notice.
@@ -161,7 +165,7 @@ pub use graceful_runtime::{
 pub mod __private {
     use std::future::Future;
 
-    pub use graceful_runtime::{Builder, Flavor};
+    pub use graceful_runtime::{Builder, Flavor, SecondSignal};
 
     /// Names the body's output type, so `?` inside `async move { body }` knows its target.
     pub fn main_body<T, F: Future<Output = T>>(future: F) -> F {

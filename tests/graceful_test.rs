@@ -46,3 +46,21 @@ async fn multi_thread_flavor_is_available() {
         "spawned tasks run on worker threads"
     );
 }
+
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("panic in a cancelled task's Drop");
+    }
+}
+
+#[graceful::test]
+#[should_panic(expected = "panicked")]
+async fn a_panic_in_the_drop_of_cancelled_work_fails_the_test() {
+    let guard = PanicOnDrop;
+    graceful::spawn(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await
+    });
+}

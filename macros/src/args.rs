@@ -41,6 +41,7 @@ impl Entry {
                 "drain_delay",
                 "dump_signal",
                 "notify_ready",
+                "second_signal",
                 "crate",
             ],
             Entry::Test => &[
@@ -90,6 +91,7 @@ pub(crate) struct Settings {
     pub(crate) dump_signal: Option<LitStr>,
     pub(crate) start_paused: bool,
     pub(crate) notify_ready_auto: bool,
+    pub(crate) second_signal_ignore: bool,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -110,6 +112,7 @@ impl Settings {
             dump_signal: None,
             start_paused: false,
             notify_ready_auto: false,
+            second_signal_ignore: false,
             krate: None,
         }
     }
@@ -133,6 +136,7 @@ pub(crate) struct Options {
     dump_signal: At<LitStr>,
     start_paused: At<bool>,
     notify_ready: At<bool>,
+    second_signal: At<bool>,
     krate: At<syn::Path>,
 }
 
@@ -346,6 +350,20 @@ fn notify_ready(value: &syn::Expr) -> syn::Result<bool> {
     }
 }
 
+/// `"force"` (a signal more than a second after the first ends the process) or `"ignore"`;
+/// `true` for `"ignore"`.
+fn second_signal(value: &syn::Expr) -> syn::Result<bool> {
+    let lit = lit_str(value, "second_signal", "`\"force\"` or `\"ignore\"`")?;
+    match lit.value().as_str() {
+        "force" => Ok(false),
+        "ignore" => Ok(true),
+        other => Err(syn::Error::new(
+            lit.span(),
+            format!("`second_signal` must be `\"force\"` or `\"ignore\"`, not `{other}`"),
+        )),
+    }
+}
+
 fn signal_exit_code(value: &syn::Expr) -> syn::Result<LitInt> {
     let lit = lit_int(value, "signal_exit_code", "an exit status from 0 to 255")?;
     if lit.base10_parse::<u8>().is_err() {
@@ -475,6 +493,9 @@ impl Options {
                 "notify_ready" => {
                     notify_ready(&value).and_then(|v| set(&mut o.notify_ready, &key, v))
                 }
+                "second_signal" => {
+                    second_signal(&value).and_then(|v| set(&mut o.second_signal, &key, v))
+                }
                 "crate" => krate(&value).and_then(|v| set(&mut o.krate, &key, v)),
                 _ => unreachable!("every name in `Entry::options` has a parser"),
             };
@@ -569,6 +590,7 @@ impl Options {
             dump_signal: self.dump_signal.map(|(v, _)| v),
             start_paused: self.start_paused.is_some_and(|(v, _)| v),
             notify_ready_auto: self.notify_ready.is_some_and(|(v, _)| v),
+            second_signal_ignore: self.second_signal.is_some_and(|(v, _)| v),
             krate: self.krate.map(|(v, _)| v),
         })
     }

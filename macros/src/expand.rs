@@ -130,6 +130,9 @@ fn builder(settings: &Settings, entry: Entry) -> TokenStream {
     if settings.notify_ready_auto {
         calls.extend(quote!(.notify_ready_on_first_await(true)));
     }
+    if settings.second_signal_ignore {
+        calls.extend(quote!(.second_signal(#krate::__private::SecondSignal::Ignore)));
+    }
     if settings.start_paused {
         calls.extend(quote!(.start_paused(true)));
     }

@@ -40,6 +40,33 @@ pub enum Flavor {
     CurrentThread,
 }
 
+/// What a captured signal does while a shutdown runs.
+///
+/// Either way, the first captured signal never forces (it starts the shutdown, or joins one
+/// that `main`, [`shutdown()`](crate::shutdown) or a panic started), and repeats within a second
+/// of it are merged into it: GNU `timeout`, a terminal with a wrapper, and supervisors that
+/// retry all deliver one request twice.
+///
+/// # Examples
+///
+/// ```
+/// // aiorun's behaviour: only the deadline ends a shutdown.
+/// let code = graceful::Builder::new()
+///     .second_signal(graceful::SecondSignal::Ignore)
+///     .run(async {});
+/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecondSignal {
+    /// A captured signal more than a second after the first ends the process at once (the
+    /// default): the report so far is written, and the status is the one of that signal.
+    #[default]
+    Force,
+    /// Signals during a shutdown are ignored; the deadline and the watchdog end it.
+    Ignore,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) flavor: Flavor,
@@ -52,6 +79,7 @@ pub(crate) struct Config {
     pub(crate) signal_exit_code: Option<u8>,
     pub(crate) drain_delay: Duration,
     pub(crate) dump_signal: Option<Signal>,
+    pub(crate) second_signal: SecondSignal,
     /// Whether this run may end the process (death by a signal, the watchdog's forced exit):
     /// not under `#[graceful::test]`, where the harness owns the process.
     pub(crate) exits_process: bool,
@@ -141,6 +169,7 @@ impl Builder {
                 signal_exit_code: None,
                 drain_delay: Duration::ZERO,
                 dump_signal: None,
+                second_signal: SecondSignal::Force,
                 exits_process: true,
                 notify_ready_auto: false,
                 start_paused: false,
@@ -377,6 +406,26 @@ impl Builder {
         self
     }
 
+    /// What a captured signal does while a shutdown runs: force the exit (the default), or
+    /// nothing. A repeat within a second of the first signal is merged into it either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // Ctrl-C twice cannot cut this shutdown short; only its 10 s deadline can.
+    /// let code = graceful::Builder::new()
+    ///     .second_signal(graceful::SecondSignal::Ignore)
+    ///     .grace(Duration::from_secs(10))
+    ///     .run(async {});
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// ```
+    pub fn second_signal(mut self, what: SecondSignal) -> Builder {
+        self.config.second_signal = what;
+        self
+    }
+
     /// `notify_ready = "auto"`: send systemd's `READY=1` the first time `main` awaits, rather than
     /// when it calls [`ready()`](crate::ready). A no-op without `NOTIFY_SOCKET`.
     ///
@@ -504,29 +553,40 @@ impl Builder {
     {
         self.validate();
         let shared = Shared::new(self.config);
+        // Our own threads first: without them no exit is bounded, so a program that cannot have
+        // them does not start, and leaves no signal handler acting for it.
+        let listener = match signals::listen(&shared) {
+            Ok(listener) => listener,
+            Err(err) => {
+                report::stderr_line(format_args!("cannot capture signals: {err}"));
+                return (ExitCode::FAILURE, Vec::new());
+            }
+        };
+        let watchdog = match watchdog::start(&shared) {
+            Ok(watchdog) => watchdog,
+            Err(err) => {
+                report::stderr_line(format_args!("cannot start the watchdog thread: {err}"));
+                if let Some(listener) = listener {
+                    listener.close();
+                }
+                return (ExitCode::FAILURE, Vec::new());
+            }
+        };
         let runtime = match build_runtime(&shared) {
             Ok(runtime) => runtime,
             Err(err) => {
                 report::stderr_line(format_args!("cannot build the tokio runtime: {err}"));
+                if let Some(listener) = listener {
+                    listener.close();
+                }
+                shared.watchdog.disarm();
+                let _ = watchdog.join();
                 return (ExitCode::FAILURE, Vec::new());
             }
         };
         let _ = shared.handle.set(runtime.handle().clone());
         let enter = context::enter(shared.clone());
         shared.start_watchdog_pings();
-
-        let listener = match signals::listen(&shared) {
-            Ok(listener) => listener,
-            Err(err) => {
-                report::stderr_line(format_args!("cannot capture signals: {err}"));
-                None
-            }
-        };
-        let watchdog = watchdog::start(&shared)
-            .inspect_err(|err| {
-                report::stderr_line(format_args!("cannot start the watchdog thread: {err}"));
-            })
-            .ok();
 
         // A panic unwinding out of `block_on` would drop the runtime, which waits forever for
         // blocking work: catch it so the bounded shutdown below still happens.
@@ -545,9 +605,7 @@ impl Builder {
         }
         let status = exit::status(&shared, outcome);
         shared.watchdog.disarm();
-        if let Some(watchdog) = watchdog {
-            let _ = watchdog.join();
-        }
+        let _ = watchdog.join();
         drop(enter);
         (status, problems)
     }

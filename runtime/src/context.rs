@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blocking::StopFlag;
 use crate::builder::Config;
 use crate::registry::Registry;
+use crate::report::Deferred;
 use crate::shutdown::{Hooks, Trigger};
 use crate::systemd::Notifier;
 use crate::watchdog::Watchdog;
@@ -29,8 +30,10 @@ pub(crate) struct Shared {
     pub(crate) trigger: Trigger,
     pub(crate) hooks: Hooks,
     pub(crate) watchdog: Watchdog,
-    /// Claimed by whichever thread ends the process (see `exit`).
-    pub(crate) exiting: AtomicBool,
+    /// Claimed by the forced exit (see `exit`): a second signal and the watchdog may race.
+    pub(crate) forcing: AtomicBool,
+    /// The report's thread, for lines the signal thread and the watchdog must not write.
+    pub(crate) deferred: Deferred,
     /// systemd's notify socket, when the process runs under a `Type=notify` unit.
     pub(crate) notifier: Option<Notifier>,
     pub(crate) ready_sent: AtomicBool,
@@ -49,7 +52,8 @@ impl Shared {
             trigger: Trigger::default(),
             hooks: Hooks::default(),
             watchdog: Watchdog::default(),
-            exiting: AtomicBool::new(false),
+            forcing: AtomicBool::new(false),
+            deferred: Deferred::default(),
             notifier: if config_notifies {
                 Notifier::from_env()
             } else {

@@ -1,5 +1,12 @@
-//! Ending the process with the status of SPEC §6: `main`'s value, 101 after a panic, death by the
-//! signal that started the shutdown, or the code the user asked for.
+//! Ending the process with the right status: `main`'s value, 101 after a panic, death by the
+//! signal that asked for the shutdown, or the code the user asked for.
+//!
+//! Two ways out. The normal one, once the sequence has finished, flushes std's buffers and
+//! returns the status (or dies by the signal). The forced one — a signal repeated more than a
+//! second after the first, or the watchdog a second past the deadline — runs on the watchdog's
+//! thread and must end the process whatever other threads hold: it takes no lock of std's, writes
+//! its last line only if that cannot block, and ends with `_exit` or a raised signal, which are
+//! safe to race with a normal `exit` on another thread.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -11,61 +18,58 @@ use crate::shutdown::MainOutcome;
 use crate::signals::Signal;
 
 /// Why the process is ended before the sequence has finished.
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Forced {
-    /// A captured signal arrived while the shutdown ran.
+    /// A captured signal repeated more than a second after the first.
     Signal(Signal),
     /// The watchdog: the runtime is wedged a second past the deadline.
     Overrun,
 }
 
-/// Only one thread may end the process: `exit` racing `exit` is undefined behaviour in libc.
-/// The loser parks: the winner is ending the process under it.
-fn claim_exit(shared: &Shared) {
-    if shared.exiting.swap(true, Ordering::SeqCst) {
+/// Ends the process now, with one line saying what was still running.
+pub(crate) fn force(shared: &Shared, why: Forced) -> ! {
+    if shared.forcing.swap(true, Ordering::SeqCst) {
+        // The other forced path is ending the process, and nothing can stop it: wait for it.
         loop {
             std::thread::park();
         }
     }
-}
-
-/// Ends the process now, from the signal thread or the watchdog, with one line saying what was
-/// still running.
-pub(crate) fn force(shared: &Shared, why: Forced) -> ! {
-    claim_exit(shared);
     let items = report::running(shared);
     let what = report::describe(&items);
-    let (message, signal) = match why {
-        Forced::Signal(signal) => (
-            format!("forced exit by {} while waiting for {what}", signal.name),
-            Some(signal),
-        ),
-        Forced::Overrun => (
-            format!("the shutdown overran its deadline; forced exit while waiting for {what}"),
-            shared.trigger.started().and_then(|s| s.signal),
-        ),
-    };
-    report::stderr_line(format_args!("{message}"));
-    tracing::error!(target: "graceful", phase = "forced", "{message}");
-    match signal {
-        Some(signal) => end_by_signal(shared, signal),
-        None => {
-            flush();
-            std::process::exit(1)
+    let message = match why {
+        Forced::Signal(signal) => {
+            format!("forced exit by {} while waiting for {what}", signal.name)
         }
+        Forced::Overrun => {
+            format!("the shutdown overran its deadline; forced exit while waiting for {what}")
+        }
+    };
+    report::last_words(&message);
+    // A forced exit is never a clean one: a status of 0 the user chose becomes 1. Death by the
+    // signal stays as it is: supervisors read it as "stopped on request".
+    match (shared.trigger.signal(), shared.config.signal_exit_code) {
+        (Some(_), Some(code)) => quit_now(i32::from(code.max(1))),
+        (Some(signal), None) => die(signal),
+        (None, _) => quit_now(1),
     }
 }
 
-pub(crate) fn flush() {
+/// Flushes std's buffers. Only on the normal path: with a pipe nobody reads this blocks, and
+/// only the watchdog, armed until the status is decided, ends that wait.
+fn flush() {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
 }
 
-fn end_by_signal(shared: &Shared, signal: Signal) -> ! {
-    flush();
-    if let Some(code) = shared.config.signal_exit_code {
-        std::process::exit(code.into())
+/// Ends the process with `code`, running no exit handler and taking no lock.
+fn quit_now(code: i32) -> ! {
+    #[cfg(unix)]
+    // SAFETY: `_exit` has no preconditions; it ends every thread at once.
+    unsafe {
+        libc::_exit(code)
     }
-    die(signal)
+    #[cfg(not(unix))]
+    std::process::exit(code)
 }
 
 /// Dies by `signal` so the parent sees it (shell 130 for SIGINT, systemd a clean stop); where the
@@ -74,6 +78,8 @@ fn end_by_signal(shared: &Shared, signal: Signal) -> ! {
 fn die(signal: Signal) -> ! {
     // Our handler replaced the default action for the life of the process: restore it, make sure
     // the signal is not blocked on this thread, and raise it.
+    // SAFETY: plain libc calls on a signal number that is valid (we captured it) and a set on
+    // the stack; the process ends right after.
     unsafe {
         libc::signal(signal.number, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -82,28 +88,28 @@ fn die(signal: Signal) -> ! {
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         libc::raise(signal.number);
     }
-    std::process::exit(128 + signal.number)
+    quit_now(128 + signal.number)
 }
 
 #[cfg(not(unix))]
 fn die(_signal: Signal) -> ! {
     const STATUS_CONTROL_C_EXIT: u32 = 0xC000_013A;
-    std::process::exit(STATUS_CONTROL_C_EXIT as i32)
+    quit_now(STATUS_CONTROL_C_EXIT as i32)
 }
 
-/// The status once the sequence has finished, in SPEC §6's order:
-/// forced > panic > signal > `shutdown_with_code` > `main`'s value.
+/// The status once the sequence has finished, in this order:
+/// panic > signal > `shutdown_with_code` > `main`'s value.
 pub(crate) fn status(shared: &Shared, main: MainOutcome) -> ExitCode {
-    claim_exit(shared);
     if shared.trigger.panicked.load(Ordering::SeqCst) || matches!(main, MainOutcome::Panicked) {
         return ExitCode::from(101);
     }
-    if let Some(signal) = shared.trigger.started().and_then(|s| s.signal) {
+    if let Some(signal) = shared.trigger.signal() {
         if let Some(code) = shared.config.signal_exit_code {
             return ExitCode::from(code);
         }
         if shared.config.exits_process {
-            end_by_signal(shared, signal)
+            flush();
+            die(signal)
         }
     }
     if let Some(code) = shared.trigger.code() {

@@ -19,7 +19,7 @@ mod systemd;
 mod watchdog;
 
 pub use blocking::{spawn_blocking, StopFlag};
-pub use builder::{Builder, Flavor, DEFAULT_GRACE};
+pub use builder::{Builder, Flavor, SecondSignal, DEFAULT_GRACE};
 pub use registry::{TaskInfo, TaskKind};
 pub use shutdown::{
     deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,

@@ -759,6 +759,12 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        // The slot is dropped after the future it tracks (see `Tracked`): unwinding here means
+        // that future panicked while being dropped — a `Drop` in cancelled work. tokio catches
+        // it; it must still be reported and counted like any panic of tracked work.
+        if std::thread::panicking() {
+            self.panicked();
+        }
         self.with_runtime(|shared| shared.registry.release(self.at));
     }
 }

@@ -1,12 +1,20 @@
-//! The report of SPEC §5: `tracing` events under the target `graceful`, and plain `graceful: `
-//! lines on stderr for warnings and errors when no global subscriber is set, so a stuck task is
-//! never silent.
+//! The report: `tracing` events under the target `graceful`, and plain `graceful: ` lines on
+//! stderr for warnings and errors when no global subscriber is set, so a stuck task is never
+//! silent.
+//!
+//! Writing can block (a full pipe nobody reads, a stalled logger), so the threads that must never
+//! block — the signal thread and the watchdog — hand their lines to a thread of the report's own
+//! ([`Deferred`]), and a forced exit's last line is written only if it can be written at once
+//! ([`last_words`]).
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::panic::Location;
+use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::builder::SecondSignal;
 use crate::context::Shared;
 use crate::registry::{TaskInfo, TaskKind};
 use crate::shutdown::{Reason, Started};
@@ -19,6 +27,92 @@ fn to_stderr() -> bool {
 pub(crate) fn stderr_line(message: fmt::Arguments<'_>) {
     let line = format!("graceful: {message}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// A line for the report's thread.
+enum Line {
+    /// A warning: a `tracing` event, or a plain stderr line without a subscriber.
+    Warn {
+        phase: &'static str,
+        message: String,
+    },
+    /// Text for stderr as it is (the dump table).
+    Raw(String),
+}
+
+impl Line {
+    fn write(self) {
+        match self {
+            Line::Warn { phase, message } => {
+                if to_stderr() {
+                    stderr_line(format_args!("{message}"));
+                } else {
+                    tracing::warn!(target: "graceful", phase, "{message}");
+                }
+            }
+            Line::Raw(text) => {
+                let _ = std::io::stderr().write_all(text.as_bytes());
+            }
+        }
+    }
+}
+
+/// A thread of the report's own, started on first use, that writes what threads which must not
+/// block hand it. If it is stuck on a full pipe, lines queue behind it and nobody else waits.
+#[derive(Default)]
+pub(crate) struct Deferred {
+    sender: Mutex<Option<mpsc::Sender<Line>>>,
+}
+
+impl Deferred {
+    fn send(&self, line: Line) {
+        let mut sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        if sender.is_none() {
+            let (tx, rx) = mpsc::channel::<Line>();
+            // It ends when the runtime's state, which holds the sender, is dropped.
+            let started = std::thread::Builder::new()
+                .name("graceful-report".into())
+                .spawn(move || rx.into_iter().for_each(Line::write));
+            if started.is_err() {
+                // No thread: the line is lost rather than written where it could block.
+                return;
+            }
+            *sender = Some(tx);
+        }
+        if let Some(tx) = sender.as_ref() {
+            let _ = tx.send(line);
+        }
+    }
+}
+
+/// The last line of a forced exit: written to stderr only if one `write(2)` can take it at once,
+/// and without std's lock, which a thread stuck writing may hold. With a subscriber set too: the
+/// process ends now, and a subscriber may block.
+pub(crate) fn last_words(message: &str) {
+    let line = format!("graceful: {message}\n");
+    write_now(line.as_bytes());
+}
+
+#[cfg(unix)]
+fn write_now(bytes: &[u8]) {
+    // A pipe that polls writable takes up to `PIPE_BUF` bytes without blocking.
+    let len = bytes.len().min(libc::PIPE_BUF);
+    let mut pfd = libc::pollfd {
+        fd: libc::STDERR_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and a buffer valid for `len` bytes.
+    unsafe {
+        if libc::poll(&mut pfd, 1, 0) == 1 && pfd.revents & libc::POLLOUT != 0 {
+            libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), len);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn write_now(bytes: &[u8]) {
+    let _ = std::io::stderr().write_all(bytes);
 }
 
 fn millis(d: Duration) -> u64 {
@@ -163,21 +257,27 @@ pub(crate) fn describe(items: &[TaskInfo]) -> String {
     out
 }
 
-/// How to force the exit, in the words of the signal that would do it.
+/// How to force the exit, in the words of the signal that would do it; nothing where nothing can.
+///
+/// A repeat of the first signal within a second is merged into it, so: "again" once a signal has
+/// arrived, "twice" before.
 fn how_to_force(shared: &Shared) -> String {
-    let signals = &shared.config.signals;
-    let first = shared.trigger.started().and_then(|s| s.signal);
-    let again = if first.is_some() { " again" } else { "" };
-    match first.or_else(|| signals.first().copied()) {
-        Some(signal) if signal.name == "SIGINT" || signal.name == "CTRL_C" => {
-            format!("; press Ctrl-C{again} to force")
-        }
-        Some(signal) => format!("; send {}{again} to force", signal.name),
-        None => String::new(),
+    if shared.config.second_signal == SecondSignal::Ignore {
+        return String::new();
+    }
+    let first = shared.trigger.signal();
+    let Some(signal) = first.or_else(|| shared.config.signals.first().copied()) else {
+        return String::new();
+    };
+    let how = if first.is_some() { "again" } else { "twice" };
+    if signal.name == "SIGINT" || signal.name == "CTRL_C" {
+        format!("; press Ctrl-C {how} to force")
+    } else {
+        format!("; send {} {how} to force", signal.name)
     }
 }
 
-/// The line of SPEC §4, written by the watchdog thread one second into a slow shutdown.
+/// The waiting line, for the watchdog one second into a slow shutdown and every five after.
 pub(crate) fn waiting(shared: &Shared, deadline: Instant) {
     let left = deadline.saturating_duration_since(Instant::now());
     if left < Duration::from_millis(500) {
@@ -191,18 +291,33 @@ pub(crate) fn waiting(shared: &Shared, deadline: Instant) {
         describe(&items)
     };
     let message = format!(
-        "waiting for {what} — up to {}s more{}",
-        left.as_secs_f64().ceil() as u64,
+        "waiting for {what} — {}{}",
+        Left(left),
         how_to_force(shared)
     );
-    if to_stderr() {
-        stderr_line(format_args!("{message}"));
-    } else {
-        tracing::warn!(target: "graceful", phase = "waiting", "{message}");
+    shared.deferred.send(Line::Warn {
+        phase: "waiting",
+        message,
+    });
+}
+
+/// The time left, in whole seconds rounded up: `up to 24s more`; `no deadline` for a grace no
+/// program will outlive.
+struct Left(Duration);
+
+impl fmt::Display for Left {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        if self.0 >= FOREVER {
+            f.write_str("no deadline")
+        } else {
+            let secs = self.0.as_secs() + u64::from(self.0.subsec_nanos() > 0);
+            write!(f, "up to {secs}s more")
+        }
     }
 }
 
-/// The `dump_signal` table: every live tracked task, one per line.
+/// The `dump_signal` table: every live tracked task, one per line (written by the report's thread).
 pub(crate) fn dump(shared: &Shared) {
     let items = running(shared);
     let mut out = format!("graceful: {} live tracked tasks\n", items.len());
@@ -230,7 +345,7 @@ pub(crate) fn dump(shared: &Shared) {
             Age(item.age).to_string()
         );
     }
-    let _ = std::io::stderr().write_all(out.as_bytes());
+    shared.deferred.send(Line::Raw(out));
 }
 
 /// Counts for the final summary event.

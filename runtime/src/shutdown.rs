@@ -54,8 +54,6 @@ pub enum Reason {
 
 pub(crate) struct Started {
     pub(crate) reason: Reason,
-    /// The signal that started the shutdown, if one did: it decides the exit status.
-    pub(crate) signal: Option<Signal>,
     pub(crate) at: Instant,
     pub(crate) deadline: Instant,
 }
@@ -64,6 +62,10 @@ const NO_CODE: u16 = u16::MAX;
 
 pub(crate) struct Trigger {
     started: OnceLock<Started>,
+    /// The first captured signal and when it was delivered, whether it started the shutdown or
+    /// joined one already running: it decides the exit status, and a repeat of it more than a
+    /// second later forces the exit.
+    pub(crate) first_signal: OnceLock<(Signal, Instant)>,
     /// Cancelled by the first trigger: wakes the sequence, from any thread (the signal thread).
     fired: CancellationToken,
     /// `shutdown_with_code`'s status, or `NO_CODE`.
@@ -76,6 +78,7 @@ impl Default for Trigger {
     fn default() -> Trigger {
         Trigger {
             started: OnceLock::new(),
+            first_signal: OnceLock::new(),
             fired: CancellationToken::new(),
             code: AtomicU16::new(NO_CODE),
             panicked: AtomicBool::new(false),
@@ -88,6 +91,11 @@ impl Trigger {
         self.started.get()
     }
 
+    /// The first captured signal, if one arrived.
+    pub(crate) fn signal(&self) -> Option<Signal> {
+        self.first_signal.get().map(|(signal, _)| *signal)
+    }
+
     pub(crate) fn code(&self) -> Option<u8> {
         u8::try_from(self.code.load(Ordering::SeqCst)).ok()
     }
@@ -95,12 +103,11 @@ impl Trigger {
 
 impl Shared {
     /// Starts the shutdown unless it has started; returns whether this call started it.
-    pub(crate) fn start_shutdown(&self, reason: Reason, signal: Option<Signal>) -> bool {
+    pub(crate) fn start_shutdown(&self, reason: Reason) -> bool {
         let at = Instant::now();
-        let deadline = at + self.config.grace;
+        let deadline = later(at, self.config.grace);
         let started = Started {
             reason,
-            signal,
             at,
             deadline,
         };
@@ -131,7 +138,7 @@ impl Shared {
 
     pub(crate) fn panic_stops(&self, task: Cow<'static, str>) {
         self.trigger.panicked.store(true, Ordering::SeqCst);
-        self.start_shutdown(Reason::Panic { task }, None);
+        self.start_shutdown(Reason::Panic { task });
     }
 
     pub(crate) fn time_left(&self) -> Duration {
@@ -139,6 +146,23 @@ impl Shared {
             s.deadline.saturating_duration_since(Instant::now())
         })
     }
+}
+
+/// `at + d`, or a moment so far ahead that no program will see it when that overflows: a grace of
+/// `Duration::MAX` means "no practical deadline", never a panic.
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    if let Some(t) = at.checked_add(d) {
+        return t;
+    }
+    // Instants are bounded by the platform's clock type; halve until the sum fits.
+    let mut step = d;
+    while !step.is_zero() {
+        step /= 2;
+        if let Some(t) = at.checked_add(step) {
+            return t;
+        }
+    }
+    at
 }
 
 /// Requests a shutdown, as a signal would (aiorun's `loop.stop()`). Idempotent: only the first
@@ -158,7 +182,7 @@ impl Shared {
 ///
 /// Outside a graceful runtime.
 pub fn shutdown() {
-    context::expect("graceful::shutdown").start_shutdown(Reason::Requested, None);
+    context::expect("graceful::shutdown").start_shutdown(Reason::Requested);
 }
 
 /// Requests a shutdown and sets the exit status to `code` (a panic or a signal still take
@@ -179,7 +203,7 @@ pub fn shutdown() {
 pub fn shutdown_with_code(code: u8) {
     let shared = context::expect("graceful::shutdown_with_code");
     shared.trigger.code.store(u16::from(code), Ordering::SeqCst);
-    shared.start_shutdown(Reason::Requested, None);
+    shared.start_shutdown(Reason::Requested);
 }
 
 /// Whether the shutdown has started (true from the first moment, drain delay included).
@@ -487,11 +511,11 @@ where
         match &main.outcome {
             Some(MainOutcome::Returned(code)) if *code == ExitCode::SUCCESS => {
                 if !shared.config.run_forever {
-                    shared.start_shutdown(Reason::MainReturned, None);
+                    shared.start_shutdown(Reason::MainReturned);
                 }
             }
             Some(MainOutcome::Returned(_)) => {
-                shared.start_shutdown(Reason::MainFailed, None);
+                shared.start_shutdown(Reason::MainFailed);
             }
             _ => {
                 shared.panic_stops(Cow::Borrowed("main"));
@@ -506,7 +530,7 @@ where
 
     // Step 0: the drain delay. Readiness probes see `is_shutting_down()`; nothing is cancelled.
     if !shared.config.drain_delay.is_zero() {
-        let end = tokio::time::Instant::from_std(started.at) + shared.config.drain_delay;
+        let end = tokio::time::Instant::from_std(later(started.at, shared.config.drain_delay));
         main.alongside(sleep_until(end.min(deadline))).await;
     }
 
@@ -599,6 +623,13 @@ where
     report::phase("join", step, &[("abandoned", summary.abandoned)]);
 
     summary.panics = registry.common.panics.load(Ordering::SeqCst);
+    if summary.panics > 0 {
+        let n = summary.panics;
+        let what = if n == 1 { "piece" } else { "pieces" };
+        summary
+            .problems
+            .push(format!("{n} {what} of tracked work panicked"));
+    }
     summary.finish();
     let outcome = main.outcome.take().unwrap_or(MainOutcome::Aborted);
     (outcome, summary.problems)

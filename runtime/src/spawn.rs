@@ -15,7 +15,9 @@ use crate::registry::{Slot, TaskKind};
 
 pin_project! {
     /// A spawned future and its registry entry: the entry goes when the future is dropped,
-    /// however that happens (completion, cancellation, panic, runtime shutdown).
+    /// however that happens (completion, cancellation, panic, runtime shutdown). The future is
+    /// declared first so that it is dropped first: a panic in its `Drop` unwinds through the
+    /// slot's, which reports it.
     pub(crate) struct Tracked<F> {
         #[pin]
         future: F,

@@ -36,6 +36,8 @@ impl Notifier {
             _ => SocketAddr::from_pathname(&path).ok()?,
         };
         let socket = UnixDatagram::unbound().ok()?;
+        // The signal thread sends STOPPING=1: a manager slow to read must not stall it.
+        socket.set_nonblocking(true).ok()?;
         Some(Notifier {
             socket,
             address,
@@ -104,7 +106,11 @@ impl crate::context::Shared {
     /// At the trigger: the manager learns we are stopping, and that it may take the whole grace.
     pub(crate) fn notify_stopping(&self) {
         if let Some(notifier) = &self.notifier {
-            let usec = (self.config.grace + Duration::from_secs(1)).as_micros();
+            let usec = self
+                .config
+                .grace
+                .saturating_add(Duration::from_secs(1))
+                .as_micros();
             notifier.send(&format!("STOPPING=1\nEXTEND_TIMEOUT_USEC={usec}"));
         }
     }

@@ -1,6 +1,11 @@
 //! The watchdog: an OS thread that, once the shutdown has started, says what it waits for one
 //! second in (then every five) and ends the process a second past the deadline whatever the
-//! runtime is doing — a task blocking its only thread, a hook that never returns.
+//! runtime is doing — a task blocking its only thread, a hook that never returns, a stdout or
+//! stderr that blocks. It is also the thread that carries out a forced exit for the signal
+//! thread, which must stay free to hear signals.
+//!
+//! It never blocks on anything but its own lock: its lines go to the report's thread, and the
+//! exit writes its last line only if that cannot block.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -8,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::context::Shared;
 use crate::exit::{self, Forced};
 use crate::report;
+use crate::shutdown::later;
 
 const FIRST_LINE: Duration = Duration::from_secs(1);
 const EVERY: Duration = Duration::from_secs(5);
@@ -23,6 +29,8 @@ pub(crate) struct Watchdog {
 struct State {
     /// Trigger time and deadline, once the shutdown started.
     armed: Option<(Instant, Instant)>,
+    /// A forced exit asked for by the signal thread.
+    forced: Option<Forced>,
     /// `run` has finished: nothing left to watch.
     done: bool,
 }
@@ -34,6 +42,12 @@ impl Watchdog {
 
     pub(crate) fn arm(&self, at: Instant, deadline: Instant) {
         self.lock().armed = Some((at, deadline));
+        self.cond.notify_all();
+    }
+
+    /// Ends the process now, from the watchdog's thread (the caller returns at once).
+    pub(crate) fn force(&self, why: Forced) {
+        self.lock().forced.get_or_insert(why);
         self.cond.notify_all();
     }
 
@@ -55,41 +69,41 @@ pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<std::thread::JoinHa
 fn watch(shared: &Shared) {
     let dog = &shared.watchdog;
     let mut state = dog.lock();
-    let (at, deadline) = loop {
-        if state.done {
-            return;
-        }
-        if let Some(armed) = state.armed {
-            break armed;
-        }
-        state = dog.cond.wait(state).unwrap_or_else(PoisonError::into_inner);
-    };
-    let hard = deadline + PAST_DEADLINE;
-    let mut next_line = at + FIRST_LINE;
+    let mut next_line = None;
     loop {
         if state.done {
             return;
         }
+        if let Some(why) = state.forced.take() {
+            drop(state);
+            exit::force(shared, why);
+        }
         let now = Instant::now();
-        if now >= hard && shared.config.exits_process {
-            drop(state);
-            exit::force(shared, Forced::Overrun);
+        let mut wake = None;
+        if let Some((at, deadline)) = state.armed {
+            let hard = later(deadline, PAST_DEADLINE);
+            if now >= hard && shared.config.exits_process {
+                drop(state);
+                exit::force(shared, Forced::Overrun);
+            }
+            let line = *next_line.get_or_insert(later(at, FIRST_LINE));
+            if now >= line {
+                report::waiting(shared, deadline);
+                next_line = Some(later(line, EVERY));
+                continue;
+            }
+            wake = Some(if shared.config.exits_process {
+                line.min(hard)
+            } else {
+                line
+            });
         }
-        if now >= next_line {
-            drop(state);
-            report::waiting(shared, deadline);
-            next_line += EVERY;
-            state = dog.lock();
-            continue;
-        }
-        let wake = if shared.config.exits_process {
-            next_line.min(hard)
-        } else {
-            next_line
-        };
-        state = match dog.cond.wait_timeout(state, wake - now) {
-            Ok((state, _)) => state,
-            Err(poisoned) => poisoned.into_inner().0,
+        state = match wake {
+            None => dog.cond.wait(state).unwrap_or_else(PoisonError::into_inner),
+            Some(wake) => match dog.cond.wait_timeout(state, wake - now) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            },
         };
     }
 }

@@ -50,6 +50,14 @@ fn fixtures_dir() -> &'static PathBuf {
 pub struct Fixture {
     command: Command,
     name: String,
+    unread: Option<Stream>,
+}
+
+/// One of the child's output streams.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
 }
 
 /// One of the crate's examples, as `cargo run --example NAME` would run it.
@@ -76,6 +84,7 @@ pub fn program(path: impl AsRef<std::ffi::OsStr>, name: &str) -> Fixture {
     Fixture {
         command,
         name: name.to_string(),
+        unread: None,
     }
 }
 
@@ -102,13 +111,33 @@ impl Fixture {
         self
     }
 
+    /// Leaves `stream` a pipe that nobody reads: once full, every write into it blocks.
+    pub fn unread(mut self, stream: Stream) -> Fixture {
+        self.unread = Some(stream);
+        self
+    }
+
     pub fn start(mut self) -> Running {
         let mut child = self.command.spawn().expect("start the fixture");
         let (lines_tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
+        // An unread pipe is kept open, not closed: closed, writes would fail instead of blocking.
+        let mut unread: Option<Box<dyn Send>> = None;
+        match self.unread {
+            Some(Stream::Stdout) => {
+                unread = Some(Box::new(child.stdout.take().unwrap()));
+                child.stdout = None;
+            }
+            Some(Stream::Stderr) => {
+                unread = Some(Box::new(child.stderr.take().unwrap()));
+                child.stderr = None;
+            }
+            None => {}
+        }
+        let stdout = child.stdout.take();
         let stdout_text = Arc::new(Mutex::new(String::new()));
         let text = stdout_text.clone();
         let stdout_reader = thread::spawn(move || {
+            let Some(stdout) = stdout else { return };
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 text.lock().unwrap().push_str(&line);
@@ -116,10 +145,11 @@ impl Fixture {
                 let _ = lines_tx.send(line);
             }
         });
-        let stderr = child.stderr.take().unwrap();
+        let stderr = child.stderr.take();
         let (stderr_tx, stderr_live) = mpsc::channel();
         let stderr_reader = thread::spawn(move || {
             let mut lines = Vec::new();
+            let Some(stderr) = stderr else { return lines };
             for line in BufReader::new(stderr).split(b'\n') {
                 let Ok(line) = line else { break };
                 let line = String::from_utf8_lossy(&line).into_owned();
@@ -138,6 +168,7 @@ impl Fixture {
             stderr_reader: Some(stderr_reader),
             started: Instant::now(),
             signalled: None,
+            _unread: unread,
         }
     }
 
@@ -165,6 +196,7 @@ pub struct Running {
     stderr_reader: Option<thread::JoinHandle<Vec<(Instant, String)>>>,
     started: Instant,
     signalled: Option<Instant>,
+    _unread: Option<Box<dyn Send>>,
 }
 
 impl Running {
@@ -179,12 +211,23 @@ impl Running {
 
     /// Like [`wait_for_line`](Self::wait_for_line), but `None` if the program ends first.
     pub fn line_unless_exited(&mut self, marker: &str) -> Option<String> {
+        self.unless_exited(marker, false)
+    }
+
+    /// The same, on stderr.
+    pub fn stderr_unless_exited(&mut self, marker: &str) -> Option<String> {
+        self.unless_exited(marker, true)
+    }
+
+    fn unless_exited(&mut self, marker: &str, stderr: bool) -> Option<String> {
         let end = Instant::now() + TIMEOUT;
         loop {
-            match self
-                .lines
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-            {
+            let lines = if stderr {
+                &self.stderr_live
+            } else {
+                &self.lines
+            };
+            match lines.recv_timeout(end.saturating_duration_since(Instant::now())) {
                 Ok(line) if line.contains(marker) => return Some(line),
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Disconnected) => return None,
@@ -224,6 +267,20 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// Writes `text` to the child's stdin (see [`Fixture::stdin_open`]).
+    pub fn write_stdin(&mut self, text: &str) {
+        use std::io::Write;
+        let stdin = self
+            .child
+            .as_mut()
+            .unwrap()
+            .stdin
+            .as_mut()
+            .expect("stdin_open");
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
     }
 
     /// Sends a real signal to the child (never to the test process).

@@ -9,6 +9,7 @@
     signal_exit_code = 0,
     drain_delay = "10ms",
     dump_signal = "SIGUSR1",
+    second_signal = "ignore",
     crate = "::graceful"
 )]
 async fn main() {

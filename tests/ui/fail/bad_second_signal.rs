@@ -1,0 +1,2 @@
+#[graceful::main(second_signal = "sometimes")]
+async fn main() {}
