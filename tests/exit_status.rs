@@ -1,4 +1,4 @@
-//! SPEC §6: the exit status, seen by a parent process.
+//! The exit status, seen by a parent process.
 
 mod support;
 
@@ -86,4 +86,35 @@ fn pid_1_ignoring_the_reraised_signal_exits_128_plus_n() {
 #[test]
 fn not_pid_1_the_same_program_dies_by_the_signal() {
     fixture("self_sigterm").run().assert_killed_by(SIGTERM);
+}
+
+#[test]
+fn a_shutdown_that_misses_its_deadline_after_main_returned_ok_exits_1() {
+    fixture("missed_deadline")
+        .run()
+        .assert_code(1)
+        .assert_stderr_has("aborted at the deadline: service \"stuck\"");
+}
+
+#[test]
+fn shutdown_with_code_0_that_misses_its_deadline_exits_1() {
+    fixture("missed_deadline").arg("0").run().assert_code(1);
+}
+
+#[test]
+fn a_missed_deadline_keeps_a_nonzero_code_as_it_is() {
+    fixture("missed_deadline").arg("4").run().assert_code(4);
+}
+
+#[test]
+fn a_forced_exit_with_signal_exit_code_0_exits_1() {
+    let mut child = fixture("forced_code0").start();
+    child.wait_for_line("ready");
+    child.signal(SIGTERM);
+    child.wait_for_stderr("waiting for");
+    child.signal(SIGTERM);
+    child
+        .wait()
+        .assert_code(1)
+        .assert_stderr_has("forced exit by SIGTERM");
 }

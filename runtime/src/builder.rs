@@ -590,12 +590,16 @@ impl Builder {
 
         // A panic unwinding out of `block_on` would drop the runtime, which waits forever for
         // blocking work: catch it so the bounded shutdown below still happens.
-        let (outcome, problems) = catch_unwind(AssertUnwindSafe(|| {
+        let ended = catch_unwind(AssertUnwindSafe(|| {
             runtime.block_on(shutdown::drive(&shared, future, location))
         }))
         .unwrap_or_else(|_| {
             shared.trigger.panicked.store(true, Ordering::SeqCst);
-            (MainOutcome::Panicked, Vec::new())
+            shutdown::Ended {
+                main: MainOutcome::Panicked,
+                problems: Vec::new(),
+                clean: false,
+            }
         });
 
         // Step 6's end: untracked blocking work (tokio's own fs, stdin, DNS) gets what is left.
@@ -603,11 +607,11 @@ impl Builder {
         if let Some(listener) = listener {
             listener.close();
         }
-        let status = exit::status(&shared, outcome);
+        let status = exit::status(&shared, ended.main, ended.clean);
         shared.watchdog.disarm();
         let _ = watchdog.join();
         drop(enter);
-        (status, problems)
+        (status, ended.problems)
     }
 }
 

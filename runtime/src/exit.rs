@@ -99,7 +99,21 @@ fn die(_signal: Signal) -> ! {
 
 /// The status once the sequence has finished, in this order:
 /// panic > signal > `shutdown_with_code` > `main`'s value.
-pub(crate) fn status(shared: &Shared, main: MainOutcome) -> ExitCode {
+///
+/// A shutdown that was not `clean` (work aborted or abandoned, hooks not run at the deadline)
+/// never exits 0, whoever chose the 0 (`signal_exit_code = 0`, `shutdown_with_code(0)`, `main`
+/// returning `Ok`): it becomes 1. Death by a signal stays as it is: supervisors read it as
+/// "stopped on request", and the report says what was cut.
+pub(crate) fn status(shared: &Shared, main: MainOutcome, clean: bool) -> ExitCode {
+    let code = decided(shared, main);
+    if !clean && code == ExitCode::SUCCESS {
+        ExitCode::FAILURE
+    } else {
+        code
+    }
+}
+
+fn decided(shared: &Shared, main: MainOutcome) -> ExitCode {
     if shared.trigger.panicked.load(Ordering::SeqCst) || matches!(main, MainOutcome::Panicked) {
         return ExitCode::from(101);
     }

@@ -379,9 +379,14 @@ impl Summary {
         }
     }
 
+    /// Nothing was aborted, abandoned or skipped at the deadline.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.aborted == 0 && self.abandoned == 0 && self.hooks_skipped == 0
+    }
+
     pub(crate) fn finish(&self) {
         let elapsed = self.at.elapsed();
-        let clean = self.aborted == 0 && self.abandoned == 0 && self.hooks_skipped == 0;
+        let clean = self.is_clean();
         let counts = [
             (self.cancelled, "cancelled"),
             (self.hooks_run, "hooks run"),

@@ -487,13 +487,22 @@ where
     }
 }
 
-/// Runs `main` and then the shutdown sequence; returns how `main` ended and what had to be
-/// aborted, abandoned or skipped (for `#[graceful::test]`, which fails on any).
+/// How the sequence ended, for the exit status and for `#[graceful::test]`.
+pub(crate) struct Ended {
+    pub(crate) main: MainOutcome,
+    /// One line per piece of work that was aborted, abandoned, skipped or panicked: a
+    /// `#[graceful::test]` fails on any.
+    pub(crate) problems: Vec<String>,
+    /// Nothing was aborted, abandoned or skipped at the deadline.
+    pub(crate) clean: bool,
+}
+
+/// Runs `main` and then the shutdown sequence.
 pub(crate) async fn drive<F>(
     shared: &Arc<Shared>,
     future: F,
     location: &'static Location<'static>,
-) -> (MainOutcome, Vec<String>)
+) -> Ended
 where
     F: Future,
     F::Output: Termination,
@@ -632,7 +641,11 @@ where
     }
     summary.finish();
     let outcome = main.outcome.take().unwrap_or(MainOutcome::Aborted);
-    (outcome, summary.problems)
+    Ended {
+        main: outcome,
+        clean: summary.is_clean(),
+        problems: summary.problems,
+    }
 }
 
 /// Waits, with `main` running alongside, until no entry of `kinds` is live; `false` at the deadline.
