@@ -1,6 +1,7 @@
 //! asyncio's `run_in_executor` trap, avoided: blocking jobs stop through their `StopFlag`; one
 //! ignores it and is abandoned at the deadline — named in the report, with no hang and no panic.
-//! `#[tokio::main]` would wait for that job forever. Ends by itself after about 1.5 s.
+//! `#[tokio::main]` would wait for that job forever. Ends by itself after about 1.5 s, with
+//! status 1: the shutdown had to abandon work.
 
 use std::time::Duration;
 
@@ -41,5 +42,6 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     println!("blocking: main is done; the shutdown starts");
     // Returning starts the shutdown: flags are raised, the cooperative jobs stop, and
-    // "legacy-call" is abandoned at the deadline, 1 s from now.
+    // "legacy-call" is abandoned at the deadline, 1 s from now, and the status is 1: a shutdown
+    // that had to abandon work is not a clean one.
 }

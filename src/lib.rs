@@ -48,7 +48,9 @@
 //!         let cancelled = graceful::spawn(std::future::pending::<()>());
 //!         let drained = graceful::spawn_service("flusher", async {
 //!             graceful::shutdown_requested().await;
-//!             "flushed" // clean-up after the signal still runs
+//!             // Clean-up after the signal still runs. A service ends or fails: its output is
+//!             // `()`, a `Result` or an `ExitCode`, and a failure is reported.
+//!             Ok::<_, std::io::Error>("flushed")
 //!         });
 //!         let protected = graceful::shutdown_waits_for(async move {
 //!             graceful::shutdown_requested().await;
@@ -58,7 +60,7 @@
 //!
 //!         graceful::shutdown_with_code(3);
 //!         assert!(cancelled.await.unwrap_err().is_cancelled());
-//!         assert_eq!(drained.await.unwrap(), "flushed");
+//!         assert_eq!(drained.await.unwrap().unwrap(), "flushed");
 //!         protected.await;
 //!         blocking.await.unwrap();
 //!     });
@@ -96,7 +98,7 @@
 /// # Options
 ///
 /// `flavor`, `uvloop_like`, `worker_threads`, `blocking_threads`, `grace`, `signals`,
-/// `run_forever`, `stop_on_panic`, `signal_exit_code`, `drain_delay`, `dump_signal`,
+/// `run_forever`, `stop_on_panic`, `stop_on_error`, `signal_exit_code`, `drain_delay`, `dump_signal`,
 /// `notify_ready`, `second_signal`, `crate`: see
 /// the table in the README. Every mistake is a compile error on the offending token.
 ///
@@ -135,7 +137,7 @@ pub use graceful_macros::main;
 ///
 /// No signals are captured and the process is never ended by it. The flavor is `current_thread`
 /// unless set; the options are those of [`main`] that make sense in a test (`flavor`,
-/// `uvloop_like`, `worker_threads`, `blocking_threads`, `grace`, `stop_on_panic`,
+/// `uvloop_like`, `worker_threads`, `blocking_threads`, `grace`, `stop_on_panic`, `stop_on_error`,
 /// `drain_delay`, `crate`) plus `start_paused = true`, which needs this crate's `test-util`
 /// feature as `#[tokio::test]` needs tokio's.
 ///
@@ -156,8 +158,8 @@ pub use graceful_macros::test;
 pub use graceful_runtime::{
     deadline, is_shutting_down, on_shutdown, ready, reason, shutdown, shutdown_requested,
     shutdown_waits_for, shutdown_with_code, spawn, spawn_blocking, spawn_service, tasks, token,
-    Builder, Flavor, Reason, SecondSignal, ShutdownRequested, ShutdownWaitsFor, StopFlag, TaskInfo,
-    TaskKind, DEFAULT_GRACE, UNIX_SIGNALS, WINDOWS_SIGNALS,
+    Builder, Flavor, Reason, SecondSignal, ServiceOutput, ShutdownRequested, ShutdownWaitsFor,
+    StopFlag, TaskInfo, TaskKind, DEFAULT_GRACE, UNIX_SIGNALS, WINDOWS_SIGNALS,
 };
 
 /// What the macros' output uses. Not public API: it changes without notice.

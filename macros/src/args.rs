@@ -37,6 +37,7 @@ impl Entry {
                 "signals",
                 "run_forever",
                 "stop_on_panic",
+                "stop_on_error",
                 "signal_exit_code",
                 "drain_delay",
                 "dump_signal",
@@ -51,6 +52,7 @@ impl Entry {
                 "blocking_threads",
                 "grace",
                 "stop_on_panic",
+                "stop_on_error",
                 "drain_delay",
                 "start_paused",
                 "crate",
@@ -86,6 +88,7 @@ pub(crate) struct Settings {
     pub(crate) signals: Option<Vec<LitStr>>,
     pub(crate) run_forever: bool,
     pub(crate) stop_on_panic: bool,
+    pub(crate) stop_on_error: bool,
     pub(crate) signal_exit_code: Option<LitInt>,
     pub(crate) drain_delay: Option<Duration>,
     pub(crate) dump_signal: Option<LitStr>,
@@ -107,6 +110,7 @@ impl Settings {
             signals: None,
             run_forever: false,
             stop_on_panic: false,
+            stop_on_error: false,
             signal_exit_code: None,
             drain_delay: None,
             dump_signal: None,
@@ -131,6 +135,7 @@ pub(crate) struct Options {
     signals: At<Vec<LitStr>>,
     run_forever: At<bool>,
     stop_on_panic: At<bool>,
+    stop_on_error: At<bool>,
     signal_exit_code: At<LitInt>,
     drain_delay: At<(Duration, Span)>,
     dump_signal: At<LitStr>,
@@ -480,6 +485,9 @@ impl Options {
                 "stop_on_panic" => {
                     lit_bool(&value, &name).and_then(|v| set(&mut o.stop_on_panic, &key, v))
                 }
+                "stop_on_error" => {
+                    lit_bool(&value, &name).and_then(|v| set(&mut o.stop_on_error, &key, v))
+                }
                 "start_paused" => {
                     lit_bool(&value, &name).and_then(|v| set(&mut o.start_paused, &key, v))
                 }
@@ -585,6 +593,7 @@ impl Options {
             signals: self.signals.map(|(v, _)| v),
             run_forever: self.run_forever.is_some_and(|(v, _)| v),
             stop_on_panic: self.stop_on_panic.is_some_and(|(v, _)| v),
+            stop_on_error: self.stop_on_error.is_some_and(|(v, _)| v),
             signal_exit_code: self.signal_exit_code.map(|(v, _)| v),
             drain_delay: self.drain_delay.map(|((d, _), _)| d),
             dump_signal: self.dump_signal.map(|(v, _)| v),

@@ -117,6 +117,9 @@ fn builder(settings: &Settings, entry: Entry) -> TokenStream {
     if settings.stop_on_panic {
         calls.extend(quote!(.stop_on_panic(true)));
     }
+    if settings.stop_on_error {
+        calls.extend(quote!(.stop_on_error(true)));
+    }
     if let Some(code) = &settings.signal_exit_code {
         calls.extend(quote!(.signal_exit_code(#code)));
     }

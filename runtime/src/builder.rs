@@ -76,6 +76,7 @@ pub(crate) struct Config {
     pub(crate) signals: Vec<Signal>,
     pub(crate) run_forever: bool,
     pub(crate) stop_on_panic: bool,
+    pub(crate) stop_on_error: bool,
     pub(crate) signal_exit_code: Option<u8>,
     pub(crate) drain_delay: Duration,
     pub(crate) dump_signal: Option<Signal>,
@@ -166,6 +167,7 @@ impl Builder {
                 signals: resolve_all(signals::DEFAULT_SIGNALS.iter().copied()),
                 run_forever: false,
                 stop_on_panic: false,
+                stop_on_error: false,
                 signal_exit_code: None,
                 drain_delay: Duration::ZERO,
                 dump_signal: None,
@@ -337,6 +339,28 @@ impl Builder {
     /// ```
     pub fn stop_on_panic(mut self, yes: bool) -> Builder {
         self.config.stop_on_panic = yes;
+        self
+    }
+
+    /// A service that fails — returns `Err`, or a failing `ExitCode` — starts a shutdown and makes
+    /// the exit status 1 (tokio-graceful-shutdown's and .NET's behaviour). Without it the failure
+    /// is still reported.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let code = graceful::Builder::new().signals([]).stop_on_error(true).run(async {
+    ///     graceful::spawn_service("loader", async { Err::<(), _>("no such table") });
+    ///     graceful::shutdown_requested().await;
+    ///     assert_eq!(
+    ///         graceful::reason(),
+    ///         Some(graceful::Reason::Failed { task: "loader".into() })
+    ///     );
+    /// });
+    /// assert_eq!(code, std::process::ExitCode::FAILURE);
+    /// ```
+    pub fn stop_on_error(mut self, yes: bool) -> Builder {
+        self.config.stop_on_error = yes;
         self
     }
 

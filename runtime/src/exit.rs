@@ -98,7 +98,7 @@ fn die(_signal: Signal) -> ! {
 }
 
 /// The status once the sequence has finished, in this order:
-/// panic > signal > `shutdown_with_code` > `main`'s value.
+/// panic > signal > failed service > `shutdown_with_code` > `main`'s value.
 ///
 /// A shutdown that was not `clean` (work aborted or abandoned, hooks not run at the deadline)
 /// never exits 0, whoever chose the 0 (`signal_exit_code = 0`, `shutdown_with_code(0)`, `main`
@@ -125,6 +125,9 @@ fn decided(shared: &Shared, main: MainOutcome) -> ExitCode {
             flush();
             die(signal)
         }
+    }
+    if shared.trigger.failed.load(Ordering::SeqCst) {
+        return ExitCode::FAILURE;
     }
     if let Some(code) = shared.trigger.code() {
         return ExitCode::from(code);

@@ -26,7 +26,7 @@ pub use shutdown::{
     shutdown_with_code, token, Reason, ShutdownRequested,
 };
 pub use signals::{UNIX_SIGNALS, WINDOWS_SIGNALS};
-pub use spawn::{shutdown_waits_for, spawn, spawn_service, ShutdownWaitsFor};
+pub use spawn::{shutdown_waits_for, spawn, spawn_service, ServiceOutput, ShutdownWaitsFor};
 pub use systemd::ready;
 
 /// A snapshot of the live tracked work of this thread's graceful runtime: name, kind, spawn

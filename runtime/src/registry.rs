@@ -125,6 +125,22 @@ impl TaskInfo {
     }
 }
 
+impl TaskInfo {
+    /// A service described by its name and spawn location, as the report names it.
+    pub(crate) fn service(
+        name: Cow<'static, str>,
+        location: &'static Location<'static>,
+    ) -> TaskInfo {
+        TaskInfo {
+            name,
+            kind: TaskKind::Service,
+            location,
+            age: Duration::ZERO,
+            is_main: false,
+        }
+    }
+}
+
 impl fmt::Display for TaskInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_main {

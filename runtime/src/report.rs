@@ -202,6 +202,18 @@ pub(crate) fn panicked(item: &TaskInfo) {
     }
 }
 
+pub(crate) fn service_failed(item: &TaskInfo, error: &str) {
+    if to_stderr() {
+        stderr_line(format_args!("{item} failed: {error}"));
+    } else {
+        tracing::error!(
+            target: "graceful",
+            { task.name = %item.name, task.kind = ?item.kind, task.location = %item.location, error },
+            "{item} failed: {error}",
+        );
+    }
+}
+
 pub(crate) fn hook_skipped(location: &'static Location<'static>) {
     if to_stderr() {
         stderr_line(format_args!(
@@ -425,6 +437,7 @@ impl fmt::Display for Cause<'_> {
             Reason::MainReturned => f.write_str("main returned"),
             Reason::MainFailed => f.write_str("main failed"),
             Reason::Panic { task } => write!(f, "{task} panicked"),
+            Reason::Failed { task } => write!(f, "service {task:?} failed"),
         }
     }
 }

@@ -50,6 +50,11 @@ pub enum Reason {
         /// `"main"`, the task's name, or `task at file:line:col` for an unnamed one.
         task: Cow<'static, str>,
     },
+    /// A service failed (returned `Err`, or a failing `ExitCode`) under `stop_on_error`.
+    Failed {
+        /// The service's name.
+        task: Cow<'static, str>,
+    },
 }
 
 pub(crate) struct Started {
@@ -72,6 +77,8 @@ pub(crate) struct Trigger {
     code: AtomicU16,
     /// A panic in `main`, or in a tracked task under `stop_on_panic`: the status becomes 101.
     pub(crate) panicked: AtomicBool,
+    /// A service failed under `stop_on_error`: the status becomes 1.
+    pub(crate) failed: AtomicBool,
 }
 
 impl Default for Trigger {
@@ -82,6 +89,7 @@ impl Default for Trigger {
             fired: CancellationToken::new(),
             code: AtomicU16::new(NO_CODE),
             panicked: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         }
     }
 }
@@ -133,6 +141,17 @@ impl Shared {
                 info.name.clone()
             };
             self.panic_stops(task);
+        }
+    }
+
+    /// Reports a failed service, and starts the shutdown under `stop_on_error`.
+    pub(crate) fn service_failed(&self, info: &TaskInfo, error: &str) {
+        crate::report::service_failed(info, error);
+        if self.config.stop_on_error {
+            self.trigger.failed.store(true, Ordering::SeqCst);
+            self.start_shutdown(Reason::Failed {
+                task: info.name.clone(),
+            });
         }
     }
 
@@ -296,11 +315,10 @@ pub fn token() -> CancellationToken {
 /// ```
 /// graceful::Builder::new().signals([]).run(async {
 ///     let stopped = graceful::spawn_service("loop", async {
-///         let mut ticks = 0u64;
 ///         loop {
 ///             tokio::select! {
-///                 _ = graceful::shutdown_requested() => break ticks,
-///                 _ = tokio::task::yield_now() => ticks += 1,
+///                 _ = graceful::shutdown_requested() => break,
+///                 _ = tokio::task::yield_now() => {}
 ///             }
 ///         }
 ///     });

@@ -2,16 +2,19 @@
 //! `shutdown_waits_for` (protected).
 
 use std::borrow::Cow;
+use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
+use std::process::ExitCode;
 use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
 use crate::context::{self, Shared};
-use crate::registry::{Slot, TaskKind};
+use crate::registry::{Slot, TaskInfo, TaskKind};
 
 pin_project! {
     /// A spawned future and its registry entry: the entry goes when the future is dropped,
@@ -45,6 +48,92 @@ impl<F: Future> Future for Tracked<F> {
                 resume_unwind(payload)
             }
         }
+    }
+}
+
+/// What a service may return: a value that says whether the service failed.
+///
+/// A service is a loop that ends or fails, and a failure must be seen: a service whose output is
+/// a failure — `Err(e)`, or a failing `ExitCode` — is reported with its name, spawn location and
+/// the error's `Debug` text, and with `stop_on_error` it starts the shutdown and makes the exit
+/// status 1. The [`JoinHandle`] still yields the value. A service that returns anything else
+/// wraps it in `Ok`.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     // Reported on stderr: `graceful: service "loader" at src/main.rs:4:5 failed: "no such table"`.
+///     let loader = graceful::spawn_service("loader", async { Err::<u32, _>("no such table") });
+///     assert_eq!(loader.await.unwrap(), Err("no such table"));
+///     // Any other value: wrap it in `Ok`.
+///     let counter = graceful::spawn_service("counter", async { Ok::<_, std::convert::Infallible>(3) });
+///     assert_eq!(counter.await.unwrap(), Ok(3));
+/// });
+/// ```
+pub trait ServiceOutput: Send + 'static {
+    /// The failure's text (the error's `Debug`), or `None` for success.
+    fn failure(&self) -> Option<String>;
+}
+
+impl ServiceOutput for () {
+    fn failure(&self) -> Option<String> {
+        None
+    }
+}
+
+impl<T, E> ServiceOutput for Result<T, E>
+where
+    T: Send + 'static,
+    E: fmt::Debug + Send + 'static,
+{
+    fn failure(&self) -> Option<String> {
+        self.as_ref().err().map(|e| format!("{e:?}"))
+    }
+}
+
+impl ServiceOutput for ExitCode {
+    fn failure(&self) -> Option<String> {
+        (*self != ExitCode::SUCCESS).then(|| format!("{self:?}"))
+    }
+}
+
+impl ServiceOutput for Infallible {
+    fn failure(&self) -> Option<String> {
+        match *self {}
+    }
+}
+
+pin_project! {
+    /// A service's future: on completion, a failing output is reported (and under
+    /// `stop_on_error` starts the shutdown) before the value goes to the `JoinHandle`.
+    struct Checked<F> {
+        #[pin]
+        future: F,
+        name: Cow<'static, str>,
+        location: &'static Location<'static>,
+    }
+}
+
+impl<F> Future for Checked<F>
+where
+    F: Future,
+    F::Output: ServiceOutput,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = ready!(this.future.poll(cx));
+        if let Some(error) = output.failure() {
+            context::with(|shared| {
+                if let Some(shared) = shared {
+                    let info = TaskInfo::service(this.name.clone(), this.location);
+                    shared.service_failed(&info, &error);
+                }
+            });
+        }
+        Poll::Ready(output)
     }
 }
 
@@ -85,8 +174,15 @@ impl Shared {
 /// dropped. A task spawned after the shutdown started is cancelled before its first poll. Its
 /// handle then yields a cancelled [`JoinError`](tokio::task::JoinError).
 ///
-/// Use it for work that can be lost: a connection handler, a cache refresh. For work that must
+/// Use it for work that can be lost: a request handler, a cache refresh. For work that must
 /// finish, see [`spawn_service`] and [`shutdown_waits_for`].
+///
+/// Not for work that others depend on until they finish: `spawn` tasks are cancelled first,
+/// before services drain, so a database connection's driver future (tokio-postgres'
+/// `connection`) or a pool's reaper spawned here would stop under the services still using it,
+/// and their in-flight work would fail. Run such a driver as a service
+/// (`graceful::spawn_service("db", connection)`: it ends when its last client is dropped), or
+/// with plain `tokio::spawn`.
 ///
 /// # Examples
 ///
@@ -134,7 +230,8 @@ where
 /// [`shutdown_requested()`](crate::shutdown_requested) and return, and is aborted only if it is
 /// still running at the deadline.
 ///
-/// `name` appears in [`tasks()`](crate::tasks) and in the report.
+/// `name` appears in [`tasks()`](crate::tasks) and in the report. Its output says whether it
+/// failed ([`ServiceOutput`]): a failure is reported, and with `stop_on_error` starts the shutdown.
 ///
 /// # Examples
 ///
@@ -162,11 +259,16 @@ where
 pub fn spawn_service<F>(name: impl Into<Cow<'static, str>>, future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
-    F::Output: Send + 'static,
+    F::Output: ServiceOutput,
 {
     let location = Location::caller();
     let name = name.into();
     context::with_expect("graceful::spawn_service", |shared| {
+        let future = Checked {
+            future,
+            name: name.clone(),
+            location,
+        };
         shared.spawn_tracked(TaskKind::Service, Some(name), location, future)
     })
 }

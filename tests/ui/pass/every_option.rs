@@ -6,6 +6,7 @@
     signals = ["SIGINT", "SIGTERM", "SIGHUP", "CTRL_C"],
     run_forever = true,
     stop_on_panic = true,
+    stop_on_error = true,
     signal_exit_code = 0,
     drain_delay = "10ms",
     dump_signal = "SIGUSR1",
