@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use crate::context::{self, Shared};
 use crate::exit;
+use crate::handle::{self, Handle};
 use crate::report;
-use crate::shutdown::{self, MainOutcome};
+use crate::shutdown::{self, MainOutcome, Reason};
 use crate::signals::{self, Signal};
 use crate::watchdog;
 
@@ -126,6 +127,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
 #[must_use = "a Builder does nothing until `run` is called"]
 pub struct Builder {
     config: Config,
+    /// What [`handle`](Builder::handle) hands out, bound to this builder's first run.
+    handle: Arc<handle::Inner>,
 }
 
 impl Default for Builder {
@@ -159,6 +162,7 @@ impl Builder {
     /// ```
     pub fn new() -> Builder {
         Builder {
+            handle: handle::Inner::new(),
             config: Config {
                 flavor: Flavor::MultiThread,
                 worker_threads: None,
@@ -489,6 +493,23 @@ impl Builder {
         self
     }
 
+    /// A [`Handle`] to the runtime this builder's first [`run`](Builder::run) starts, usable
+    /// from any thread before, during and after that run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = graceful::Builder::new().signals([]);
+    /// let handle = builder.handle();
+    /// assert!(!handle.is_shutting_down(), "not started yet");
+    /// handle.shutdown(); // remembered: the run starts and shuts down at once
+    /// builder.run(async { graceful::shutdown_requested().await });
+    /// assert_eq!(handle.reason(), Some(graceful::Reason::Requested));
+    /// ```
+    pub fn handle(&self) -> Handle {
+        Handle::from_inner(self.handle.clone())
+    }
+
     /// For `#[graceful::test]`: no signal capture, and the process is never ended by us.
     #[doc(hidden)]
     pub fn __for_test(mut self) -> Builder {
@@ -576,13 +597,21 @@ impl Builder {
         F::Output: Termination,
     {
         self.validate();
-        let shared = Shared::new(self.config);
+        // A clone of a builder that has run already gets a handle of its own.
+        let public = if self.handle.is_unbound() {
+            self.handle
+        } else {
+            handle::Inner::new()
+        };
+        let shared = Shared::new(self.config, public.clone());
+        let end_early = || public.end(None);
         // Our own threads first: without them no exit is bounded, so a program that cannot have
         // them does not start, and leaves no signal handler acting for it.
         let listener = match signals::listen(&shared) {
             Ok(listener) => listener,
             Err(err) => {
                 report::stderr_line(format_args!("cannot capture signals: {err}"));
+                end_early();
                 return (ExitCode::FAILURE, Vec::new());
             }
         };
@@ -593,6 +622,7 @@ impl Builder {
                 if let Some(listener) = listener {
                     listener.close();
                 }
+                end_early();
                 return (ExitCode::FAILURE, Vec::new());
             }
         };
@@ -605,11 +635,19 @@ impl Builder {
                 }
                 shared.watchdog.disarm();
                 let _ = watchdog.join();
+                end_early();
                 return (ExitCode::FAILURE, Vec::new());
             }
         };
         let _ = shared.handle.set(runtime.handle().clone());
         let enter = context::enter(shared.clone());
+        match public.bind(&shared) {
+            Some(Some(code)) => shared.request_with_code(code),
+            Some(None) => {
+                shared.start_shutdown(Reason::Requested);
+            }
+            None => {}
+        }
         shared.start_watchdog_pings();
 
         // A panic unwinding out of `block_on` would drop the runtime, which waits forever for
@@ -635,6 +673,7 @@ impl Builder {
         shared.watchdog.disarm();
         let _ = watchdog.join();
         drop(enter);
+        public.end(shared.trigger.started().map(|s| s.reason.clone()));
         (status, ended.problems)
     }
 }

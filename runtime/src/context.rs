@@ -24,8 +24,11 @@ pub(crate) struct Shared {
     /// Set once the tokio runtime is built (the runtime's thread callbacks need `Shared` first).
     pub(crate) handle: OnceLock<tokio::runtime::Handle>,
     pub(crate) registry: Registry,
-    /// Cancelled at the announce step; `token()` hands out children of it.
+    /// Cancelled at the announce step; `token()` hands out children of it. It is the public
+    /// handle's token, so a `Handle` made before the run waits on the same one.
     pub(crate) root: CancellationToken,
+    /// What a [`Handle`](crate::Handle) reaches: this state while the run lasts, its answer after.
+    pub(crate) public: Arc<crate::handle::Inner>,
     pub(crate) stop: StopFlag,
     pub(crate) trigger: Trigger,
     pub(crate) hooks: Hooks,
@@ -40,14 +43,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config) -> Arc<Shared> {
+    pub(crate) fn new(config: Config, public: Arc<crate::handle::Inner>) -> Arc<Shared> {
         // `#[graceful::test]` runs are not the service the manager watches.
         let config_notifies = config.exits_process;
         Arc::new(Shared {
             registry: Registry::new(),
             config,
             handle: OnceLock::new(),
-            root: CancellationToken::new(),
+            root: public.root(),
+            public,
             stop: StopFlag::new(),
             trigger: Trigger::default(),
             hooks: Hooks::default(),
@@ -132,7 +136,10 @@ pub(crate) fn set_for_thread(shared: Option<Arc<Shared>>) {
 /// For unit tests: a runtime's shared state, made the one of this thread, with no tokio runtime.
 #[cfg(test)]
 pub(crate) fn enter_for_test() -> (Arc<Shared>, Enter) {
-    let shared = Shared::new(crate::Builder::new().__for_test().into_config());
+    let shared = Shared::new(
+        crate::Builder::new().__for_test().into_config(),
+        crate::handle::Inner::new(),
+    );
     let enter = enter(shared.clone());
     (shared, enter)
 }

@@ -10,6 +10,7 @@ mod blocking;
 mod builder;
 mod context;
 mod exit;
+mod handle;
 mod registry;
 mod report;
 mod shutdown;
@@ -20,6 +21,7 @@ mod watchdog;
 
 pub use blocking::{spawn_blocking, StopFlag};
 pub use builder::{Builder, Flavor, SecondSignal, DEFAULT_GRACE};
+pub use handle::{handle, EnterGuard, Handle};
 pub use registry::{TaskInfo, TaskKind};
 pub use shutdown::{
     deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,

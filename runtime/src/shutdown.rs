@@ -220,9 +220,14 @@ pub fn shutdown() {
 ///
 /// Outside a graceful runtime.
 pub fn shutdown_with_code(code: u8) {
-    let shared = context::expect("graceful::shutdown_with_code");
-    shared.trigger.code.store(u16::from(code), Ordering::SeqCst);
-    shared.start_shutdown(Reason::Requested);
+    context::expect("graceful::shutdown_with_code").request_with_code(code);
+}
+
+impl Shared {
+    pub(crate) fn request_with_code(&self, code: u8) {
+        self.trigger.code.store(u16::from(code), Ordering::SeqCst);
+        self.start_shutdown(Reason::Requested);
+    }
 }
 
 /// Whether the shutdown has started (true from the first moment, drain delay included).
@@ -336,8 +341,14 @@ pub fn token() -> CancellationToken {
 /// Outside a graceful runtime.
 pub fn shutdown_requested() -> ShutdownRequested {
     let shared = context::expect("graceful::shutdown_requested");
-    ShutdownRequested {
-        inner: shared.root.clone().cancelled_owned(),
+    ShutdownRequested::from_token(shared.root.clone())
+}
+
+impl ShutdownRequested {
+    pub(crate) fn from_token(token: CancellationToken) -> ShutdownRequested {
+        ShutdownRequested {
+            inner: token.cancelled_owned(),
+        }
     }
 }
 

@@ -1,0 +1,340 @@
+//! [`Handle`]: one runtime, reachable from any thread — a GUI thread, a test, a `std::thread` the
+//! program started — before, during and after its run.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{self, Shared};
+use crate::registry::TaskInfo;
+use crate::shutdown::{Reason, ShutdownRequested};
+
+/// A `Clone + Send + Sync` handle to one graceful runtime, usable from any thread.
+///
+/// Get one with [`handle()`](crate::handle) inside a runtime, or with
+/// [`Builder::handle`](crate::Builder::handle) before `run` (it is bound to that builder's first
+/// run). Its queries are about the whole program.
+///
+/// - Before the run starts, [`shutdown`](Handle::shutdown) is remembered (the run starts and
+///   shuts down at once, [`Reason::Requested`]), the queries answer as outside a runtime, and
+///   [`enter`](Handle::enter) panics.
+/// - After the run has ended, the handle answers as a thread of a runtime that has shut down
+///   (`is_shutting_down()` is true, `tasks()` is empty) and keeps nothing of the runtime alive
+///   but that answer.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let builder = graceful::Builder::new().signals([]);
+/// let handle = builder.handle();
+/// // A thread of the program's own stops it, as Ctrl-C would.
+/// let stopper = std::thread::spawn(move || {
+///     std::thread::sleep(Duration::from_millis(20));
+///     handle.shutdown();
+/// });
+/// builder.run(async { graceful::shutdown_requested().await });
+/// stopper.join().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    /// The run's root token: made with the handle, so `shutdown_requested()` works at any time.
+    root: CancellationToken,
+}
+
+enum State {
+    /// `code` is `Some` once a shutdown was asked for (with its status, if any).
+    Before {
+        requested: Option<Option<u8>>,
+    },
+    Running(Arc<Shared>),
+    Ended(Option<Reason>),
+}
+
+impl Inner {
+    pub(crate) fn new() -> Arc<Inner> {
+        Arc::new(Inner {
+            state: Mutex::new(State::Before { requested: None }),
+            root: CancellationToken::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn root(&self) -> CancellationToken {
+        self.root.clone()
+    }
+
+    /// The run starts: returns a shutdown asked for before it, with its code.
+    pub(crate) fn bind(&self, shared: &Arc<Shared>) -> Option<Option<u8>> {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, State::Running(shared.clone())) {
+            State::Before { requested } => requested,
+            _ => panic!("graceful::Builder::handle: this handle's runtime has already run"),
+        }
+    }
+
+    /// The run has ended: only its answer is kept.
+    pub(crate) fn end(&self, reason: Option<Reason>) {
+        *self.lock() = State::Ended(reason);
+        self.root.cancel();
+    }
+
+    /// Whether no run has taken this handle yet.
+    pub(crate) fn is_unbound(&self) -> bool {
+        matches!(&*self.lock(), State::Before { .. })
+    }
+
+    fn running(&self) -> Option<Arc<Shared>> {
+        match &*self.lock() {
+            State::Running(shared) => Some(shared.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Handle::from_inner_ref(self, f)
+    }
+}
+
+impl Handle {
+    fn from_inner_ref(inner: &Inner, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*inner.lock() {
+            State::Before { .. } => "not started",
+            State::Running(shared) if shared.trigger.started().is_some() => "shutting down",
+            State::Running(_) => "running",
+            State::Ended(_) => "ended",
+        };
+        f.debug_struct("Handle").field("state", &state).finish()
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Handle {
+        Handle { inner }
+    }
+
+    /// Requests the program's shutdown, as [`shutdown()`](crate::shutdown) does. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = graceful::Builder::new().signals([]);
+    /// // Before the run: remembered; the run starts and shuts down at once.
+    /// builder.handle().shutdown();
+    /// builder.run(async { graceful::shutdown_requested().await });
+    /// ```
+    pub fn shutdown(&self) {
+        self.request(None);
+    }
+
+    /// Requests the shutdown and sets the exit status, as
+    /// [`shutdown_with_code()`](crate::shutdown_with_code) does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = graceful::Builder::new().signals([]);
+    /// builder.handle().shutdown_with_code(4);
+    /// let code = builder.run(async { graceful::shutdown_requested().await });
+    /// assert_eq!(code, std::process::ExitCode::from(4));
+    /// ```
+    pub fn shutdown_with_code(&self, code: u8) {
+        self.request(Some(code));
+    }
+
+    fn request(&self, code: Option<u8>) {
+        let mut state = self.inner.lock();
+        match &mut *state {
+            State::Before { requested } => {
+                *requested = Some(code.or(requested.flatten()));
+            }
+            State::Running(shared) => {
+                let shared = shared.clone();
+                drop(state);
+                match code {
+                    Some(code) => shared.request_with_code(code),
+                    None => {
+                        shared.start_shutdown(Reason::Requested);
+                    }
+                }
+            }
+            State::Ended(_) => {}
+        }
+    }
+
+    /// Whether the program's shutdown has started (true from the trigger on, even inside a
+    /// scope that has not had its turn). Before the run: `false`; after it: `true`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = graceful::Builder::new().signals([]);
+    /// let handle = builder.handle();
+    /// assert!(!handle.is_shutting_down());
+    /// builder.run(async {});
+    /// assert!(handle.is_shutting_down());
+    /// ```
+    pub fn is_shutting_down(&self) -> bool {
+        match &*self.inner.lock() {
+            State::Before { .. } => false,
+            State::Running(shared) => shared.trigger.started().is_some(),
+            State::Ended(_) => true,
+        }
+    }
+
+    /// Why the shutdown started, once it has (kept after the run has ended).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = graceful::Builder::new().signals([]);
+    /// let handle = builder.handle();
+    /// builder.run(async {});
+    /// assert_eq!(handle.reason(), Some(graceful::Reason::MainReturned));
+    /// ```
+    pub fn reason(&self) -> Option<Reason> {
+        match &*self.inner.lock() {
+            State::Before { .. } => None,
+            State::Running(shared) => shared.trigger.started().map(|s| s.reason.clone()),
+            State::Ended(reason) => reason.clone(),
+        }
+    }
+
+    /// A future that resolves once the program's shutdown has started (at the announce step),
+    /// from any thread and at any time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = graceful::Builder::new().signals([]);
+    /// let requested = builder.handle().shutdown_requested();
+    /// builder.run(async {});
+    /// // A runtime of the caller's own awaits it.
+    /// tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(requested);
+    /// ```
+    pub fn shutdown_requested(&self) -> ShutdownRequested {
+        ShutdownRequested::from_token(self.inner.root.clone())
+    }
+
+    /// A snapshot of the runtime's live tracked work; empty before and after the run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = graceful::Builder::new().signals([]);
+    /// let handle = builder.handle();
+    /// builder.run(async move {
+    ///     let names: Vec<_> = handle.tasks().into_iter().map(|t| t.name).collect();
+    ///     assert_eq!(names, ["main"]);
+    /// });
+    /// ```
+    pub fn tasks(&self) -> Vec<TaskInfo> {
+        self.inner
+            .running()
+            .map(|shared| shared.registry.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Makes the free functions ([`spawn`](crate::spawn), [`shutdown`](crate::shutdown), ...) act
+    /// on this runtime on the current thread until the guard is dropped, as tokio's
+    /// `Handle::enter` does.
+    ///
+    /// # Panics
+    ///
+    /// If the runtime has not started, or has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let handle = graceful::handle();
+    ///     std::thread::spawn(move || {
+    ///         let _entered = handle.enter();
+    ///         graceful::spawn_service("from a thread", async {});
+    ///         graceful::shutdown();
+    ///     })
+    ///     .join()
+    ///     .unwrap();
+    ///     graceful::shutdown_requested().await;
+    /// });
+    /// ```
+    pub fn enter(&self) -> EnterGuard {
+        match &*self.inner.lock() {
+            State::Running(shared) => EnterGuard {
+                _enter: context::enter(shared.clone()),
+            },
+            State::Before { .. } => {
+                panic!("graceful::Handle::enter: the runtime has not started")
+            }
+            State::Ended(_) => panic!("graceful::Handle::enter: the runtime has ended"),
+        }
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Handle::from_inner_ref(&self.inner, f)
+    }
+}
+
+/// The guard [`Handle::enter`] returns: the free functions act on the handle's runtime on this
+/// thread until it is dropped, and then on whatever they acted on before.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let handle = graceful::handle();
+///     std::thread::spawn(move || {
+///         assert!(graceful::tasks().is_empty(), "outside the runtime");
+///         let entered: graceful::EnterGuard = handle.enter();
+///         assert!(!graceful::tasks().is_empty());
+///         drop(entered);
+///         assert!(graceful::tasks().is_empty());
+///     })
+///     .join()
+///     .unwrap();
+/// });
+/// ```
+#[must_use = "the runtime is entered only while the guard lives"]
+pub struct EnterGuard {
+    _enter: context::Enter,
+}
+
+impl fmt::Debug for EnterGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnterGuard").finish_non_exhaustive()
+    }
+}
+
+/// A handle to the runtime of this thread, usable from any other thread.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let handle = graceful::handle();
+///     // A plain thread, outside the runtime, stops the program.
+///     std::thread::spawn(move || handle.shutdown()).join().unwrap();
+///     graceful::shutdown_requested().await;
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+pub fn handle() -> Handle {
+    context::with_expect("graceful::handle", |shared| {
+        Handle::from_inner(shared.public.clone())
+    })
+}
