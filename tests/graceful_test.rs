@@ -64,3 +64,10 @@ async fn a_panic_in_the_drop_of_cancelled_work_fails_the_test() {
         std::future::pending::<()>().await
     });
 }
+
+#[graceful::test]
+#[should_panic(expected = "service \"loader\" at tests/graceful_test.rs:")]
+async fn a_failed_service_fails_the_test() {
+    let loader = graceful::spawn_service("loader", async { Err::<(), _>("no such table") });
+    loader.await.unwrap().unwrap_err();
+}

@@ -301,3 +301,34 @@ fn forty_threads_sharing_shards_list_and_cancel_every_task_once() {
     assert_eq!(listed.load(Ordering::SeqCst), THREADS * EACH);
     assert_eq!(dropped.load(Ordering::SeqCst), THREADS * EACH);
 }
+
+#[test]
+fn the_report_names_what_did_not_end_well_and_the_status_is_not_0() {
+    let (code, report) = builder()
+        .grace(Duration::from_millis(300))
+        .run_with_report(async {
+            graceful::on_shutdown(async { unreachable!("the drain never finished") });
+            graceful::spawn_service("stuck", std::future::pending::<()>());
+            let loader = graceful::spawn_service("loader", async { Err::<(), _>("no table") });
+            loader.await.unwrap().unwrap_err();
+            let job = graceful::spawn_blocking("legacy", |_stop| {
+                std::thread::sleep(Duration::from_secs(2))
+            });
+            drop(job);
+        });
+    assert_eq!(code, ExitCode::FAILURE, "work was cut at the deadline");
+    assert_eq!(report.reason, Some(graceful::Reason::MainReturned));
+    assert!(report.elapsed >= Duration::from_millis(300), "{report:?}");
+    let names = |items: &[graceful::TaskInfo]| -> Vec<String> {
+        items.iter().map(|t| t.name.to_string()).collect()
+    };
+    assert_eq!(names(&report.aborted), ["stuck"]);
+    assert_eq!(names(&report.abandoned), ["legacy"]);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].task.name, "loader");
+    assert_eq!(report.failed[0].error, "\"no table\"");
+    assert_eq!(report.hooks_not_run.len(), 1);
+    assert_eq!(report.hooks_not_run[0].kind, graceful::TaskKind::Hook);
+    assert!(report.panicked.is_empty());
+    assert!(!report.is_clean());
+}

@@ -104,6 +104,16 @@ fn triggers_racing_at_one_instant_start_exactly_one_shutdown_200_times() {
 fn panic_at(place: &str) -> support::Finished {
     let out = fixture("panics").arg(place).signal_after("ready", SIGTERM);
     out.assert_exited_within(Duration::from_secs(1));
+    if place != "main" {
+        // Reported once: tokio drops a panicked future while the panic still unwinds, and that
+        // drop must not count it again.
+        let reports = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("graceful: ") && l.ends_with(" panicked"))
+            .count();
+        assert_eq!(reports, 1, "{place}: {out:#?}");
+    }
     out
 }
 

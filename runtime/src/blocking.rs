@@ -198,7 +198,7 @@ where
     let stop = shared.stop.clone();
     shared.handle().spawn_blocking(move || {
         // Dropped when the job ends, even by unwinding, or unrun when the pool shuts down first.
-        let slot = slot;
+        let mut slot = slot;
         match catch_unwind(AssertUnwindSafe(|| job(stop))) {
             Ok(value) => value,
             Err(payload) => {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use crate::context::{self, Shared};
 use crate::exit;
 use crate::handle::{self, Handle};
-use crate::report;
+use crate::registry::TaskInfo;
+use crate::report::{self, Report};
 use crate::shutdown::{self, MainOutcome, Reason};
 use crate::signals::{self, Signal};
 use crate::watchdog;
@@ -570,8 +571,37 @@ impl Builder {
         self.run_at(future, Location::caller()).0
     }
 
+    /// Runs like [`run`](Self::run), and also returns the [`Report`] of the shutdown: what was
+    /// aborted, abandoned, failed or panicked, and the hooks not run. For programs that embed the
+    /// runtime and decide themselves what a shutdown that did not end well means.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (code, report) = graceful::Builder::new().signals([]).run_with_report(async {
+    ///     let worker = graceful::spawn(async { panic!("a worker failed") });
+    ///     assert!(worker.await.unwrap_err().is_panic());
+    /// });
+    /// // Without `stop_on_panic` the panic does not change the status; the report has it.
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(report.panicked.len(), 1);
+    /// assert!(!report.is_clean());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run).
+    #[track_caller]
+    pub fn run_with_report<F>(self, future: F) -> (ExitCode, Report)
+    where
+        F: Future,
+        F::Output: Termination,
+    {
+        self.run_at(future, Location::caller())
+    }
+
     /// For `#[graceful::test]`: runs like [`run`](Self::run), then fails the test if the status
-    /// is not success or if anything had to be aborted, abandoned or skipped at the deadline.
+    /// is not success or if the report is not clean.
     #[doc(hidden)]
     #[track_caller]
     pub fn __run_test<F>(self, future: F)
@@ -579,11 +609,11 @@ impl Builder {
         F: Future,
         F::Output: Termination,
     {
-        let (status, problems) = self.__for_test().run_at(future, Location::caller());
+        let (status, report) = self.__for_test().run_at(future, Location::caller());
         assert!(
-            problems.is_empty(),
-            "the test left work that did not stop by the deadline:\n  {}",
-            problems.join("\n  ")
+            report.is_clean(),
+            "the test left work that panicked, failed or did not stop by the deadline:\n  {}",
+            report.problems().join("\n  ")
         );
         assert!(
             status == ExitCode::SUCCESS,
@@ -591,7 +621,7 @@ impl Builder {
         );
     }
 
-    fn run_at<F>(self, future: F, location: &'static Location<'static>) -> (ExitCode, Vec<String>)
+    fn run_at<F>(self, future: F, location: &'static Location<'static>) -> (ExitCode, Report)
     where
         F: Future,
         F::Output: Termination,
@@ -612,7 +642,7 @@ impl Builder {
             Err(err) => {
                 report::stderr_line(format_args!("cannot capture signals: {err}"));
                 end_early();
-                return (ExitCode::FAILURE, Vec::new());
+                return (ExitCode::FAILURE, Report::default());
             }
         };
         let watchdog = match watchdog::start(&shared) {
@@ -623,7 +653,7 @@ impl Builder {
                     listener.close();
                 }
                 end_early();
-                return (ExitCode::FAILURE, Vec::new());
+                return (ExitCode::FAILURE, Report::default());
             }
         };
         let runtime = match build_runtime(&shared) {
@@ -636,7 +666,7 @@ impl Builder {
                 shared.watchdog.disarm();
                 let _ = watchdog.join();
                 end_early();
-                return (ExitCode::FAILURE, Vec::new());
+                return (ExitCode::FAILURE, Report::default());
             }
         };
         let _ = shared.handle.set(runtime.handle().clone());
@@ -659,8 +689,11 @@ impl Builder {
             shared.trigger.panicked.store(true, Ordering::SeqCst);
             shutdown::Ended {
                 main: MainOutcome::Panicked,
-                problems: Vec::new(),
-                clean: false,
+                report: Report {
+                    reason: shared.trigger.started().map(|s| s.reason.clone()),
+                    panicked: vec![TaskInfo::main(location)],
+                    ..Report::default()
+                },
             }
         });
 
@@ -669,12 +702,12 @@ impl Builder {
         if let Some(listener) = listener {
             listener.close();
         }
-        let status = exit::status(&shared, ended.main, ended.clean);
+        let status = exit::status(&shared, ended.main, ended.report.finished_in_time());
         shared.watchdog.disarm();
         let _ = watchdog.join();
         drop(enter);
         public.end(shared.trigger.started().map(|s| s.reason.clone()));
-        (status, ended.problems)
+        (status, ended.report)
     }
 }
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blocking::StopFlag;
 use crate::builder::Config;
 use crate::registry::Registry;
-use crate::report::Deferred;
+use crate::report::{Deferred, Log};
 use crate::shutdown::{Hooks, Trigger};
 use crate::systemd::Notifier;
 use crate::watchdog::Watchdog;
@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) forcing: AtomicBool,
     /// The report's thread, for lines the signal thread and the watchdog must not write.
     pub(crate) deferred: Deferred,
+    /// Failures and panics as they happen, for the report.
+    pub(crate) log: Log,
     /// systemd's notify socket, when the process runs under a `Type=notify` unit.
     pub(crate) notifier: Option<Notifier>,
     pub(crate) ready_sent: AtomicBool,
@@ -58,6 +60,7 @@ impl Shared {
             watchdog: Watchdog::default(),
             forcing: AtomicBool::new(false),
             deferred: Deferred::default(),
+            log: Log::default(),
             notifier: if config_notifies {
                 Notifier::from_env()
             } else {

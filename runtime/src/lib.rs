@@ -23,6 +23,7 @@ pub use blocking::{spawn_blocking, StopFlag};
 pub use builder::{Builder, Flavor, SecondSignal, DEFAULT_GRACE};
 pub use handle::{handle, EnterGuard, Handle};
 pub use registry::{TaskInfo, TaskKind};
+pub use report::{Failure, Report};
 pub use shutdown::{
     deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,
     shutdown_with_code, token, Reason, ShutdownRequested,

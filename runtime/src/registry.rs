@@ -126,6 +126,28 @@ impl TaskInfo {
 }
 
 impl TaskInfo {
+    /// `main`, run at `location`.
+    pub(crate) fn main(location: &'static Location<'static>) -> TaskInfo {
+        TaskInfo {
+            name: Cow::Borrowed("main"),
+            kind: TaskKind::Service,
+            location,
+            age: Duration::ZERO,
+            is_main: true,
+        }
+    }
+
+    /// A hook, by where it was registered.
+    pub(crate) fn hook(location: &'static Location<'static>) -> TaskInfo {
+        TaskInfo {
+            name: Cow::Borrowed(""),
+            kind: TaskKind::Hook,
+            location,
+            age: Duration::ZERO,
+            is_main: false,
+        }
+    }
+
     /// A service described by its name and spawn location, as the report names it.
     pub(crate) fn service(
         name: Cow<'static, str>,
@@ -373,8 +395,18 @@ pub(crate) struct Slot {
     at: At,
     tag: u16,
     kind: TaskKind,
-    /// Used by `Tracked` to cancel a task spawned after the cancel step before it ever runs.
-    pub(crate) polled: bool,
+    pub(crate) progress: Progress,
+}
+
+/// How far the tracked work has come, as its wrapper sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Never polled: `Tracked` cancels a task spawned after the cancel step before it runs.
+    Fresh,
+    Polled,
+    /// Its panic has been reported: tokio drops the future while that panic still unwinds, and
+    /// the slot's drop must not report it a second time.
+    Panicked,
 }
 
 /// Microseconds on a monotonic clock, for ages; every spawn reads it.
@@ -559,7 +591,7 @@ impl Registry {
             at,
             tag: self.tag,
             kind,
-            polled: false,
+            progress: Progress::Fresh,
         }
     }
 
@@ -763,7 +795,8 @@ impl Slot {
     }
 
     /// Counts and reports a panic of this work, and starts the shutdown under `stop_on_panic`.
-    pub(crate) fn panicked(&self) {
+    pub(crate) fn panicked(&mut self) {
+        self.progress = Progress::Panicked;
         self.with_runtime(|shared| {
             shared.registry.common.panics.fetch_add(1, Ordering::SeqCst);
             if let Some(info) = shared.registry.panicked_at(self.at) {
@@ -778,7 +811,7 @@ impl Drop for Slot {
         // The slot is dropped after the future it tracks (see `Tracked`): unwinding here means
         // that future panicked while being dropped — a `Drop` in cancelled work. tokio catches
         // it; it must still be reported and counted like any panic of tracked work.
-        if std::thread::panicking() {
+        if std::thread::panicking() && self.progress != Progress::Panicked {
             self.panicked();
         }
         self.with_runtime(|shared| shared.registry.release(self.at));

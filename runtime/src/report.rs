@@ -360,59 +360,177 @@ pub(crate) fn dump(shared: &Shared) {
     shared.deferred.send(Line::Raw(out));
 }
 
-/// Counts for the final summary event.
+/// What a shutdown ended with: why it started, how long it took, and what did not end well.
+///
+/// [`Builder::run_with_report`](crate::Builder::run_with_report) returns it, for programs that
+/// embed the runtime; `#[graceful::test]` fails unless it [`is_clean`](Report::is_clean).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let (code, report) = graceful::Builder::new()
+///     .signals([])
+///     .grace(Duration::from_millis(100))
+///     .run_with_report(async {
+///         graceful::spawn_service("stuck", std::future::pending::<()>());
+///     });
+/// assert_eq!(report.reason, Some(graceful::Reason::MainReturned));
+/// assert_eq!(report.aborted[0].name, "stuck");
+/// assert!(!report.is_clean());
+/// // Aborted work makes the shutdown unclean: not 0, though `main` returned.
+/// assert_eq!(code, std::process::ExitCode::FAILURE);
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Report {
+    /// Why the shutdown started; `None` if the runtime never started.
+    pub reason: Option<Reason>,
+    /// From the trigger to the end of the sequence.
+    pub elapsed: Duration,
+    /// Async work still running at the deadline, aborted there.
+    pub aborted: Vec<TaskInfo>,
+    /// Blocking jobs still running at the deadline, abandoned (a thread cannot be killed).
+    pub abandoned: Vec<TaskInfo>,
+    /// Services that failed, with the error's `Debug` text.
+    pub failed: Vec<Failure>,
+    /// Tracked work that panicked, a `Drop` of cancelled work and hooks included.
+    pub panicked: Vec<TaskInfo>,
+    /// Hooks the deadline left no time for.
+    pub hooks_not_run: Vec<TaskInfo>,
+}
+
+/// A service that failed, and the error's `Debug` text.
+///
+/// # Examples
+///
+/// ```
+/// let (_, report) = graceful::Builder::new().signals([]).run_with_report(async {
+///     let loader = graceful::spawn_service("loader", async { Err::<(), _>("no such table") });
+///     loader.await.unwrap().unwrap_err();
+/// });
+/// let failure: &graceful::Failure = &report.failed[0];
+/// assert_eq!(failure.task.name, "loader");
+/// assert_eq!(failure.error, "\"no such table\"");
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Failure {
+    /// The service.
+    pub task: TaskInfo,
+    /// The error's `Debug` text.
+    pub error: String,
+}
+
+impl Report {
+    /// Whether everything ended well: nothing aborted, abandoned, failed or panicked, and every
+    /// hook ran.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_, report) = graceful::Builder::new().signals([]).run_with_report(async {});
+    /// assert!(report.is_clean());
+    /// ```
+    pub fn is_clean(&self) -> bool {
+        self.finished_in_time() && self.failed.is_empty() && self.panicked.is_empty()
+    }
+
+    /// Nothing was cut at the deadline: the exit status may be 0.
+    pub(crate) fn finished_in_time(&self) -> bool {
+        self.aborted.is_empty() && self.abandoned.is_empty() && self.hooks_not_run.is_empty()
+    }
+
+    /// One line per thing that did not end well, for a failing `#[graceful::test]`.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let lines = [
+            (&self.aborted, "aborted at the deadline"),
+            (&self.abandoned, "abandoned at the deadline"),
+            (&self.panicked, "panicked"),
+            (&self.hooks_not_run, "not run"),
+        ];
+        let mut out: Vec<String> = lines
+            .iter()
+            .flat_map(|(items, what)| items.iter().map(move |item| format!("{item} {what}")))
+            .collect();
+        out.extend(
+            self.failed
+                .iter()
+                .map(|f| format!("{} failed: {}", f.task, f.error)),
+        );
+        out
+    }
+}
+
+/// Failures and panics as they happen during the run, for the report.
+#[derive(Default)]
+pub(crate) struct Log {
+    failed: Mutex<Vec<Failure>>,
+    panicked: Mutex<Vec<TaskInfo>>,
+}
+
+impl Log {
+    pub(crate) fn failed(&self, task: &TaskInfo, error: &str) {
+        let failure = Failure {
+            task: task.clone(),
+            error: error.to_string(),
+        };
+        lock(&self.failed).push(failure);
+    }
+
+    pub(crate) fn panicked(&self, task: &TaskInfo) {
+        lock(&self.panicked).push(task.clone());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counts for the final summary event, and the report being built.
 pub(crate) struct Summary {
-    reason: Reason,
     at: Instant,
     pub(crate) cancelled: usize,
     pub(crate) hooks_run: usize,
     pub(crate) hooks_panicked: usize,
-    pub(crate) hooks_skipped: usize,
-    pub(crate) aborted: usize,
-    pub(crate) abandoned: usize,
-    pub(crate) panics: usize,
-    /// One line per item that did not stop in time.
-    pub(crate) problems: Vec<String>,
+    pub(crate) report: Report,
 }
 
 impl Summary {
     pub(crate) fn new(started: &Started) -> Summary {
         Summary {
-            reason: started.reason.clone(),
             at: started.at,
             cancelled: 0,
             hooks_run: 0,
             hooks_panicked: 0,
-            hooks_skipped: 0,
-            aborted: 0,
-            abandoned: 0,
-            panics: 0,
-            problems: Vec::new(),
+            report: Report {
+                reason: Some(started.reason.clone()),
+                ..Report::default()
+            },
         }
     }
 
-    /// Nothing was aborted, abandoned or skipped at the deadline.
-    pub(crate) fn is_clean(&self) -> bool {
-        self.aborted == 0 && self.abandoned == 0 && self.hooks_skipped == 0
-    }
-
-    pub(crate) fn finish(&self) {
+    /// Writes the summary event and hands over the report.
+    pub(crate) fn finish(mut self, log: &Log) -> Report {
         let elapsed = self.at.elapsed();
-        let clean = self.is_clean();
+        let report = &mut self.report;
+        report.elapsed = elapsed;
+        report.failed = std::mem::take(&mut *lock(&log.failed));
+        report.panicked = std::mem::take(&mut *lock(&log.panicked));
+        let clean = report.finished_in_time();
         let counts = [
             (self.cancelled, "cancelled"),
             (self.hooks_run, "hooks run"),
             (self.hooks_panicked, "hooks failed"),
-            (self.hooks_skipped, "hooks not run"),
-            (self.aborted, "aborted"),
-            (self.abandoned, "abandoned"),
-            (self.panics, "task panics"),
+            (report.hooks_not_run.len(), "hooks not run"),
+            (report.aborted.len(), "aborted"),
+            (report.abandoned.len(), "abandoned"),
+            (report.panicked.len(), "panics"),
+            (report.failed.len(), "failed services"),
         ];
-        let mut message = format!(
-            "shutdown ({}) finished in {}",
-            Cause(&self.reason),
-            Age(elapsed)
-        );
+        let reason = report.reason.as_ref().expect("set at the start");
+        let mut message = format!("shutdown ({}) finished in {}", Cause(reason), Age(elapsed));
         for (i, (n, what)) in counts.iter().filter(|(n, _)| *n > 0).enumerate() {
             let _ = write!(message, "{}{n} {what}", if i == 0 { ": " } else { ", " });
         }
@@ -423,6 +541,7 @@ impl Summary {
         } else {
             tracing::warn!(target: "graceful", phase = "summary", elapsed_ms = millis(elapsed), "{message}");
         }
+        self.report
     }
 }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::context::{self, Shared};
 use crate::registry::{Slot, TaskInfo, TaskKind};
-use crate::report;
+use crate::report::{self, Report};
 use crate::signals::Signal;
 
 /// Why the shutdown started, as [`reason()`] tells it.
@@ -132,6 +132,7 @@ impl Shared {
     /// Reports a panic of tracked work, and starts the shutdown under `stop_on_panic`.
     pub(crate) fn task_panicked(&self, info: &TaskInfo) {
         crate::report::panicked(info);
+        self.log.panicked(info);
         // A panicking hook is reported and the next one runs (SPEC §4): it never stops the
         // program.
         if self.config.stop_on_panic && info.kind != TaskKind::Hook {
@@ -147,6 +148,7 @@ impl Shared {
     /// Reports a failed service, and starts the shutdown under `stop_on_error`.
     pub(crate) fn service_failed(&self, info: &TaskInfo, error: &str) {
         crate::report::service_failed(info, error);
+        self.log.failed(info, error);
         if self.config.stop_on_error {
             self.trigger.failed.store(true, Ordering::SeqCst);
             self.start_shutdown(Reason::Failed {
@@ -516,14 +518,10 @@ where
     }
 }
 
-/// How the sequence ended, for the exit status and for `#[graceful::test]`.
+/// How the sequence ended, for the exit status and the report.
 pub(crate) struct Ended {
     pub(crate) main: MainOutcome,
-    /// One line per piece of work that was aborted, abandoned, skipped or panicked: a
-    /// `#[graceful::test]` fails on any.
-    pub(crate) problems: Vec<String>,
-    /// Nothing was aborted, abandoned or skipped at the deadline.
-    pub(crate) clean: bool,
+    pub(crate) report: Report,
 }
 
 /// Runs `main` and then the shutdown sequence.
@@ -601,10 +599,10 @@ where
     while let Some(hook) = shared.hooks.pop() {
         if !drained || tokio::time::Instant::now() >= deadline {
             report::hook_skipped(hook.location);
-            summary.hooks_skipped += 1;
             summary
-                .problems
-                .push(format!("hook at {} not run", hook.location));
+                .report
+                .hooks_not_run
+                .push(TaskInfo::hook(hook.location));
             continue;
         }
         summary.hooks_run += 1;
@@ -632,11 +630,7 @@ where
     if !wait_for(&mut main, shared, &async_kinds, deadline).await {
         let aborted = registry.abort_all();
         report::aborted(&aborted);
-        let problems = aborted
-            .iter()
-            .map(|item| format!("{item} aborted at the deadline"));
-        summary.problems.extend(problems);
-        summary.aborted = aborted.len();
+        summary.report.aborted = aborted;
         if main.future.take().is_some() {
             main.slot = None;
             main.outcome = Some(MainOutcome::Aborted);
@@ -652,28 +646,19 @@ where
             .filter(|t| t.kind == TaskKind::Blocking)
             .collect();
         report::abandoned(&abandoned);
-        let problems = abandoned
-            .iter()
-            .map(|item| format!("{item} abandoned at the deadline"));
-        summary.problems.extend(problems);
-        summary.abandoned = abandoned.len();
+        summary.report.abandoned = abandoned;
     }
-    report::phase("join", step, &[("abandoned", summary.abandoned)]);
+    let abandoned = summary.report.abandoned.len();
+    report::phase("join", step, &[("abandoned", abandoned)]);
 
-    summary.panics = registry.common.panics.load(Ordering::SeqCst);
-    if summary.panics > 0 {
-        let n = summary.panics;
-        let what = if n == 1 { "piece" } else { "pieces" };
-        summary
-            .problems
-            .push(format!("{n} {what} of tracked work panicked"));
-    }
-    summary.finish();
     let outcome = main.outcome.take().unwrap_or(MainOutcome::Aborted);
+    let mut report = summary.finish(&shared.log);
+    if matches!(outcome, MainOutcome::Panicked) {
+        report.panicked.insert(0, TaskInfo::main(location));
+    }
     Ended {
         main: outcome,
-        clean: summary.is_clean(),
-        problems: summary.problems,
+        report,
     }
 }
 

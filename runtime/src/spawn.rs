@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
 use crate::context::{self, Shared};
-use crate::registry::{Slot, TaskInfo, TaskKind};
+use crate::registry::{Progress, Slot, TaskInfo, TaskKind};
 
 pin_project! {
     /// A spawned future and its registry entry: the entry goes when the future is dropped,
@@ -33,8 +33,8 @@ impl<F: Future> Future for Tracked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        if !this.slot.polled {
-            this.slot.polled = true;
+        if this.slot.progress == Progress::Fresh {
+            this.slot.progress = Progress::Polled;
             // Spawned after the cancel step began: the spawner's abort is on its way. Never
             // running the body is what SPEC §3 promises ("cancelled before its first poll").
             if this.slot.cancels_at_once() {
