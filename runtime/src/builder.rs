@@ -519,9 +519,9 @@ impl Builder {
         self
     }
 
-    #[cfg(test)]
+    /// The settings of a runtime that captures nothing and never ends the process.
     pub(crate) fn into_config(self) -> Config {
-        self.config
+        self.__for_test().config
     }
 
     fn validate(&self) {

@@ -15,6 +15,7 @@ use crate::blocking::StopFlag;
 use crate::builder::Config;
 use crate::registry::Registry;
 use crate::report::{Deferred, Log};
+use crate::shutdown::Reason;
 use crate::shutdown::{Hooks, Trigger};
 use crate::systemd::Notifier;
 use crate::watchdog::Watchdog;
@@ -68,6 +69,25 @@ impl Shared {
             },
             ready_sent: AtomicBool::new(false),
         })
+    }
+
+    /// What a thread of a runtime that has ended sees: the shutdown started for `reason`, every
+    /// token cancelled, and a tokio handle whose runtime is gone, so a spawn returns a handle
+    /// whose task never runs. Nothing of the real runtime is kept.
+    pub(crate) fn ended(reason: Option<Reason>) -> Arc<Shared> {
+        let shared = Shared::new(
+            crate::Builder::new().into_config(),
+            crate::handle::Inner::new(),
+        );
+        let gone = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current_thread runtime needs no thread and no I/O driver");
+        let _ = shared.handle.set(gone.handle().clone());
+        drop(gone);
+        shared.start_shutdown(reason.unwrap_or(Reason::Requested));
+        shared.root.cancel();
+        shared.stop.raise();
+        shared
     }
 
     pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
@@ -140,7 +160,7 @@ pub(crate) fn set_for_thread(shared: Option<Arc<Shared>>) {
 #[cfg(test)]
 pub(crate) fn enter_for_test() -> (Arc<Shared>, Enter) {
     let shared = Shared::new(
-        crate::Builder::new().__for_test().into_config(),
+        crate::Builder::new().into_config(),
         crate::handle::Inner::new(),
     );
     let enter = enter(shared.clone());

@@ -20,8 +20,8 @@ use crate::shutdown::{Reason, ShutdownRequested};
 ///   shuts down at once, [`Reason::Requested`]), the queries answer as outside a runtime, and
 ///   [`enter`](Handle::enter) panics.
 /// - After the run has ended, the handle answers as a thread of a runtime that has shut down
-///   (`is_shutting_down()` is true, `tasks()` is empty) and keeps nothing of the runtime alive
-///   but that answer.
+///   (`is_shutting_down()` is true, `tasks()` is empty, a spawn under [`enter`](Handle::enter)
+///   never runs) and keeps nothing of the runtime alive but that answer.
 ///
 /// # Examples
 ///
@@ -249,11 +249,27 @@ impl Handle {
     /// on this runtime on the current thread until the guard is dropped, as tokio's
     /// `Handle::enter` does.
     ///
+    /// After the runtime has ended, the free functions answer as on a thread of a runtime that
+    /// has shut down: `is_shutting_down()` is true, and a spawn returns a handle whose task never
+    /// runs and yields a cancelled `JoinError`.
+    ///
     /// # Panics
     ///
-    /// If the runtime has not started, or has ended.
+    /// If the runtime has not started.
     ///
     /// # Examples
+    ///
+    /// ```
+    /// let builder = graceful::Builder::new().signals([]);
+    /// let handle = builder.handle();
+    /// builder.run(async {});
+    /// // Ended: a spawn never runs, and says so.
+    /// let _entered = handle.enter();
+    /// assert!(graceful::is_shutting_down());
+    /// let task = graceful::spawn(async { 1 });
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert!(rt.block_on(task).unwrap_err().is_cancelled());
+    /// ```
     ///
     /// ```
     /// graceful::Builder::new().signals([]).run(async {
@@ -276,7 +292,9 @@ impl Handle {
             State::Before { .. } => {
                 panic!("graceful::Handle::enter: the runtime has not started")
             }
-            State::Ended(_) => panic!("graceful::Handle::enter: the runtime has ended"),
+            State::Ended(reason) => EnterGuard {
+                _enter: context::enter(Shared::ended(reason.clone())),
+            },
         }
     }
 }
