@@ -1,4 +1,4 @@
-//! Bytes per idle tracked task over a bare `tokio::spawn` task (SPEC §9 target: ≤ 64), measured
+//! Bytes per idle tracked task over a bare `tokio::spawn` task (target: ≤ 64), measured
 //! with a counting global allocator: the heap growth of N idle tasks of each kind, divided by N.
 //!
 //! Two things make a single figure lie, so it sweeps both:

@@ -1,4 +1,4 @@
-//! Time from the shutdown trigger to the runtime being gone, with N idle tasks (SPEC §9):
+//! Time from the shutdown trigger to the runtime being gone, with N idle tasks:
 //! graceful with N `spawn` tasks (cancelled) and with N services (drained), a hand-written
 //! `TaskTracker` + `CancellationToken` program, and tokio-graceful-shutdown with N subsystems.
 //!

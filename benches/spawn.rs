@@ -1,6 +1,6 @@
 //! Time per spawn-and-complete: `graceful::spawn`, `graceful::spawn_service`, `tokio::spawn`, and
 //! the hand-written `TaskTracker` + `CancellationToken` equivalent of `graceful::spawn`, on a
-//! multi_thread runtime with 2 workers, from 1 and from 2 concurrent spawners (SPEC §9).
+//! multi_thread runtime with 2 workers, from 1 and from 2 concurrent spawners.
 //!
 //! Every variant runs on the same graceful runtime (plain `tokio::spawn` works there too,
 //! untracked), so the ratios compare spawn paths, not runtimes.

@@ -88,7 +88,7 @@
 //! down at the end, after the hooks.
 
 /// Runs `async fn main` under a graceful runtime: signals captured, tasks tracked, a bounded
-/// shutdown, and the exit status of SPEC §6.
+/// shutdown, and the exit status described in the crate docs.
 ///
 /// The function must be `async`, take no parameters and have no generics; its return type may be
 /// anything implementing [`Termination`](std::process::Termination) (`()`, `Result<(), E: Debug>`,

@@ -1,4 +1,4 @@
-//! SPEC §3's blocking kind and §4 step 6: no blocking work holds the exit past the deadline.
+//! The blocking kind and the join of the blocking pool: no blocking work holds the exit past the deadline.
 
 mod support;
 

@@ -128,7 +128,7 @@ fn drain_delay_keeps_tasks_alive_while_is_shutting_down_is_already_true() {
     assert_eq!(code, ExitCode::SUCCESS);
 }
 
-/// Issue 7: every kind of spawn made while the shutdown runs behaves as SPEC §3 says.
+/// Every kind of spawn made while the shutdown runs behaves as its docs say.
 #[test]
 fn spawns_during_the_shutdown_behave_per_kind() {
     use std::sync::atomic::AtomicBool;
@@ -196,7 +196,7 @@ fn spawns_during_the_shutdown_behave_per_kind() {
     assert!(get(&seen.hook_spawned_service_ran));
 }
 
-/// Issue 7: 8 spawners x 100k tasks racing a shutdown; every task is accounted for.
+/// 8 spawners x 100k tasks racing a shutdown; every task is accounted for.
 #[test]
 fn eight_spawners_racing_a_shutdown_lose_no_task() {
     const SPAWNERS: usize = 8;

@@ -1,4 +1,4 @@
-//! Issue 8's production integrations, with real sockets and signals: systemd's notify protocol,
+//! Production integrations, with real sockets and signals: systemd's notify protocol,
 //! the drain delay for load balancers, and the live task dump.
 
 mod support;

@@ -155,7 +155,7 @@ fn panic_in_a_blocking_job_is_reported_and_the_sequence_goes_on() {
 
 #[test]
 fn panic_in_main_after_the_signal_exits_101() {
-    // SPEC §6: panic > signal.
+    // A panic outranks a signal.
     panic_at("main")
         .assert_code(101)
         .assert_stderr_has("panic in main after the signal")

@@ -1,4 +1,4 @@
-//! SPEC §3-§5: the four kinds, hooks, the sequence and its report, through real signals.
+//! The four kinds, hooks, the sequence and its report, through real signals.
 
 mod support;
 

@@ -45,7 +45,7 @@ impl Function {
         syn::parse2(item)
     }
 
-    /// SPEC §2: an `async fn` with no parameters and no generics. Every problem is reported, each
+    /// An `async fn` with no parameters and no generics. Every problem is reported, each
     /// on its own token; the function is then made fit to expand, so the body still type-checks.
     pub(crate) fn check(&mut self, attribute: &str) -> Option<syn::Error> {
         let mut errors: Vec<syn::Error> = Vec::new();

@@ -151,7 +151,7 @@ fn resolve_all<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Signal> {
 }
 
 impl Builder {
-    /// The defaults of SPEC §2: multi_thread, a 25 s grace, SIGINT and SIGTERM (on Windows the
+    /// The defaults: multi_thread, a 25 s grace, SIGINT and SIGTERM (on Windows the
     /// console's Ctrl-C, Ctrl-Break, close and shutdown events).
     ///
     /// # Examples
@@ -540,7 +540,7 @@ impl Builder {
     }
 
     /// Runs `future` as the service `main` on a new runtime, then the shutdown sequence, and
-    /// returns the exit status (SPEC §6). Blocks the calling thread.
+    /// returns the exit status (see the crate docs). Blocks the calling thread.
     ///
     /// The future runs on this thread (`block_on`), so it need not be `Send`. After a
     /// signal-triggered shutdown the process dies by that signal here (unless `signal_exit_code`

@@ -118,7 +118,7 @@ pub(crate) fn with<R>(f: impl FnOnce(Option<&Arc<Shared>>) -> R) -> R {
     }
 }
 
-/// The runtime of this thread, or the panic SPEC §3 promises to callers outside one.
+/// The runtime of this thread, or the panic the docs promise to callers outside one.
 #[track_caller]
 pub(crate) fn expect(what: &str) -> Arc<Shared> {
     with_expect(what, Arc::clone)

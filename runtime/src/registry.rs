@@ -186,7 +186,7 @@ enum State {
     Finished,
 }
 
-/// 24 bytes: one is kept per live task, and SPEC §9 allows 64 bytes per task in all.
+/// 24 bytes: one is kept per live task, and a tracked task may cost at most 64 bytes over a bare one.
 struct Entry {
     abort: Option<AbortHandle>,
     origin: Origin,

@@ -1,5 +1,5 @@
 //! The shutdown: what starts it (the trigger), the functions that ask about it, and the sequence
-//! of SPEC §4 that `run` drives to the end: drain delay, announce, cancel, drain, hooks, abort,
+//! that `run` drives to the end: drain delay, announce, cancel, drain, hooks, abort,
 //! join the blocking pool.
 
 use std::borrow::Cow;
@@ -133,7 +133,7 @@ impl Shared {
     pub(crate) fn task_panicked(&self, info: &TaskInfo) {
         crate::report::panicked(info);
         self.log.panicked(info);
-        // A panicking hook is reported and the next one runs (SPEC §4): it never stops the
+        // A panicking hook is reported and the next one runs: it never stops the
         // program.
         if self.config.stop_on_panic && info.kind != TaskKind::Hook {
             let task = if info.name.is_empty() {
@@ -207,7 +207,7 @@ pub fn shutdown() {
 }
 
 /// Requests a shutdown and sets the exit status to `code` (a panic or a signal still take
-/// precedence, SPEC §6). A later call sets a new code.
+/// precedence). A later call sets a new code.
 ///
 /// # Examples
 ///

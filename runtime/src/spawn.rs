@@ -36,7 +36,7 @@ impl<F: Future> Future for Tracked<F> {
         if this.slot.progress == Progress::Fresh {
             this.slot.progress = Progress::Polled;
             // Spawned after the cancel step began: the spawner's abort is on its way. Never
-            // running the body is what SPEC §3 promises ("cancelled before its first poll").
+            // running the body is what `spawn`'s docs promise ("cancelled before its first poll").
             if this.slot.cancels_at_once() {
                 return Poll::Pending;
             }

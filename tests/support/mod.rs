@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 pub use libc::{SIGINT, SIGTERM};
 
 /// Every wait for a child has this bound unless a test says otherwise.
@@ -62,14 +63,16 @@ pub enum Stream {
 
 /// One of the crate's examples, as `cargo run --example NAME` would run it.
 pub fn example(name: &str) -> Fixture {
-    let path = fixtures_dir().join("examples").join(name);
+    let path = fixtures_dir()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(path.exists(), "no example program {}", path.display());
     program(path, name)
 }
 
 /// The path of a fixture program, for tests that start it through another program.
 pub fn fixture_path(name: &str) -> PathBuf {
-    fixtures_dir().join(name)
+    fixtures_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// Starts any program with the helper's plumbing (bounded waits, kill on drop).
@@ -89,7 +92,7 @@ pub fn program(path: impl AsRef<std::ffi::OsStr>, name: &str) -> Fixture {
 }
 
 pub fn fixture(name: &str) -> Fixture {
-    let path = fixtures_dir().join(name);
+    let path = fixture_path(name);
     assert!(path.exists(), "no fixture program {}", path.display());
     program(path, name)
 }
@@ -284,7 +287,9 @@ impl Running {
     }
 
     /// Sends a real signal to the child (never to the test process).
+    #[cfg(unix)]
     pub fn signal(&mut self, signal: i32) {
+        // SAFETY: `kill` has no memory preconditions; the pid is our own child's.
         let rc = unsafe { libc::kill(self.pid(), signal) };
         assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
         self.signalled.get_or_insert_with(Instant::now);
@@ -359,6 +364,7 @@ impl Finished {
     }
 
     /// The signal that killed the process, if one did.
+    #[cfg(unix)]
     pub fn killed_by(&self) -> Option<i32> {
         use std::os::unix::process::ExitStatusExt;
         self.status.signal()
@@ -370,6 +376,7 @@ impl Finished {
         self
     }
 
+    #[cfg(unix)]
     #[track_caller]
     pub fn assert_killed_by(&self, signal: i32) -> &Finished {
         assert_eq!(self.killed_by(), Some(signal), "{self:#?}");
