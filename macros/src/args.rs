@@ -342,31 +342,29 @@ fn dump_signal(value: &syn::Expr) -> syn::Result<LitStr> {
     Ok(lit)
 }
 
-/// `"auto"` (send `READY=1` when `main` first awaits) or `"manual"` (when it calls `ready()`).
-fn notify_ready(value: &syn::Expr) -> syn::Result<bool> {
-    let lit = lit_str(value, "notify_ready", "`\"auto\"` or `\"manual\"`")?;
+/// A string option that takes one of two words: `true` for `first`, `false` for `second`.
+fn one_of_two(value: &syn::Expr, key: &str, first: &str, second: &str) -> syn::Result<bool> {
+    let expected = format!("`\"{first}\"` or `\"{second}\"`");
+    let lit = lit_str(value, key, &expected)?;
     match lit.value().as_str() {
-        "auto" => Ok(true),
-        "manual" => Ok(false),
+        word if word == first => Ok(true),
+        word if word == second => Ok(false),
         other => Err(syn::Error::new(
             lit.span(),
-            format!("`notify_ready` must be `\"auto\"` or `\"manual\"`, not `{other}`"),
+            format!("`{key}` must be {expected}, not `{other}`"),
         )),
     }
+}
+
+/// `"auto"` (send `READY=1` when `main` first awaits) or `"manual"` (when it calls `ready()`).
+fn notify_ready(value: &syn::Expr) -> syn::Result<bool> {
+    one_of_two(value, "notify_ready", "auto", "manual")
 }
 
 /// `"force"` (a signal more than a second after the first ends the process) or `"ignore"`;
 /// `true` for `"ignore"`.
 fn second_signal(value: &syn::Expr) -> syn::Result<bool> {
-    let lit = lit_str(value, "second_signal", "`\"force\"` or `\"ignore\"`")?;
-    match lit.value().as_str() {
-        "force" => Ok(false),
-        "ignore" => Ok(true),
-        other => Err(syn::Error::new(
-            lit.span(),
-            format!("`second_signal` must be `\"force\"` or `\"ignore\"`, not `{other}`"),
-        )),
-    }
+    one_of_two(value, "second_signal", "force", "ignore").map(|force| !force)
 }
 
 fn signal_exit_code(value: &syn::Expr) -> syn::Result<LitInt> {
