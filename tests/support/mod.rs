@@ -176,6 +176,7 @@ impl Fixture {
     }
 
     /// Starts the program, waits for `marker`, sends `signal`, and waits for the end.
+    #[cfg(unix)]
     pub fn signal_after(self, marker: &str, signal: i32) -> Finished {
         let mut child = self.start();
         child.wait_for_line(marker);
