@@ -104,13 +104,7 @@ impl Inner {
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Handle::from_inner_ref(self, f)
-    }
-}
-
-impl Handle {
-    fn from_inner_ref(inner: &Inner, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &*inner.lock() {
+        let state = match &*self.lock() {
             State::Before { .. } => "not started",
             State::Running(shared) if shared.trigger.started().is_some() => "shutting down",
             State::Running(_) => "running",
@@ -118,7 +112,9 @@ impl Handle {
         };
         f.debug_struct("Handle").field("state", &state).finish()
     }
+}
 
+impl Handle {
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Handle {
         Handle { inner }
     }
@@ -301,7 +297,7 @@ impl Handle {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Handle::from_inner_ref(&self.inner, f)
+        self.inner.fmt(f)
     }
 }
 

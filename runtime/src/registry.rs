@@ -126,26 +126,30 @@ impl TaskInfo {
 }
 
 impl TaskInfo {
-    /// `main`, run at `location`.
-    pub(crate) fn main(location: &'static Location<'static>) -> TaskInfo {
+    /// Work that is described, not listed from the registry (its age is not known).
+    fn described(
+        name: Cow<'static, str>,
+        kind: TaskKind,
+        location: &'static Location<'static>,
+        is_main: bool,
+    ) -> TaskInfo {
         TaskInfo {
-            name: Cow::Borrowed("main"),
-            kind: TaskKind::Service,
+            name,
+            kind,
             location,
             age: Duration::ZERO,
-            is_main: true,
+            is_main,
         }
+    }
+
+    /// `main`, run at `location`.
+    pub(crate) fn main(location: &'static Location<'static>) -> TaskInfo {
+        TaskInfo::described(Cow::Borrowed("main"), TaskKind::Service, location, true)
     }
 
     /// A hook, by where it was registered.
     pub(crate) fn hook(location: &'static Location<'static>) -> TaskInfo {
-        TaskInfo {
-            name: Cow::Borrowed(""),
-            kind: TaskKind::Hook,
-            location,
-            age: Duration::ZERO,
-            is_main: false,
-        }
+        TaskInfo::described(Cow::Borrowed(""), TaskKind::Hook, location, false)
     }
 
     /// A service described by its name and spawn location, as the report names it.
@@ -153,13 +157,7 @@ impl TaskInfo {
         name: Cow<'static, str>,
         location: &'static Location<'static>,
     ) -> TaskInfo {
-        TaskInfo {
-            name,
-            kind: TaskKind::Service,
-            location,
-            age: Duration::ZERO,
-            is_main: false,
-        }
+        TaskInfo::described(name, TaskKind::Service, location, false)
     }
 }
 

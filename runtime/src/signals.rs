@@ -80,7 +80,8 @@ fn number(name: &str) -> Option<i32> {
     })
 }
 
-/// `Ok(Some)` for a name of this platform, `Ok(None)` for one of the other (ignored here), `Err` for a name that is neither.
+/// `Ok(Some)` for a name of this platform, `Ok(None)` for one of the other (ignored here), `Err`
+/// for a name that is neither.
 pub(crate) fn resolve(name: &str) -> Result<Option<Signal>, String> {
     let all = UNIX_SIGNALS.iter().chain(WINDOWS_SIGNALS);
     let Some(&name) = all.into_iter().find(|n| **n == name) else {
@@ -353,6 +354,15 @@ mod unix {
     /// The signal number of the message that ends a capture's thread.
     const CLOSE: i32 = 0;
 
+    /// A message as the handler writes it and the signal thread reads it.
+    fn encode(number: i32, epoch: u32, nanos: u64) -> [u8; MESSAGE] {
+        let mut message = [0u8; MESSAGE];
+        message[..4].copy_from_slice(&number.to_ne_bytes());
+        message[4..8].copy_from_slice(&epoch.to_ne_bytes());
+        message[8..].copy_from_slice(&nanos.to_ne_bytes());
+        message
+    }
+
     fn bit(number: i32) -> u64 {
         1u64 << (number as u32 % 64)
     }
@@ -387,10 +397,7 @@ mod unix {
         // SAFETY: `getpid` has no preconditions and is async-signal-safe.
         let pid = unsafe { libc::getpid() };
         if state & bit(number) != 0 && pid == CAPTURE_PID.load(Ordering::SeqCst) {
-            let mut message = [0u8; MESSAGE];
-            message[..4].copy_from_slice(&number.to_ne_bytes());
-            message[4..8].copy_from_slice(&((state >> 32) as u32).to_ne_bytes());
-            message[8..].copy_from_slice(&monotonic_nanos().to_ne_bytes());
+            let message = encode(number, (state >> 32) as u32, monotonic_nanos());
             // SAFETY: the buffer is valid for its length; the descriptor is the pipe's write end,
             // which is never closed once made.
             unsafe {
@@ -487,10 +494,7 @@ mod unix {
     /// Ends the capture `epoch`: its signals act as before it, and its thread is told to end.
     pub(super) fn release(epoch: u32) {
         STATE.store(0, Ordering::SeqCst);
-        let mut message = [0u8; MESSAGE];
-        message[..4].copy_from_slice(&CLOSE.to_ne_bytes());
-        message[4..8].copy_from_slice(&epoch.to_ne_bytes());
-        write_blocking(&message);
+        write_blocking(&encode(CLOSE, epoch, 0));
     }
 
     /// Writes the close message even if the pipe is full (the thread is draining it).

@@ -88,8 +88,12 @@ fn watch(shared: &Shared) {
             }
             let line = *next_line.get_or_insert(later(at, FIRST_LINE));
             if now >= line {
+                // Outside the lock: the line lists the live tasks, which takes a while with a
+                // million of them, and the signal thread must not wait for it to ask for an exit.
+                drop(state);
                 report::waiting(shared, deadline);
                 next_line = Some(later(line, EVERY));
+                state = dog.lock();
                 continue;
             }
             wake = Some(if shared.config.exits_process {
