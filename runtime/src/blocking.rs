@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::context;
-use crate::registry::TaskKind;
+use crate::task::TaskKind;
+use crate::tracked::Slot;
 
 /// Raised when the shutdown starts; the way a blocking job learns it should stop.
 ///
@@ -192,11 +193,9 @@ where
 {
     let location = Location::caller();
     let shared = context::expect("graceful::spawn_blocking");
-    let slot = shared
-        .registry
-        .insert(TaskKind::Blocking, Some(name.into()), location);
-    let stop = shared.stop.clone();
-    shared.handle().spawn_blocking(move || {
+    let slot = Slot::insert(&shared, TaskKind::Blocking, Some(name.into()), location);
+    let stop = shared.shutdown.stop.clone();
+    shared.tokio().spawn_blocking(move || {
         // Dropped when the job ends, even by unwinding, or unrun when the pool shuts down first.
         let mut slot = slot;
         match catch_unwind(AssertUnwindSafe(|| job(stop))) {

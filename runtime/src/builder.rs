@@ -4,17 +4,17 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::process::{ExitCode, Termination};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::context::{self, Shared};
 use crate::exit;
 use crate::handle::{self, Handle};
-use crate::registry::TaskInfo;
 use crate::report::{self, Report};
-use crate::shutdown::{self, MainOutcome, Reason};
+use crate::shutdown::sequence::{self, MainOutcome};
+use crate::shutdown::Reason;
 use crate::signals::{self, Signal};
+use crate::task::TaskInfo;
 use crate::watchdog;
 
 /// The tokio runtime flavor a graceful runtime uses.
@@ -669,7 +669,7 @@ impl Builder {
                 return (ExitCode::FAILURE, Report::default());
             }
         };
-        let _ = shared.handle.set(runtime.handle().clone());
+        shared.set_tokio(runtime.handle().clone());
         let enter = context::enter(shared.clone());
         match public.bind(&shared) {
             Some(Some(code)) => shared.request_with_code(code),
@@ -678,19 +678,19 @@ impl Builder {
             }
             None => {}
         }
-        shared.start_watchdog_pings();
+        shared.systemd.start_pings(runtime.handle());
 
         // A panic unwinding out of `block_on` would drop the runtime, which waits forever for
         // blocking work: catch it so the bounded shutdown below still happens.
         let ended = catch_unwind(AssertUnwindSafe(|| {
-            runtime.block_on(shutdown::drive(&shared, future, location))
+            runtime.block_on(sequence::drive(&shared, future, location))
         }))
         .unwrap_or_else(|_| {
-            shared.trigger.panicked.store(true, Ordering::SeqCst);
-            shutdown::Ended {
+            shared.shutdown.trigger.set_panicked();
+            sequence::Ended {
                 main: MainOutcome::Panicked,
                 report: Report {
-                    reason: shared.trigger.started().map(|s| s.reason.clone()),
+                    reason: shared.shutdown.trigger.started().map(|s| s.reason.clone()),
                     panicked: vec![TaskInfo::main(location)],
                     ..Report::default()
                 },
@@ -698,7 +698,8 @@ impl Builder {
         });
 
         // Step 6's end: untracked blocking work (tokio's own fs, stdin, DNS) gets what is left.
-        runtime.shutdown_timeout(shared.time_left().max(RUNTIME_SHUTDOWN_FLOOR));
+        let left = shared.shutdown.trigger.time_left(shared.config.grace);
+        runtime.shutdown_timeout(left.max(RUNTIME_SHUTDOWN_FLOOR));
         if let Some(listener) = listener {
             listener.close();
         }
@@ -706,7 +707,7 @@ impl Builder {
         shared.watchdog.disarm();
         let _ = watchdog.join();
         drop(enter);
-        public.end(shared.trigger.started().map(|s| s.reason.clone()));
+        public.end(shared.shutdown.trigger.started().map(|s| s.reason.clone()));
         (status, ended.report)
     }
 }

@@ -5,69 +5,47 @@
 //! starts (workers and blocking threads, through `on_thread_start`) and the thread that calls
 //! `run` carry a thread-local pointer to the runtime's [`Shared`].
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
-use tokio_util::sync::CancellationToken;
-
-use crate::blocking::StopFlag;
 use crate::builder::Config;
 use crate::registry::Registry;
-use crate::report::{Deferred, Log};
-use crate::shutdown::Reason;
-use crate::shutdown::{Hooks, Trigger};
-use crate::systemd::Notifier;
+use crate::report::{self, Reporter};
+use crate::shutdown::{Reason, Shutdown};
+use crate::systemd::Systemd;
+use crate::task::{TaskInfo, TaskKind};
 use crate::watchdog::Watchdog;
 
+/// One runtime's state, a field per concern; each field's type owns its behaviour. The methods
+/// below are the few places where concerns meet: what a trigger tells everyone, and what a panic
+/// or a failed service means under the options.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     /// Set once the tokio runtime is built (the runtime's thread callbacks need `Shared` first).
-    pub(crate) handle: OnceLock<tokio::runtime::Handle>,
+    tokio: OnceLock<tokio::runtime::Handle>,
     pub(crate) registry: Registry,
-    /// Cancelled at the announce step; `token()` hands out children of it. It is the public
-    /// handle's token, so a `Handle` made before the run waits on the same one.
-    pub(crate) root: CancellationToken,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) report: Reporter,
+    pub(crate) watchdog: Watchdog,
+    pub(crate) systemd: Systemd,
     /// What a [`Handle`](crate::Handle) reaches: this state while the run lasts, its answer after.
     pub(crate) public: Arc<crate::handle::Inner>,
-    pub(crate) stop: StopFlag,
-    pub(crate) trigger: Trigger,
-    pub(crate) hooks: Hooks,
-    pub(crate) watchdog: Watchdog,
-    /// Claimed by the forced exit (see `exit`): a second signal and the watchdog may race.
-    pub(crate) forcing: AtomicBool,
-    /// The report's thread, for lines the signal thread and the watchdog must not write.
-    pub(crate) deferred: Deferred,
-    /// Failures and panics as they happen, for the report.
-    pub(crate) log: Log,
-    /// systemd's notify socket, when the process runs under a `Type=notify` unit.
-    pub(crate) notifier: Option<Notifier>,
-    pub(crate) ready_sent: AtomicBool,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config, public: Arc<crate::handle::Inner>) -> Arc<Shared> {
         // `#[graceful::test]` runs are not the service the manager watches.
-        let config_notifies = config.exits_process;
+        let systemd = Systemd::from_env(config.exits_process);
         Arc::new(Shared {
             registry: Registry::new(),
+            shutdown: Shutdown::new(public.root()),
             config,
-            handle: OnceLock::new(),
-            root: public.root(),
-            public,
-            stop: StopFlag::new(),
-            trigger: Trigger::default(),
-            hooks: Hooks::default(),
+            tokio: OnceLock::new(),
+            report: Reporter::default(),
             watchdog: Watchdog::default(),
-            forcing: AtomicBool::new(false),
-            deferred: Deferred::default(),
-            log: Log::default(),
-            notifier: if config_notifies {
-                Notifier::from_env()
-            } else {
-                None
-            },
-            ready_sent: AtomicBool::new(false),
+            systemd,
+            public,
         })
     }
 
@@ -82,19 +60,77 @@ impl Shared {
         let gone = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current_thread runtime needs no thread and no I/O driver");
-        let _ = shared.handle.set(gone.handle().clone());
+        shared.set_tokio(gone.handle().clone());
         drop(gone);
         shared.start_shutdown(reason.unwrap_or(Reason::Requested));
-        shared.root.cancel();
-        shared.stop.raise();
+        shared.shutdown.announce();
         shared
     }
 
-    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+    pub(crate) fn set_tokio(&self, handle: tokio::runtime::Handle) {
+        let _ = self.tokio.set(handle);
+    }
+
+    pub(crate) fn tokio(&self) -> &tokio::runtime::Handle {
         // `run` sets the handle before it polls anything, and only polled code reaches here.
-        self.handle
+        self.tokio
             .get()
             .expect("graceful: runtime handle used before the runtime was built")
+    }
+
+    /// Starts the shutdown unless it has started; returns whether this call started it.
+    ///
+    /// Everyone who must know hears it before the sequence wakes: the registry makes its counts
+    /// exact, the watchdog arms, systemd hears `STOPPING=1`.
+    pub(crate) fn start_shutdown(&self, reason: Reason) -> bool {
+        let trigger = &self.shutdown.trigger;
+        let Some(started) = trigger.start(reason, self.config.grace) else {
+            return false;
+        };
+        self.registry.watch();
+        self.watchdog.arm(started.at, started.deadline);
+        self.systemd.stopping(self.config.grace);
+        trigger.fire();
+        true
+    }
+
+    /// `shutdown_with_code`: the code is set before the trigger, so the status sees it.
+    pub(crate) fn request_with_code(&self, code: u8) {
+        self.shutdown.trigger.set_code(code);
+        self.start_shutdown(Reason::Requested);
+    }
+
+    /// Reports a panic of tracked work, and starts the shutdown under `stop_on_panic`.
+    pub(crate) fn task_panicked(&self, info: &TaskInfo) {
+        report::panicked(info);
+        self.report.log.panicked(info);
+        // A panicking hook is reported and the next one runs: it never stops the program.
+        if self.config.stop_on_panic && info.kind != TaskKind::Hook {
+            let task = if info.name.is_empty() {
+                Cow::Owned(info.to_string())
+            } else {
+                info.name.clone()
+            };
+            self.panic_stops(task);
+        }
+    }
+
+    /// A panic that stops the program: the status becomes 101.
+    pub(crate) fn panic_stops(&self, task: Cow<'static, str>) {
+        self.shutdown.trigger.set_panicked();
+        self.start_shutdown(Reason::Panic { task });
+    }
+
+    /// Reports a failed service, and starts the shutdown under `stop_on_error`.
+    pub(crate) fn service_failed(&self, info: &TaskInfo, error: &str) {
+        report::service_failed(info, error);
+        self.report.log.failed(info, error);
+        if self.config.stop_on_error {
+            self.shutdown.trigger.set_failed();
+            self.start_shutdown(Reason::Failed {
+                task: info.name.clone(),
+            });
+        }
     }
 }
 

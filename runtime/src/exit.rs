@@ -10,11 +10,10 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 use crate::context::Shared;
 use crate::report;
-use crate::shutdown::MainOutcome;
+use crate::shutdown::sequence::MainOutcome;
 use crate::signals::Signal;
 
 /// Why the process is ended before the sequence has finished.
@@ -28,7 +27,7 @@ pub(crate) enum Forced {
 
 /// Ends the process now, with one line saying what was still running.
 pub(crate) fn force(shared: &Shared, why: Forced) -> ! {
-    if shared.forcing.swap(true, Ordering::SeqCst) {
+    if !shared.watchdog.claim_forced_exit() {
         // The other forced path is ending the process, and nothing can stop it: wait for it.
         loop {
             std::thread::park();
@@ -47,7 +46,10 @@ pub(crate) fn force(shared: &Shared, why: Forced) -> ! {
     report::last_words(&message);
     // A forced exit is never a clean one: a status of 0 the user chose becomes 1. Death by the
     // signal stays as it is: supervisors read it as "stopped on request".
-    match (shared.trigger.signal(), shared.config.signal_exit_code) {
+    match (
+        shared.shutdown.trigger.signal(),
+        shared.config.signal_exit_code,
+    ) {
         (Some(_), Some(code)) => quit_now(i32::from(code.max(1))),
         (Some(signal), None) => die(signal),
         (None, _) => quit_now(1),
@@ -114,10 +116,10 @@ pub(crate) fn status(shared: &Shared, main: MainOutcome, clean: bool) -> ExitCod
 }
 
 fn decided(shared: &Shared, main: MainOutcome) -> ExitCode {
-    if shared.trigger.panicked.load(Ordering::SeqCst) || matches!(main, MainOutcome::Panicked) {
+    if shared.shutdown.trigger.has_panicked() || matches!(main, MainOutcome::Panicked) {
         return ExitCode::from(101);
     }
-    if let Some(signal) = shared.trigger.signal() {
+    if let Some(signal) = shared.shutdown.trigger.signal() {
         if let Some(code) = shared.config.signal_exit_code {
             return ExitCode::from(code);
         }
@@ -126,10 +128,10 @@ fn decided(shared: &Shared, main: MainOutcome) -> ExitCode {
             die(signal)
         }
     }
-    if shared.trigger.failed.load(Ordering::SeqCst) {
+    if shared.shutdown.trigger.has_failed() {
         return ExitCode::FAILURE;
     }
-    if let Some(code) = shared.trigger.code() {
+    if let Some(code) = shared.shutdown.trigger.code() {
         return ExitCode::from(code);
     }
     match main {

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{self, Shared};
-use crate::registry::TaskInfo;
 use crate::shutdown::{Reason, ShutdownRequested};
+use crate::task::TaskInfo;
 
 /// A `Clone + Send + Sync` handle to one graceful runtime, usable from any thread.
 ///
@@ -106,7 +106,9 @@ impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &*self.lock() {
             State::Before { .. } => "not started",
-            State::Running(shared) if shared.trigger.started().is_some() => "shutting down",
+            State::Running(shared) if shared.shutdown.trigger.started().is_some() => {
+                "shutting down"
+            }
             State::Running(_) => "running",
             State::Ended(_) => "ended",
         };
@@ -183,7 +185,7 @@ impl Handle {
     pub fn is_shutting_down(&self) -> bool {
         match &*self.inner.lock() {
             State::Before { .. } => false,
-            State::Running(shared) => shared.trigger.started().is_some(),
+            State::Running(shared) => shared.shutdown.trigger.started().is_some(),
             State::Ended(_) => true,
         }
     }
@@ -201,7 +203,7 @@ impl Handle {
     pub fn reason(&self) -> Option<Reason> {
         match &*self.inner.lock() {
             State::Before { .. } => None,
-            State::Running(shared) => shared.trigger.started().map(|s| s.reason.clone()),
+            State::Running(shared) => shared.shutdown.trigger.started().map(|s| s.reason.clone()),
             State::Ended(reason) => reason.clone(),
         }
     }

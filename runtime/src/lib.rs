@@ -17,12 +17,13 @@ mod shutdown;
 mod signals;
 mod spawn;
 mod systemd;
+mod task;
+mod tracked;
 mod watchdog;
 
 pub use blocking::{spawn_blocking, StopFlag};
 pub use builder::{Builder, Flavor, SecondSignal, DEFAULT_GRACE};
 pub use handle::{handle, EnterGuard, Handle};
-pub use registry::{TaskInfo, TaskKind};
 pub use report::{Failure, Report};
 pub use shutdown::{
     deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,
@@ -31,6 +32,7 @@ pub use shutdown::{
 pub use signals::{UNIX_SIGNALS, WINDOWS_SIGNALS};
 pub use spawn::{shutdown_waits_for, spawn, spawn_service, ServiceOutput, ShutdownWaitsFor};
 pub use systemd::ready;
+pub use task::{TaskInfo, TaskKind};
 
 /// A snapshot of the live tracked work of this thread's graceful runtime: name, kind, spawn
 /// location and age of each (asyncio's `all_tasks()`). `main` is in it as the service `main`.

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::builder::SecondSignal;
 use crate::context::Shared;
-use crate::registry::{TaskInfo, TaskKind};
-use crate::shutdown::{Reason, Started};
+use crate::shutdown::trigger::Started;
+use crate::shutdown::Reason;
+use crate::task::{TaskInfo, TaskKind};
 
 fn to_stderr() -> bool {
     !tracing::dispatcher::has_been_set()
@@ -277,7 +278,7 @@ fn how_to_force(shared: &Shared) -> String {
     if shared.config.second_signal == SecondSignal::Ignore {
         return String::new();
     }
-    let first = shared.trigger.signal();
+    let first = shared.shutdown.trigger.signal();
     let Some(signal) = first.or_else(|| shared.config.signals.first().copied()) else {
         return String::new();
     };
@@ -307,7 +308,7 @@ pub(crate) fn waiting(shared: &Shared, deadline: Instant) {
         Left(left),
         how_to_force(shared)
     );
-    shared.deferred.send(Line::Warn {
+    shared.report.deferred.send(Line::Warn {
         phase: "waiting",
         message,
     });
@@ -357,7 +358,7 @@ pub(crate) fn dump(shared: &Shared) {
             Age(item.age).to_string()
         );
     }
-    shared.deferred.send(Line::Raw(out));
+    shared.report.deferred.send(Line::Raw(out));
 }
 
 /// What a shutdown ended with: why it started, how long it took, and what did not end well.
@@ -482,6 +483,19 @@ impl Log {
     pub(crate) fn panicked(&self, task: &TaskInfo) {
         lock(&self.panicked).push(task.clone());
     }
+
+    #[cfg(test)]
+    pub(crate) fn panics(&self) -> usize {
+        lock(&self.panicked).len()
+    }
+}
+
+/// What one runtime's report keeps while it runs: the log of failures and panics, and the
+/// report's own thread for lines other threads must not write.
+#[derive(Default)]
+pub(crate) struct Reporter {
+    pub(crate) log: Log,
+    pub(crate) deferred: Deferred,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

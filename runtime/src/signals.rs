@@ -137,7 +137,7 @@ fn on_signal(shared: &Arc<Shared>, signal: Signal, at: Instant) {
         report::dump(shared);
         return;
     }
-    match classify(&shared.trigger.first_signal, signal, at) {
+    match classify(&shared.shutdown.trigger.first_signal, signal, at) {
         Delivery::First => {
             shared.start_shutdown(Reason::Signal(signal.name));
         }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
+use std::panic::{resume_unwind, Location};
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::task::{ready, Context, Poll};
@@ -13,43 +13,9 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
-use crate::context::{self, Shared};
-use crate::registry::{Progress, Slot, TaskInfo, TaskKind};
-
-pin_project! {
-    /// A spawned future and its registry entry: the entry goes when the future is dropped,
-    /// however that happens (completion, cancellation, panic, runtime shutdown). The future is
-    /// declared first so that it is dropped first: a panic in its `Drop` unwinds through the
-    /// slot's, which reports it.
-    pub(crate) struct Tracked<F> {
-        #[pin]
-        future: F,
-        slot: Slot,
-    }
-}
-
-impl<F: Future> Future for Tracked<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        if this.slot.progress == Progress::Fresh {
-            this.slot.progress = Progress::Polled;
-            // Spawned after the cancel step began: the spawner's abort is on its way. Never
-            // running the body is what `spawn`'s docs promise ("cancelled before its first poll").
-            if this.slot.cancels_at_once() {
-                return Poll::Pending;
-            }
-        }
-        match catch_unwind(AssertUnwindSafe(|| this.future.poll(cx))) {
-            Ok(poll) => poll,
-            Err(payload) => {
-                this.slot.panicked();
-                resume_unwind(payload)
-            }
-        }
-    }
-}
+use crate::context;
+use crate::task::{TaskInfo, TaskKind};
+use crate::tracked;
 
 /// What a service may return: a value that says whether the service failed.
 ///
@@ -137,35 +103,6 @@ where
     }
 }
 
-impl Shared {
-    pub(crate) fn spawn_tracked<F>(
-        &self,
-        kind: TaskKind,
-        name: Option<Cow<'static, str>>,
-        location: &'static Location<'static>,
-        future: F,
-    ) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let slot = self.registry.reserve(kind);
-        let at = slot.at();
-        let handle = self.handle().spawn(Tracked { future, slot });
-        let panicked = self
-            .registry
-            .fill(at, kind, name, location, handle.abort_handle());
-        if let Some(info) = panicked {
-            self.task_panicked(&info);
-        }
-        // Checked after filling: either the cancel step saw the live entry, or we see its flag.
-        if self.registry.common.cancels_at_once(kind) {
-            handle.abort();
-        }
-        handle
-    }
-}
-
 /// Spawns a task that the shutdown **cancels**: it is dropped at its next `.await` as soon as the
 /// shutdown starts, and its `Drop`s run.
 ///
@@ -222,7 +159,7 @@ where
 {
     let location = Location::caller();
     context::with_expect("graceful::spawn", |shared| {
-        shared.spawn_tracked(TaskKind::Task, None, location, future)
+        tracked::spawn(shared, TaskKind::Task, None, location, future)
     })
 }
 
@@ -269,7 +206,7 @@ where
             name: name.clone(),
             location,
         };
-        shared.spawn_tracked(TaskKind::Service, Some(name), location, future)
+        tracked::spawn(shared, TaskKind::Service, Some(name), location, future)
     })
 }
 
@@ -318,12 +255,9 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    let handle = context::expect("graceful::shutdown_waits_for").spawn_tracked(
-        TaskKind::Protected,
-        None,
-        location,
-        future,
-    );
+    let handle = context::with_expect("graceful::shutdown_waits_for", |shared| {
+        tracked::spawn(shared, TaskKind::Protected, None, location, future)
+    });
     ShutdownWaitsFor { handle }
 }
 
@@ -354,71 +288,5 @@ impl<T> Future for ShutdownWaitsFor<T> {
             // task awaiting this is about to be dropped, so there is no value to give it.
             Err(_) => Poll::Pending,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::pin::pin;
-    use std::sync::atomic::Ordering;
-    use std::task::Waker;
-
-    use super::*;
-    use crate::registry::Registry;
-
-    fn poll<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
-        future.poll(&mut Context::from_waker(Waker::noop()))
-    }
-
-    fn tracked<F>(registry: &Registry, kind: TaskKind, future: F) -> Tracked<F> {
-        let slot = registry.insert(kind, None, Location::caller());
-        Tracked { future, slot }
-    }
-
-    #[test]
-    fn entry_lives_until_the_future_is_dropped() {
-        let (shared, _enter) = context::enter_for_test();
-        let registry = &shared.registry;
-        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
-        let mut task = Box::pin(tracked(registry, TaskKind::Task, rx));
-        assert!(poll(task.as_mut()).is_pending());
-        assert_eq!(registry.snapshot().len(), 1);
-        tx.send(7).unwrap();
-        assert_eq!(poll(task.as_mut()), Poll::Ready(Ok(7)));
-        // Completion is not the end: tokio drops the future right after, and that removes it.
-        assert_eq!(registry.count(&[TaskKind::Task]), 1);
-        drop(task);
-        assert_eq!(registry.count(&[TaskKind::Task]), 0);
-    }
-
-    #[test]
-    fn task_spawned_after_the_cancel_step_never_runs_its_body() {
-        let (shared, _enter) = context::enter_for_test();
-        let registry = &shared.registry;
-        registry.cancel_tasks();
-        let mut task = pin!(tracked(registry, TaskKind::Task, async {
-            panic!("a task spawned after the cancel step was polled")
-        }));
-        assert!(poll(task.as_mut()).is_pending());
-        // Services spawned during the shutdown still run: they are drained, not cancelled.
-        let mut service = pin!(tracked(registry, TaskKind::Service, async { 5 }));
-        assert_eq!(poll(service.as_mut()), Poll::Ready(5));
-    }
-
-    #[test]
-    fn a_panic_is_counted_and_passed_on() {
-        let (shared, _enter) = context::enter_for_test();
-        let registry = &shared.registry;
-        let mut task = Box::pin(tracked(registry, TaskKind::Task, async {
-            panic!("boom");
-        }));
-        let result = catch_unwind(AssertUnwindSafe(|| poll(task.as_mut())));
-        assert!(
-            result.is_err(),
-            "the panic reaches tokio, which gives it to the JoinHandle"
-        );
-        assert_eq!(registry.common.panics.load(Ordering::SeqCst), 1);
-        drop(task);
-        assert!(registry.snapshot().is_empty());
     }
 }

@@ -2,6 +2,8 @@
 //! when the shutdown starts, `WATCHDOG=1` every half `WATCHDOG_USEC`. A datagram to
 //! `NOTIFY_SOCKET`, as `sd_notify(3)` sends it; nothing at all when the variable is unset.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::context;
@@ -88,14 +90,33 @@ fn watchdog_period() -> Option<Duration> {
 pub fn ready() {
     context::with(|shared| {
         if let Some(shared) = shared {
-            shared.notify_ready();
+            shared.systemd.ready();
         }
     })
 }
 
-impl crate::context::Shared {
-    pub(crate) fn notify_ready(&self) {
-        use std::sync::atomic::Ordering;
+/// One runtime's side of the protocol: the socket, when the process runs under a
+/// `Type=notify` unit, and whether `READY=1` went out.
+pub(crate) struct Systemd {
+    notifier: Option<Arc<Notifier>>,
+    ready_sent: AtomicBool,
+}
+
+impl Systemd {
+    /// From `NOTIFY_SOCKET`, for a run that is the program (`notifies`); silent otherwise.
+    pub(crate) fn from_env(notifies: bool) -> Systemd {
+        Systemd {
+            notifier: if notifies {
+                Notifier::from_env().map(Arc::new)
+            } else {
+                None
+            },
+            ready_sent: AtomicBool::new(false),
+        }
+    }
+
+    /// `READY=1`, once.
+    pub(crate) fn ready(&self) {
         if let Some(notifier) = &self.notifier {
             if !self.ready_sent.swap(true, Ordering::SeqCst) {
                 notifier.send("READY=1");
@@ -103,37 +124,28 @@ impl crate::context::Shared {
         }
     }
 
-    /// At the trigger: the manager learns we are stopping, and that it may take the whole grace.
-    pub(crate) fn notify_stopping(&self) {
+    /// `STOPPING=1`, and the time the manager must allow: the grace and the watchdog's second.
+    pub(crate) fn stopping(&self, grace: Duration) {
         if let Some(notifier) = &self.notifier {
-            let usec = self
-                .config
-                .grace
-                .saturating_add(Duration::from_secs(1))
-                .as_micros();
+            let usec = grace.saturating_add(Duration::from_secs(1)).as_micros();
             notifier.send(&format!("STOPPING=1\nEXTEND_TIMEOUT_USEC={usec}"));
         }
     }
 
-    /// Pings from a task on the runtime, not from a thread of ours: a wedged runtime stops
-    /// pinging, which is what the manager's watchdog is there to catch.
-    pub(crate) fn start_watchdog_pings(self: &std::sync::Arc<Self>) {
-        let Some(every) = self.notifier.as_ref().and_then(|n| n.ping_every) else {
+    /// `WATCHDOG=1` every half `WATCHDOG_USEC`, from a task on `runtime`: it stops with the
+    /// runtime, so a wedged runtime stops pinging and systemd sees it.
+    pub(crate) fn start_pings(&self, runtime: &tokio::runtime::Handle) {
+        let Some(notifier) = self.notifier.clone() else {
             return;
         };
-        let shared = std::sync::Arc::downgrade(self);
-        self.handle().spawn(async move {
+        let Some(every) = notifier.ping_every else {
+            return;
+        };
+        runtime.spawn(async move {
             let mut interval = tokio::time::interval(every);
             loop {
                 interval.tick().await;
-                match shared.upgrade() {
-                    Some(shared) => {
-                        if let Some(notifier) = &shared.notifier {
-                            notifier.send("WATCHDOG=1");
-                        }
-                    }
-                    None => return,
-                }
+                notifier.send("WATCHDOG=1");
             }
         });
     }

@@ -7,6 +7,7 @@
 //! It never blocks on anything but its own lock: its lines go to the report's thread, and the
 //! exit writes its last line only if that cannot block.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ const PAST_DEADLINE: Duration = Duration::from_secs(1);
 pub(crate) struct Watchdog {
     state: Mutex<State>,
     cond: Condvar,
+    /// Claimed by the forced exit: a second signal and the deadline may race to it.
+    forcing: AtomicBool,
 }
 
 #[derive(Default)]
@@ -49,6 +52,11 @@ impl Watchdog {
     pub(crate) fn force(&self, why: Forced) {
         self.lock().forced.get_or_insert(why);
         self.cond.notify_all();
+    }
+
+    /// Whether this caller is the one to carry out the forced exit.
+    pub(crate) fn claim_forced_exit(&self) -> bool {
+        !self.forcing.swap(true, Ordering::SeqCst)
     }
 
     pub(crate) fn disarm(&self) {

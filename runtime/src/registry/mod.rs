@@ -1,0 +1,225 @@
+//! The registry: one entry per live piece of tracked work (task, service, protected future,
+//! blocking job, running hook) with its kind, name, spawn location and start time.
+//!
+//! It is a store and nothing more: entries in ([`insert`](Registry::insert),
+//! [`reserve`](Registry::reserve) + [`fill`](Registry::fill)), entries out
+//! ([`release`](Registry::release)), counts, snapshots, and aborting the entries of some kinds.
+//! When to abort which kind, and what a panic means, is decided by the shutdown sequence and the
+//! trigger; the registry knows nothing of either. The concurrent machinery is in `shards.rs`, one
+//! entry's layout in `entry.rs`.
+
+use std::borrow::Cow;
+use std::panic::Location;
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::task::{TaskInfo, TaskKind};
+
+mod entry;
+mod origin;
+mod shards;
+
+use entry::{clock_us, Entry, Meta, State};
+use origin::Origin;
+pub(crate) use shards::At;
+use shards::Shards;
+
+pub(crate) struct Registry {
+    shards: Shards,
+    epoch_us: u64,
+    id: RegistryId,
+}
+
+/// Tells the registries alive in one process apart, in two bytes (it is kept in every task).
+///
+/// Ids are taken from the ones no live registry holds and given back when a registry is dropped,
+/// so two live registries never share one, however many runtimes the process has run: a
+/// counter would wrap after 65,536 runtimes (a long test suite) and let a task of one runtime
+/// touch another's entries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct RegistryId(u16);
+
+struct Ids {
+    next: u32,
+    free: Vec<u16>,
+}
+
+static IDS: Mutex<Ids> = Mutex::new(Ids {
+    next: 0,
+    free: Vec::new(),
+});
+
+impl RegistryId {
+    fn take() -> RegistryId {
+        let mut ids = IDS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = ids.free.pop() {
+            return RegistryId(id);
+        }
+        let id = u16::try_from(ids.next)
+            .expect("graceful: more than 65,536 graceful runtimes alive at once in one process");
+        ids.next += 1;
+        RegistryId(id)
+    }
+
+    fn give_back(self) {
+        let mut ids = IDS.lock().unwrap_or_else(PoisonError::into_inner);
+        ids.free.push(self.0);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.id.give_back();
+    }
+}
+
+impl Registry {
+    pub(crate) fn new() -> Registry {
+        Registry {
+            shards: Shards::new(),
+            epoch_us: clock_us(),
+            id: RegistryId::take(),
+        }
+    }
+
+    pub(crate) fn id(&self) -> RegistryId {
+        self.id
+    }
+
+    fn now_us(&self) -> u64 {
+        clock_us().saturating_sub(self.epoch_us)
+    }
+
+    fn entry(
+        &self,
+        kind: TaskKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        abort: Option<AbortHandle>,
+    ) -> Entry {
+        Entry {
+            abort,
+            origin: Origin::new(location, name),
+            meta: Meta::new(self.now_us(), kind, State::Armed, false),
+        }
+    }
+
+    /// Adds a live entry for work that has no abort handle (`main`, a blocking job).
+    pub(crate) fn insert(
+        &self,
+        kind: TaskKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+    ) -> At {
+        self.shards.insert(self.entry(kind, name, location, None))
+    }
+
+    /// `main` is a service named "main" with no abort handle: the sequence drops it itself.
+    pub(crate) fn insert_main(&self, location: &'static Location<'static>) -> At {
+        let at = self.insert(TaskKind::Service, Some("main".into()), location);
+        self.shards
+            .update(at, |entry| entry.meta = entry.meta.with_main());
+        at
+    }
+
+    /// Takes a key for work about to be spawned; it must then be [`fill`](Self::fill)ed in with
+    /// the task's abort handle. Until then it is neither counted nor listed.
+    pub(crate) fn reserve(&self) -> At {
+        self.shards.reserve()
+    }
+
+    /// Makes reserved work live with its abort handle, or removes its entry if it has already
+    /// ended.
+    ///
+    /// Returns the work's description if it panicked before this (it ran on another worker
+    /// first), for the caller to report.
+    #[must_use]
+    pub(crate) fn fill(
+        &self,
+        at: At,
+        kind: TaskKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        abort: AbortHandle,
+    ) -> Option<TaskInfo> {
+        self.shards
+            .fill(at, self.entry(kind, name, location, Some(abort)))
+    }
+
+    /// The work behind `at` has ended. Its entry may stay in the store a little longer (see
+    /// `shards.rs`), but no count or listing sees it.
+    pub(crate) fn release(&self, at: At) {
+        self.shards.release(at);
+    }
+
+    /// The work at `at` panicked: its description, or `None` if its spawner has not filled the
+    /// entry in yet. Then the entry is marked, and its `fill` returns the description.
+    pub(crate) fn mark_panicked(&self, at: At) -> Option<TaskInfo> {
+        let now = self.now_us();
+        self.shards.update(at, |entry| {
+            if entry.state() == State::Reserved {
+                entry.meta = entry.meta.with_panicked();
+                return None;
+            }
+            Some(entry.info(now))
+        })
+    }
+
+    /// From now on, a removal shows at once and a kind's count reaching zero wakes
+    /// [`changed`](Self::changed): for whoever waits for counts to fall.
+    pub(crate) fn watch(&self) {
+        self.shards.set_exact();
+    }
+
+    /// Notified when a count may have reached zero, once [`watch`](Self::watch) was called.
+    pub(crate) fn changed(&self) -> &Notify {
+        self.shards.changed()
+    }
+
+    /// How many live entries there are of these kinds.
+    pub(crate) fn count(&self, kinds: &[TaskKind]) -> usize {
+        self.shards.count(kinds)
+    }
+
+    /// What is alive now, in spawn order within a shard.
+    pub(crate) fn snapshot(&self) -> Vec<TaskInfo> {
+        let now = self.now_us();
+        let mut out = Vec::new();
+        self.shards
+            .for_each_armed(|entry| out.push(entry.info(now)));
+        out
+    }
+
+    /// Aborts the live work of these kinds; returns how many. Work without an abort handle
+    /// (`main`) is counted, and is for the caller to drop.
+    pub(crate) fn abort(&self, kinds: &[TaskKind]) -> usize {
+        let mut count = 0;
+        self.abort_each(kinds, |_| count += 1);
+        count
+    }
+
+    /// Aborts as [`abort`](Self::abort) does, and describes what it aborted.
+    pub(crate) fn abort_listing(&self, kinds: &[TaskKind]) -> Vec<TaskInfo> {
+        let now = self.now_us();
+        let mut aborted = Vec::new();
+        self.abort_each(kinds, |entry| aborted.push(entry.info(now)));
+        aborted
+    }
+
+    fn abort_each(&self, kinds: &[TaskKind], mut seen: impl FnMut(&Entry)) {
+        self.shards.for_each_armed(|entry| {
+            if !kinds.contains(&entry.kind()) {
+                return;
+            }
+            if let Some(abort) = &entry.abort {
+                abort.abort();
+            }
+            seen(entry);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

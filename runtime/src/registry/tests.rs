@@ -1,0 +1,227 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use super::*;
+
+/// A runtime whose tasks give the tests real abort handles.
+fn test_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+fn insert(registry: &Registry, kind: TaskKind) -> At {
+    registry.insert(kind, None, Location::caller())
+}
+
+/// Fills reserved work in as a spawn does, for work that has not panicked.
+fn fill(
+    registry: &Registry,
+    at: At,
+    kind: TaskKind,
+    name: Option<&'static str>,
+    abort: AbortHandle,
+) {
+    let panicked = registry.fill(at, kind, name.map(Cow::Borrowed), Location::caller(), abort);
+    assert!(panicked.is_none(), "no panic to report");
+}
+
+#[test]
+fn insert_snapshot_and_release() {
+    let registry = Registry::new();
+    let at = registry.insert(
+        TaskKind::Service,
+        Some("flusher".into()),
+        Location::caller(),
+    );
+    let snapshot = registry.snapshot();
+    assert_eq!(snapshot.len(), 1);
+    assert_eq!(snapshot[0].name, "flusher");
+    assert_eq!(snapshot[0].kind, TaskKind::Service);
+    assert_eq!(registry.count(&[TaskKind::Service]), 1);
+    registry.release(at);
+    assert!(registry.snapshot().is_empty());
+    assert_eq!(registry.count(&[TaskKind::Service]), 0);
+}
+
+#[test]
+fn live_registries_never_share_an_id() {
+    let a = Registry::new();
+    let b = Registry::new();
+    assert_ne!(a.id(), b.id());
+    let freed = b.id();
+    drop(b);
+    // An id comes back only once its registry is gone, so it cannot name two live ones.
+    let c = Registry::new();
+    assert_ne!(c.id(), a.id());
+    let _ = freed;
+}
+
+#[test]
+fn work_ending_before_its_entry_is_filled_is_removed_by_the_filling() {
+    let registry = Registry::new();
+    let at = registry.reserve();
+    registry.release(at);
+    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    // The key stays taken until the spawner fills it in, or a new entry could be mistaken
+    // for the ended one.
+    let other = insert(&registry, TaskKind::Service);
+    assert!(other != at);
+    let rt = test_runtime();
+    let handle = rt.spawn(async {});
+    fill(&registry, at, TaskKind::Task, None, handle.abort_handle());
+    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    let listed = registry.snapshot();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].kind, TaskKind::Service);
+}
+
+#[test]
+fn a_panic_before_the_fill_is_described_by_the_fill_with_where_it_was_spawned() {
+    let registry = Registry::new();
+    let rt = test_runtime();
+    let at = registry.reserve();
+    assert!(registry.mark_panicked(at).is_none(), "nothing to say yet");
+    registry.release(at);
+    let handle = rt.spawn(async {});
+    let here = Location::caller();
+    let info = registry
+        .fill(
+            at,
+            TaskKind::Service,
+            Some("svc".into()),
+            here,
+            handle.abort_handle(),
+        )
+        .expect("the fill describes the panic");
+    assert_eq!((info.name.as_ref(), info.kind), ("svc", TaskKind::Service));
+    assert_eq!(info.location, here);
+    assert_eq!(registry.count(&[TaskKind::Service]), 0);
+}
+
+#[test]
+fn a_fill_leaves_a_key_spare_so_the_next_reserve_takes_no_lock() {
+    let registry = Registry::new();
+    let rt = test_runtime();
+    let first = registry.reserve();
+    let handle = rt.spawn(async {});
+    fill(
+        &registry,
+        first,
+        TaskKind::Task,
+        None,
+        handle.abort_handle(),
+    );
+    // Holding the lock proves the reserve does not take it: it would deadlock.
+    let (spare, guard) = registry.shards.spare_and_lock(first);
+    let spare = spare.expect("the fill left a spare key");
+    let second = registry.reserve();
+    drop(guard);
+    assert_eq!(Shards::key_of(second), spare);
+    // Reserved but not filled in: neither counted nor listed.
+    assert_eq!(registry.count(&[TaskKind::Task]), 1);
+    assert_eq!(registry.snapshot().len(), 1);
+}
+
+#[test]
+fn zero_crossing_notifies_only_while_watched() {
+    let registry = Registry::new();
+    let at = insert(&registry, TaskKind::Task);
+    let mut waiter = Waiter::new(registry.changed());
+    registry.release(at);
+    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    assert!(!waiter.is_ready());
+
+    registry.watch();
+    let one = insert(&registry, TaskKind::Task);
+    let other = insert(&registry, TaskKind::Task);
+    registry.release(one);
+    assert!(
+        !waiter.is_ready(),
+        "one task left: the count is not zero yet"
+    );
+    registry.release(other);
+    assert!(waiter.is_ready());
+}
+
+#[test]
+fn released_keys_wait_in_their_grave_until_a_batch_or_a_count() {
+    let registry = Registry::new();
+    let keys: Vec<At> = (0..shards::BATCH)
+        .map(|_| insert(&registry, TaskKind::Task))
+        .collect();
+    for &at in &keys[..shards::BATCH - 1] {
+        registry.release(at);
+    }
+    assert_eq!(
+        registry.shards.stored(),
+        shards::BATCH,
+        "removals wait for a full batch"
+    );
+    registry.release(keys[shards::BATCH - 1]);
+    // The batch went back to the shard; its own spawner removes it on its next insert.
+    let next = insert(&registry, TaskKind::Task);
+    assert_eq!(registry.shards.stored(), 1);
+    registry.release(next);
+    assert_eq!(registry.shards.stored(), 1);
+    // Counting makes everything released so far disappear.
+    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    assert_eq!(registry.shards.stored(), 0);
+}
+
+#[test]
+fn a_shard_that_stops_adding_gets_its_ended_work_removed_anyway() {
+    let registry = Registry::new();
+    let keys: Vec<At> = (0..shards::RETURNED_MAX)
+        .map(|_| insert(&registry, TaskKind::Task))
+        .collect();
+    // Released on another thread, as tasks end on another worker; no insert follows.
+    std::thread::scope(|scope| {
+        scope.spawn(|| keys.iter().for_each(|&at| registry.release(at)));
+    });
+    assert_eq!(registry.shards.stored(), 0);
+}
+
+#[test]
+fn abort_listing_aborts_the_kinds_asked_for_and_names_them() {
+    let rt = test_runtime();
+    let registry = Registry::new();
+    let at = registry.reserve();
+    let handle = rt.spawn(std::future::pending::<()>());
+    fill(
+        &registry,
+        at,
+        TaskKind::Service,
+        Some("svc"),
+        handle.abort_handle(),
+    );
+    let _blocking = registry.insert(TaskKind::Blocking, Some("job".into()), Location::caller());
+    let aborted = registry.abort_listing(&[TaskKind::Service, TaskKind::Task]);
+    assert_eq!(aborted.len(), 1, "only the kinds asked for: {aborted:?}");
+    assert_eq!(aborted[0].name, "svc");
+    let err = rt.block_on(handle).unwrap_err();
+    assert!(err.is_cancelled());
+    // The entry goes when the work's owner releases it, not when it is aborted.
+    assert_eq!(registry.count(&[TaskKind::Service]), 1);
+    registry.release(at);
+    assert_eq!(registry.count(&[TaskKind::Service]), 0);
+}
+
+/// A `Notify` waiter polled by hand, so the test drives it poll by poll.
+struct Waiter<'a> {
+    notified: Pin<Box<tokio::sync::futures::Notified<'a>>>,
+}
+
+impl<'a> Waiter<'a> {
+    fn new(notify: &'a Notify) -> Waiter<'a> {
+        let mut notified = Box::pin(notify.notified());
+        notified.as_mut().enable();
+        Waiter { notified }
+    }
+
+    fn is_ready(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(self.notified.as_mut().poll(&mut cx), Poll::Ready(()))
+    }
+}

@@ -1,0 +1,73 @@
+//! Shutdown hooks: futures run after the drain (step 4), one at a time, last registered first.
+
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+
+use crate::context;
+
+pub(crate) type HookFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+pub(crate) struct Hook {
+    pub(crate) future: HookFuture,
+    pub(crate) location: &'static Location<'static>,
+}
+
+#[derive(Default)]
+pub(crate) struct Hooks {
+    stack: Mutex<Vec<Hook>>,
+}
+
+impl Hooks {
+    pub(crate) fn pop(&self) -> Option<Hook> {
+        self.stack
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+}
+
+/// Registers a hook: a future run after the drain (step 4), one hook at a time, last registered
+/// first, so a hook can close what services used until they stopped.
+///
+/// A hook that panics is reported and the next one runs; a hook still running at the deadline is
+/// aborted and the ones after it do not run.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// let order = Arc::new(Mutex::new(Vec::new()));
+/// let log = order.clone();
+/// graceful::Builder::new().signals([]).run(async move {
+///     for name in ["A", "B", "C"] {
+///         let log = log.clone();
+///         graceful::on_shutdown(async move { log.lock().unwrap().push(name) });
+///     }
+/// });
+/// assert_eq!(*order.lock().unwrap(), ["C", "B", "A"]);
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+#[track_caller]
+pub fn on_shutdown<F>(hook: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let location = Location::caller();
+    let shared = context::expect("graceful::on_shutdown");
+    shared
+        .shutdown
+        .hooks
+        .stack
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Hook {
+            future: Box::pin(hook),
+            location,
+        });
+}

@@ -1,0 +1,297 @@
+//! The shutdown: what starts it ([`trigger`]), the functions that ask about it (here), the hooks
+//! ([`hooks`]) and the sequence that `run` drives to the end ([`sequence`]): drain delay,
+//! announce, cancel, drain, hooks, abort, join the blocking pool.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use pin_project_lite::pin_project;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::blocking::StopFlag;
+use crate::context;
+
+pub(crate) mod hooks;
+pub(crate) mod sequence;
+pub(crate) mod trigger;
+
+pub use hooks::on_shutdown;
+
+/// The shutdown's state in one runtime: the trigger, how far the sequence has come, what the
+/// announce step cancels, and the hooks.
+pub(crate) struct Shutdown {
+    pub(crate) trigger: trigger::Trigger,
+    pub(crate) phase: sequence::Phase,
+    /// Cancelled at the announce step; `token()` hands out children of it. It is the public
+    /// handle's token, so a `Handle` made before the run waits on the same one.
+    pub(crate) root: CancellationToken,
+    /// Raised at the announce step, for blocking jobs.
+    pub(crate) stop: StopFlag,
+    pub(crate) hooks: hooks::Hooks,
+}
+
+impl Shutdown {
+    pub(crate) fn new(root: CancellationToken) -> Shutdown {
+        Shutdown {
+            trigger: trigger::Trigger::default(),
+            phase: sequence::Phase::default(),
+            root,
+            stop: StopFlag::new(),
+            hooks: hooks::Hooks::default(),
+        }
+    }
+
+    /// Step 1: everything is told to stop.
+    pub(crate) fn announce(&self) {
+        self.root.cancel();
+        self.stop.raise();
+    }
+}
+
+/// Why the shutdown started, as [`reason()`] tells it.
+///
+/// # Examples
+///
+/// ```
+/// use graceful::Reason;
+///
+/// graceful::Builder::new().signals([]).run(async {
+///     assert_eq!(graceful::reason(), None);
+///     graceful::shutdown();
+///     assert_eq!(graceful::reason(), Some(Reason::Requested));
+/// });
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// A captured signal, named as in the `signals` option (`"SIGTERM"`, `"CTRL_C"`).
+    Signal(&'static str),
+    /// [`shutdown()`] or [`shutdown_with_code()`].
+    Requested,
+    /// `main` returned successfully (and `run_forever` is off).
+    MainReturned,
+    /// `main` returned a failure (`Err`, or a failing `ExitCode`).
+    MainFailed,
+    /// `main` panicked, or a tracked task did under `stop_on_panic`.
+    Panic {
+        /// `"main"`, the task's name, or `task at file:line:col` for an unnamed one.
+        task: Cow<'static, str>,
+    },
+    /// A service failed (returned `Err`, or a failing `ExitCode`) under `stop_on_error`.
+    Failed {
+        /// The service's name.
+        task: Cow<'static, str>,
+    },
+}
+
+/// `at + d`, or a moment so far ahead that no program will see it when that overflows: a grace of
+/// `Duration::MAX` means "no practical deadline", never a panic.
+pub(crate) fn later(at: Instant, d: Duration) -> Instant {
+    if let Some(t) = at.checked_add(d) {
+        return t;
+    }
+    // Instants are bounded by the platform's clock type; halve until the sum fits.
+    let mut step = d;
+    while !step.is_zero() {
+        step /= 2;
+        if let Some(t) = at.checked_add(step) {
+            return t;
+        }
+    }
+    at
+}
+
+/// Requests a shutdown, as a signal would (aiorun's `loop.stop()`). Idempotent: only the first
+/// trigger starts the sequence.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     graceful::shutdown();
+///     graceful::shutdown();
+///     assert!(graceful::is_shutting_down());
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+pub fn shutdown() {
+    context::expect("graceful::shutdown").start_shutdown(Reason::Requested);
+}
+
+/// Requests a shutdown and sets the exit status to `code` (a panic or a signal still take
+/// precedence). A later call sets a new code.
+///
+/// # Examples
+///
+/// ```
+/// let code = graceful::Builder::new().signals([]).run(async {
+///     graceful::shutdown_with_code(7);
+/// });
+/// assert_eq!(code, std::process::ExitCode::from(7));
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+pub fn shutdown_with_code(code: u8) {
+    context::expect("graceful::shutdown_with_code").request_with_code(code);
+}
+
+/// Whether the shutdown has started (true from the first moment, drain delay included).
+///
+/// Outside a graceful runtime: `false`.
+///
+/// # Examples
+///
+/// ```
+/// assert!(!graceful::is_shutting_down());
+/// graceful::Builder::new().signals([]).run(async {
+///     assert!(!graceful::is_shutting_down());
+///     graceful::shutdown();
+///     assert!(graceful::is_shutting_down());
+/// });
+/// ```
+pub fn is_shutting_down() -> bool {
+    context::with(|shared| shared.is_some_and(|s| s.shutdown.trigger.started().is_some()))
+}
+
+/// Why the shutdown started, once it has. Outside a graceful runtime: `None`.
+///
+/// # Examples
+///
+/// ```
+/// use graceful::Reason;
+///
+/// graceful::Builder::new().signals([]).run(async {
+///     graceful::spawn_service("watcher", async {
+///         graceful::shutdown_requested().await;
+///         assert_eq!(graceful::reason(), Some(Reason::MainReturned));
+///     });
+/// });
+/// ```
+pub fn reason() -> Option<Reason> {
+    context::with(|shared| shared?.shutdown.trigger.started().map(|s| s.reason.clone()))
+}
+
+/// When the grace runs out, once the shutdown has started. Outside a graceful runtime: `None`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// graceful::Builder::new()
+///     .signals([])
+///     .grace(Duration::from_secs(5))
+///     .run(async {
+///         assert!(graceful::deadline().is_none());
+///         graceful::shutdown();
+///         let left = graceful::deadline().unwrap() - tokio::time::Instant::now();
+///         assert!(left <= Duration::from_secs(5));
+///     });
+/// ```
+pub fn deadline() -> Option<tokio::time::Instant> {
+    context::with(|shared| {
+        let started = shared?.shutdown.trigger.started()?;
+        Some(tokio::time::Instant::from_std(started.deadline))
+    })
+}
+
+/// A child of the runtime's root `CancellationToken`, cancelled when the shutdown starts (after
+/// the drain delay), for libraries that take a token.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let token = graceful::token();
+///     graceful::shutdown();
+///     token.cancelled().await;
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+pub fn token() -> CancellationToken {
+    context::expect("graceful::token")
+        .shutdown
+        .root
+        .child_token()
+}
+
+/// A future that resolves once the shutdown has started (after the drain delay, at the announce
+/// step).
+///
+/// `Send + 'static`, so it fits `axum::serve(..).with_graceful_shutdown(..)` as it is.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let stopped = graceful::spawn_service("loop", async {
+///         loop {
+///             tokio::select! {
+///                 _ = graceful::shutdown_requested() => break,
+///                 _ = tokio::task::yield_now() => {}
+///             }
+///         }
+///     });
+///     graceful::shutdown();
+///     stopped.await.unwrap();
+/// });
+/// ```
+///
+/// # Cancel safety
+///
+/// Cancel-safe: dropping it loses nothing, and a new one resolves at once after the start.
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+pub fn shutdown_requested() -> ShutdownRequested {
+    let shared = context::expect("graceful::shutdown_requested");
+    ShutdownRequested::from_token(shared.shutdown.root.clone())
+}
+
+impl ShutdownRequested {
+    pub(crate) fn from_token(token: CancellationToken) -> ShutdownRequested {
+        ShutdownRequested {
+            inner: token.cancelled_owned(),
+        }
+    }
+}
+
+pin_project! {
+    /// The future [`shutdown_requested()`] returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let requested: graceful::ShutdownRequested = graceful::shutdown_requested();
+    ///     graceful::shutdown();
+    ///     requested.await;
+    /// });
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct ShutdownRequested {
+        #[pin]
+        inner: WaitForCancellationFutureOwned,
+    }
+}
+
+impl Future for ShutdownRequested {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().inner.poll(cx)
+    }
+}

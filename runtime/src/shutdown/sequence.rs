@@ -1,0 +1,308 @@
+//! The sequence: `main` runs until a trigger, then each step in order, sharing one deadline.
+//! The steps are numbered as the crate docs number them; each step's state lives here.
+
+use std::borrow::Cow;
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::pin::{pin, Pin};
+use std::process::{ExitCode, Termination};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
+
+use super::{later, Reason};
+use crate::context::Shared;
+use crate::report::{self, Report};
+use crate::task::{TaskInfo, TaskKind};
+use crate::tracked::Slot;
+
+/// How far the sequence has come, as work spawned late must know: read by every spawn, and by
+/// every tracked future's first poll.
+#[derive(Default)]
+pub(crate) struct Phase(AtomicU8);
+
+const RUNNING: u8 = 0;
+/// Step 2 has begun: `spawn` tasks are cancelled before their first poll.
+const CANCELLING: u8 = 1;
+/// Step 5 has begun: all async work is aborted before its first poll.
+const ABORTING: u8 = 2;
+
+impl Phase {
+    /// Whether work of `kind` spawned now must never run.
+    ///
+    /// The spawner asks after its entry is in the registry, and the step sets the phase before it
+    /// reads the registry: with both `SeqCst` and the registry's lock between them, either the
+    /// step sees the entry and aborts it, or the spawner sees the phase and aborts it itself.
+    pub(crate) fn cancels_at_once(&self, kind: TaskKind) -> bool {
+        match self.0.load(Ordering::SeqCst) {
+            RUNNING => false,
+            CANCELLING => kind == TaskKind::Task,
+            _ => kind != TaskKind::Blocking,
+        }
+    }
+
+    pub(crate) fn begin_cancel(&self) {
+        self.0.fetch_max(CANCELLING, Ordering::SeqCst);
+    }
+
+    pub(crate) fn begin_abort(&self) {
+        self.0.fetch_max(ABORTING, Ordering::SeqCst);
+    }
+}
+
+/// The kinds the shutdown waits for before it aborts: everything async.
+const ASYNC_KINDS: [TaskKind; 4] = [
+    TaskKind::Task,
+    TaskKind::Service,
+    TaskKind::Protected,
+    TaskKind::Hook,
+];
+
+/// How `main` ended.
+pub(crate) enum MainOutcome {
+    /// Its value, reported as std reports it (`Error: ...` on stderr for an `Err`).
+    Returned(ExitCode),
+    Panicked,
+    /// Still running at the deadline: dropped.
+    Aborted,
+}
+
+/// `main`'s future, polled by the sequence alongside every step (it is a service, drained).
+struct Main<F> {
+    future: Option<Pin<Box<F>>>,
+    slot: Option<Slot>,
+    outcome: Option<MainOutcome>,
+    /// `notify_ready = "auto"`: start-up is over the first time `main` waits; taken then.
+    ready_on_first_await: Option<Arc<Shared>>,
+}
+
+impl<F> Main<F>
+where
+    F: Future,
+    F::Output: Termination,
+{
+    fn poll_main(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(future) = self.future.as_mut() else {
+            return Poll::Ready(());
+        };
+        let outcome = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => {
+                if let Some(shared) = self.ready_on_first_await.take() {
+                    shared.systemd.ready();
+                }
+                return Poll::Pending;
+            }
+            Ok(Poll::Ready(value)) => MainOutcome::Returned(value.report()),
+            Err(_) => MainOutcome::Panicked,
+        };
+        self.future = None;
+        self.slot = None;
+        self.outcome = Some(outcome);
+        Poll::Ready(())
+    }
+
+    /// Runs `main` until the shutdown is triggered (`true`) or `main` ends (`false`).
+    async fn run_until(&mut self, trigger: &CancellationToken) -> bool {
+        let mut fired = pin!(trigger.cancelled());
+        poll_fn(|cx| {
+            if fired.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            if self.future.is_some() && self.poll_main(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Waits for `until` while `main` keeps running.
+    async fn alongside<R>(&mut self, until: impl Future<Output = R>) -> R {
+        let mut until = pin!(until);
+        poll_fn(|cx| {
+            if let Poll::Ready(value) = until.as_mut().poll(cx) {
+                return Poll::Ready(value);
+            }
+            let _ = self.poll_main(cx);
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// How the sequence ended, for the exit status and the report.
+pub(crate) struct Ended {
+    pub(crate) main: MainOutcome,
+    pub(crate) report: Report,
+}
+
+/// Runs `main` and then the shutdown sequence.
+pub(crate) async fn drive<F>(
+    shared: &Arc<Shared>,
+    future: F,
+    location: &'static Location<'static>,
+) -> Ended
+where
+    F: Future,
+    F::Output: Termination,
+{
+    let registry = &shared.registry;
+    let shutdown = &shared.shutdown;
+    let mut main = Main {
+        future: Some(Box::pin(future)),
+        slot: Some(Slot::main(shared, location)),
+        outcome: None,
+        ready_on_first_await: shared.config.notify_ready_auto.then(|| shared.clone()),
+    };
+
+    // Running: until a trigger, or until `main` ends (which triggers, unless `run_forever`).
+    while !main.run_until(shutdown.trigger.fired()).await {
+        match &main.outcome {
+            Some(MainOutcome::Returned(code)) if *code == ExitCode::SUCCESS => {
+                if !shared.config.run_forever {
+                    shared.start_shutdown(Reason::MainReturned);
+                }
+            }
+            Some(MainOutcome::Returned(_)) => {
+                shared.start_shutdown(Reason::MainFailed);
+            }
+            _ => {
+                shared.panic_stops(Cow::Borrowed("main"));
+            }
+        }
+    }
+
+    let started = shutdown.trigger.started().expect("the trigger fired");
+    // On tokio's clock, which a `start_paused` test advances; the watchdog keeps to the real one.
+    let deadline = tokio::time::Instant::from_std(started.deadline);
+    let mut summary = report::Summary::new(started);
+
+    // Step 0: the drain delay. Readiness probes see `is_shutting_down()`; nothing is cancelled.
+    if !shared.config.drain_delay.is_zero() {
+        let end = tokio::time::Instant::from_std(later(started.at, shared.config.drain_delay));
+        main.alongside(sleep_until(end.min(deadline))).await;
+    }
+
+    // Step 1: announce.
+    shutdown.announce();
+    report::phase("announce", started.at, &[]);
+
+    // Step 2: cancel every `spawn` task and wait until each has been dropped.
+    let step = Instant::now();
+    shutdown.phase.begin_cancel();
+    summary.cancelled = registry.abort(&[TaskKind::Task]);
+    wait_for(&mut main, shared, &[TaskKind::Task], deadline).await;
+    report::phase("cancel", step, &[("tasks", summary.cancelled)]);
+
+    // Step 3: drain `main`, services and protected futures. Tasks they spawn meanwhile are
+    // cancelled before their first poll; the hooks wait until those are dropped too.
+    let step = Instant::now();
+    let draining = registry.count(&[TaskKind::Service, TaskKind::Protected]);
+    let drained = wait_for(
+        &mut main,
+        shared,
+        &[TaskKind::Service, TaskKind::Protected, TaskKind::Task],
+        deadline,
+    )
+    .await;
+    report::phase("drain", step, &[("services", draining)]);
+
+    // Step 4: hooks, last registered first, each within what is left of the grace.
+    let step = Instant::now();
+    while let Some(hook) = shutdown.hooks.pop() {
+        if !drained || tokio::time::Instant::now() >= deadline {
+            report::hook_skipped(hook.location);
+            summary
+                .report
+                .hooks_not_run
+                .push(TaskInfo::hook(hook.location));
+            continue;
+        }
+        summary.hooks_run += 1;
+        let mut handle =
+            crate::tracked::spawn(shared, TaskKind::Hook, None, hook.location, hook.future);
+        let joined = main
+            .alongside(tokio::time::timeout_at(deadline, &mut handle))
+            .await;
+        match joined {
+            Ok(Ok(())) => {}
+            // The tracked wrapper has reported the panic; the next hook runs.
+            Ok(Err(err)) if err.is_panic() => summary.hooks_panicked += 1,
+            // Aborted with everything else at the deadline, below.
+            Ok(Err(_)) | Err(_) => {}
+        }
+    }
+    report::phase("hooks", step, &[("hooks", summary.hooks_run)]);
+
+    // Step 5: whatever async work is left (hooks may have started some) gets until the deadline.
+    if !wait_for(&mut main, shared, &ASYNC_KINDS, deadline).await {
+        shutdown.phase.begin_abort();
+        let aborted = registry.abort_listing(&ASYNC_KINDS);
+        report::aborted(&aborted);
+        summary.report.aborted = aborted;
+        if main.future.take().is_some() {
+            main.slot = None;
+            main.outcome = Some(MainOutcome::Aborted);
+        }
+    }
+
+    // Step 6: join tracked blocking jobs until the deadline; then abandon them, by name.
+    let step = Instant::now();
+    if !wait_for(&mut main, shared, &[TaskKind::Blocking], deadline).await {
+        let abandoned: Vec<TaskInfo> = registry
+            .snapshot()
+            .into_iter()
+            .filter(|t| t.kind == TaskKind::Blocking)
+            .collect();
+        report::abandoned(&abandoned);
+        summary.report.abandoned = abandoned;
+    }
+    let abandoned = summary.report.abandoned.len();
+    report::phase("join", step, &[("abandoned", abandoned)]);
+
+    let outcome = main.outcome.take().unwrap_or(MainOutcome::Aborted);
+    let mut report = summary.finish(&shared.report.log);
+    if matches!(outcome, MainOutcome::Panicked) {
+        report.panicked.insert(0, TaskInfo::main(location));
+    }
+    Ended {
+        main: outcome,
+        report,
+    }
+}
+
+/// Waits, with `main` running alongside, until no entry of `kinds` is live; `false` at the deadline.
+async fn wait_for<F>(
+    main: &mut Main<F>,
+    shared: &Shared,
+    kinds: &[TaskKind],
+    deadline: tokio::time::Instant,
+) -> bool
+where
+    F: Future,
+    F::Output: Termination,
+{
+    let changed = shared.registry.changed();
+    loop {
+        // Registered before the count is read, so a zero-crossing in between is not missed.
+        let mut notified = pin!(changed.notified());
+        notified.as_mut().enable();
+        if shared.registry.count(kinds) == 0 {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        main.alongside(async {
+            tokio::select! {
+                _ = notified => {}
+                _ = sleep_until(deadline) => {}
+            }
+        })
+        .await;
+    }
+}

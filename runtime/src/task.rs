@@ -1,0 +1,183 @@
+//! The public description of tracked work: [`TaskKind`] and [`TaskInfo`], as
+//! [`tasks()`](crate::tasks), the report and the dump table show it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::Location;
+use std::time::Duration;
+
+/// What kind of tracked work a [`TaskInfo`] describes; it decides what the shutdown does with it.
+///
+/// # Examples
+///
+/// ```
+/// use graceful::{Builder, TaskKind};
+///
+/// let code = Builder::new().signals([]).run(async {
+///     graceful::spawn_service("ticker", async {
+///         graceful::shutdown_requested().await;
+///     });
+///     let kinds: Vec<TaskKind> = graceful::tasks().iter().map(|t| t.kind).collect();
+///     assert!(kinds.contains(&TaskKind::Service));
+/// });
+/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskKind {
+    /// Started by [`spawn`](crate::spawn): cancelled as soon as the shutdown starts.
+    Task,
+    /// Started by [`spawn_service`](crate::spawn_service), or `main` itself: drained.
+    Service,
+    /// Started by [`shutdown_waits_for`](crate::shutdown_waits_for): waited for, never cancelled.
+    Protected,
+    /// Started by [`spawn_blocking`](crate::spawn_blocking): joined, then abandoned.
+    Blocking,
+    /// A running [`on_shutdown`](crate::on_shutdown) hook.
+    Hook,
+}
+
+pub(crate) const KINDS: usize = 5;
+
+impl TaskKind {
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    pub(crate) fn from_index(index: usize) -> TaskKind {
+        [
+            TaskKind::Task,
+            TaskKind::Service,
+            TaskKind::Protected,
+            TaskKind::Blocking,
+            TaskKind::Hook,
+        ][index]
+    }
+
+    /// The word for the dump table's KIND column.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            TaskKind::Task => "task",
+            TaskKind::Service => "service",
+            TaskKind::Protected => "protected",
+            TaskKind::Blocking => "blocking",
+            TaskKind::Hook => "hook",
+        }
+    }
+
+    /// The words for a sentence: `blocking job "indexer" at ...`.
+    fn noun(self) -> &'static str {
+        match self {
+            TaskKind::Task => "task",
+            TaskKind::Service => "service",
+            TaskKind::Protected => "protected future",
+            TaskKind::Blocking => "blocking job",
+            TaskKind::Hook => "hook",
+        }
+    }
+}
+
+/// A snapshot of one live piece of tracked work, as [`tasks()`](crate::tasks) returns it.
+///
+/// Its `Display` is the form the report uses: `service "flusher" at src/main.rs:42:5`.
+///
+/// # Examples
+///
+/// ```
+/// use graceful::{Builder, TaskKind};
+///
+/// Builder::new().signals([]).run(async {
+///     graceful::spawn_service("flusher", graceful::shutdown_requested());
+///     let info = graceful::tasks()
+///         .into_iter()
+///         .find(|t| t.name == "flusher")
+///         .unwrap();
+///     assert_eq!(info.kind, TaskKind::Service);
+///     assert!(info.to_string().starts_with("service \"flusher\" at "));
+/// });
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TaskInfo {
+    /// The name given at spawn; empty for [`spawn`](crate::spawn) tasks, protected futures and hooks.
+    pub name: Cow<'static, str>,
+    /// Which of the four kinds (or a hook).
+    pub kind: TaskKind,
+    /// Where it was spawned (`#[track_caller]`).
+    pub location: &'static Location<'static>,
+    /// How long it has been running.
+    pub age: Duration,
+    is_main: bool,
+}
+
+impl TaskInfo {
+    pub(crate) fn is_main(&self) -> bool {
+        self.is_main
+    }
+}
+
+impl TaskInfo {
+    /// Live work as the registry lists it.
+    pub(crate) fn listed(
+        name: Cow<'static, str>,
+        kind: TaskKind,
+        location: &'static Location<'static>,
+        age: Duration,
+        is_main: bool,
+    ) -> TaskInfo {
+        TaskInfo {
+            name,
+            kind,
+            location,
+            age,
+            is_main,
+        }
+    }
+
+    /// Work that is described, not listed from the registry (its age is not known).
+    fn described(
+        name: Cow<'static, str>,
+        kind: TaskKind,
+        location: &'static Location<'static>,
+        is_main: bool,
+    ) -> TaskInfo {
+        TaskInfo {
+            name,
+            kind,
+            location,
+            age: Duration::ZERO,
+            is_main,
+        }
+    }
+
+    /// `main`, run at `location`.
+    pub(crate) fn main(location: &'static Location<'static>) -> TaskInfo {
+        TaskInfo::described(Cow::Borrowed("main"), TaskKind::Service, location, true)
+    }
+
+    /// A hook, by where it was registered.
+    pub(crate) fn hook(location: &'static Location<'static>) -> TaskInfo {
+        TaskInfo::described(Cow::Borrowed(""), TaskKind::Hook, location, false)
+    }
+
+    /// A service described by its name and spawn location, as the report names it.
+    pub(crate) fn service(
+        name: Cow<'static, str>,
+        location: &'static Location<'static>,
+    ) -> TaskInfo {
+        TaskInfo::described(name, TaskKind::Service, location, false)
+    }
+}
+
+impl fmt::Display for TaskInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_main {
+            return f.write_str("main");
+        }
+        f.write_str(self.kind.noun())?;
+        if !self.name.is_empty() {
+            write!(f, " {:?}", self.name)?;
+        }
+        write!(f, " at {}", self.location)
+    }
+}

@@ -1,0 +1,170 @@
+//! Where tracked work meets the registry: [`Slot`], the entry's owner inside the work, and
+//! [`Tracked`], the wrapper every async kind is spawned in.
+//!
+//! The registry only stores; this is where a piece of work's life becomes entries in and out, and
+//! where its panics are handed to the trigger (which decides what they mean).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::task::JoinHandle;
+
+use crate::context::{self, Shared};
+use crate::registry::{At, RegistryId};
+use crate::task::TaskKind;
+
+/// Owned by the tracked work; its entry goes when it is dropped (completion, cancellation, panic).
+///
+/// Eight bytes in every tracked task, and no pointer: the registry is found through the thread,
+/// because only the runtime's own threads drop its work. Tokio drops a task's future on a worker
+/// (or, once the runtime has shut down, on the thread that spawns it), and blocking jobs end on
+/// the runtime's blocking threads. An `Arc` here would bounce its counter between the spawning
+/// core and the completing one on every task.
+pub(crate) struct Slot {
+    at: At,
+    registry: RegistryId,
+    kind: TaskKind,
+    pub(crate) progress: Progress,
+}
+
+/// How far the tracked work has come, as its wrapper sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Never polled: `Tracked` cancels a task spawned after the cancel step before it runs.
+    Fresh,
+    Polled,
+    /// Its panic has been reported: tokio drops the future while that panic still unwinds, and
+    /// the slot's drop must not report it a second time.
+    Panicked,
+}
+
+impl Slot {
+    fn new(shared: &Shared, at: At, kind: TaskKind) -> Slot {
+        Slot {
+            at,
+            registry: shared.registry.id(),
+            kind,
+            progress: Progress::Fresh,
+        }
+    }
+
+    /// An entry for work with no abort handle: a blocking job.
+    pub(crate) fn insert(
+        shared: &Shared,
+        kind: TaskKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+    ) -> Slot {
+        Slot::new(shared, shared.registry.insert(kind, name, location), kind)
+    }
+
+    /// `main`'s entry: a service the sequence drops itself.
+    pub(crate) fn main(shared: &Shared, location: &'static Location<'static>) -> Slot {
+        let at = shared.registry.insert_main(location);
+        Slot::new(shared, at, TaskKind::Service)
+    }
+
+    /// Runs `f` with the runtime this slot's work belongs to: the one of the thread it runs on.
+    fn with_runtime<R>(&self, f: impl FnOnce(&Arc<Shared>) -> R) -> Option<R> {
+        context::with(|shared| shared.filter(|s| s.registry.id() == self.registry).map(f))
+    }
+
+    /// Whether the work must not start: see `Phase::cancels_at_once`.
+    fn cancels_at_once(&self) -> bool {
+        self.with_runtime(|shared| shared.shutdown.phase.cancels_at_once(self.kind))
+            .unwrap_or(false)
+    }
+
+    /// Hands a panic of this work to the trigger, which reports it and decides what it means.
+    pub(crate) fn panicked(&mut self) {
+        self.progress = Progress::Panicked;
+        self.with_runtime(|shared| {
+            if let Some(info) = shared.registry.mark_panicked(self.at) {
+                shared.task_panicked(&info);
+            }
+        });
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The slot is dropped after the future it tracks (see `Tracked`): unwinding here means
+        // that future panicked while being dropped — a `Drop` in cancelled work. tokio catches
+        // it; it must still be reported and counted like any panic of tracked work.
+        if std::thread::panicking() && self.progress != Progress::Panicked {
+            self.panicked();
+        }
+        self.with_runtime(|shared| shared.registry.release(self.at));
+    }
+}
+
+pin_project! {
+    /// A spawned future and its registry entry: the entry goes when the future is dropped,
+    /// however that happens (completion, cancellation, panic, runtime shutdown). The future is
+    /// declared first so that it is dropped first: a panic in its `Drop` unwinds through the
+    /// slot's, which reports it.
+    pub(crate) struct Tracked<F> {
+        #[pin]
+        future: F,
+        slot: Slot,
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if this.slot.progress == Progress::Fresh {
+            this.slot.progress = Progress::Polled;
+            // Spawned after its step began: the spawner's abort is on its way. Never running the
+            // body is what `spawn`'s docs promise ("cancelled before its first poll").
+            if this.slot.cancels_at_once() {
+                return Poll::Pending;
+            }
+        }
+        match catch_unwind(AssertUnwindSafe(|| this.future.poll(cx))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                this.slot.panicked();
+                resume_unwind(payload)
+            }
+        }
+    }
+}
+
+/// Spawns `future` on `shared`'s runtime as tracked work of `kind`.
+pub(crate) fn spawn<F>(
+    shared: &Shared,
+    kind: TaskKind,
+    name: Option<Cow<'static, str>>,
+    location: &'static Location<'static>,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let at = shared.registry.reserve();
+    let slot = Slot::new(shared, at, kind);
+    let handle = shared.tokio().spawn(Tracked { future, slot });
+    let panicked = shared
+        .registry
+        .fill(at, kind, name, location, handle.abort_handle());
+    if let Some(info) = panicked {
+        shared.task_panicked(&info);
+    }
+    // Checked after filling: either the step saw the live entry, or we see its phase.
+    if shared.shutdown.phase.cancels_at_once(kind) {
+        handle.abort();
+    }
+    handle
+}
+
+#[cfg(test)]
+mod tests;
