@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use graceful_options as options;
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
@@ -28,35 +29,8 @@ impl Entry {
 
     pub(crate) fn options(self) -> &'static [&'static str] {
         match self {
-            Entry::Main => &[
-                "flavor",
-                "uvloop_like",
-                "worker_threads",
-                "blocking_threads",
-                "grace",
-                "signals",
-                "run_forever",
-                "stop_on_panic",
-                "stop_on_error",
-                "signal_exit_code",
-                "drain_delay",
-                "dump_signal",
-                "notify_ready",
-                "second_signal",
-                "crate",
-            ],
-            Entry::Test => &[
-                "flavor",
-                "uvloop_like",
-                "worker_threads",
-                "blocking_threads",
-                "grace",
-                "stop_on_panic",
-                "stop_on_error",
-                "drain_delay",
-                "start_paused",
-                "crate",
-            ],
+            Entry::Main => options::MAIN_OPTIONS,
+            Entry::Test => options::TEST_OPTIONS,
         }
     }
 }
@@ -66,18 +40,6 @@ pub(crate) enum Flavor {
     MultiThread,
     CurrentThread,
 }
-
-const UNIX_SIGNALS: &[&str] = &[
-    "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
-];
-const WINDOWS_SIGNALS: &[&str] = &[
-    "CTRL_C",
-    "CTRL_BREAK",
-    "CTRL_CLOSE",
-    "CTRL_LOGOFF",
-    "CTRL_SHUTDOWN",
-];
-const DUMP_SIGNALS: &[&str] = &["SIGUSR1", "SIGUSR2", "SIGQUIT"];
 
 /// The settings the expansion uses, checked.
 pub(crate) struct Settings {
@@ -204,13 +166,9 @@ fn lit_int(value: &syn::Expr, key: &str, what: &str) -> syn::Result<LitInt> {
 
 fn positive(value: &syn::Expr, key: &str) -> syn::Result<LitInt> {
     let lit = lit_int(value, key, "an integer greater than 0, like `4`")?;
-    match lit.base10_parse::<usize>() {
-        Ok(n) if n > 0 => Ok(lit),
-        _ => Err(syn::Error::new(
-            lit.span(),
-            format!("`{key}` must be an integer greater than 0"),
-        )),
-    }
+    let n = lit.base10_parse::<usize>().unwrap_or(0);
+    options::check_threads(key, n).map_err(|message| syn::Error::new(lit.span(), message))?;
+    Ok(lit)
 }
 
 fn flavor(value: &syn::Expr, key: &str) -> syn::Result<Flavor> {
@@ -227,75 +185,15 @@ fn flavor(value: &syn::Expr, key: &str) -> syn::Result<Flavor> {
     }
 }
 
-/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"`, or sums of them like `"1m30s"`.
-///
-/// Written by hand rather than with a duration crate: it runs at compile time, and its errors must
-/// point at the user's literal.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let malformed = || {
-        format!("invalid duration `{text}`; expected a number and a unit (`ms`, `s`, `m`, `h`), like `250ms`, `10s` or `2m`")
-    };
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(malformed());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return Err(malformed());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| malformed())?;
-        rest = &rest[digits..];
-        let unit_len = rest.len()
-            - rest
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
-        let (unit, after) = rest.split_at(unit_len);
-        let part = match unit {
-            "ms" => Some(Duration::from_millis(number)),
-            "s" => Some(Duration::from_secs(number)),
-            "m" => number.checked_mul(60).map(Duration::from_secs),
-            "h" => number.checked_mul(3600).map(Duration::from_secs),
-            _ => return Err(malformed()),
-        };
-        total = part
-            .and_then(|p| total.checked_add(p))
-            .ok_or_else(|| format!("duration `{text}` is too long"))?;
-        rest = after;
-    }
-    Ok(total)
-}
-
 fn duration(value: &syn::Expr, key: &str) -> syn::Result<(Duration, Span)> {
     let lit = lit_str(
         value,
         key,
         "a duration like `\"250ms\"`, `\"10s\"` or `\"2m\"`",
     )?;
-    let parsed = parse_duration(&lit.value()).map_err(|msg| syn::Error::new(lit.span(), msg))?;
+    let parsed =
+        options::parse_duration(&lit.value()).map_err(|msg| syn::Error::new(lit.span(), msg))?;
     Ok((parsed, lit.span()))
-}
-
-fn signal_name(lit: &LitStr) -> syn::Result<()> {
-    let name = lit.value();
-    if UNIX_SIGNALS.contains(&name.as_str()) || WINDOWS_SIGNALS.contains(&name.as_str()) {
-        return Ok(());
-    }
-    let message = match name.as_str() {
-        "SIGKILL" | "SIGSTOP" => format!(
-            "`{name}` cannot be caught, so it cannot start a graceful shutdown; use `SIGTERM` or `SIGINT`"
-        ),
-        _ => {
-            let all: Vec<String> = UNIX_SIGNALS
-                .iter()
-                .chain(WINDOWS_SIGNALS)
-                .map(|n| format!("`{n}`"))
-                .collect();
-            format!("unknown signal `{name}`; expected one of {}", all.join(", "))
-        }
-    };
-    Err(syn::Error::new(lit.span(), message))
 }
 
 fn signals(value: &syn::Expr) -> syn::Result<Vec<LitStr>> {
@@ -312,15 +210,11 @@ fn signals(value: &syn::Expr) -> syn::Result<Vec<LitStr>> {
             "signals",
             "one name per element, like `\"SIGTERM\"`",
         )?;
-        signal_name(&lit)?;
-        if names.iter().any(|n| n.value() == lit.value()) {
-            return Err(syn::Error::new(
-                lit.span(),
-                format!("`{}` is listed twice", lit.value()),
-            ));
-        }
         names.push(lit);
     }
+    let values: Vec<String> = names.iter().map(LitStr::value).collect();
+    options::check_signals(values.iter().map(String::as_str))
+        .map_err(|(at, message)| syn::Error::new(names[at].span(), message))?;
     Ok(names)
 }
 
@@ -330,15 +224,8 @@ fn dump_signal(value: &syn::Expr) -> syn::Result<LitStr> {
         "dump_signal",
         "one of `\"SIGUSR1\"`, `\"SIGUSR2\"`, `\"SIGQUIT\"`",
     )?;
-    if !DUMP_SIGNALS.contains(&lit.value().as_str()) {
-        return Err(syn::Error::new(
-            lit.span(),
-            format!(
-                "`dump_signal` must be `\"SIGUSR1\"`, `\"SIGUSR2\"` or `\"SIGQUIT\"`, not `{}`",
-                lit.value()
-            ),
-        ));
-    }
+    options::check_dump_signal(&lit.value())
+        .map_err(|message| syn::Error::new(lit.span(), message))?;
     Ok(lit)
 }
 
@@ -470,11 +357,8 @@ impl Options {
                     positive(&value, &name).and_then(|v| set(&mut o.blocking_threads, &key, v))
                 }
                 "grace" => duration(&value, &name).and_then(|(d, span)| {
-                    if d.is_zero() {
-                        Err(syn::Error::new(span, "`grace` must be greater than zero"))
-                    } else {
-                        set(&mut o.grace, &key, d)
-                    }
+                    options::check_grace(d).map_err(|message| syn::Error::new(span, message))?;
+                    set(&mut o.grace, &key, d)
                 }),
                 "signals" => signals(&value).and_then(|v| set(&mut o.signals, &key, v)),
                 "run_forever" => {
@@ -532,53 +416,34 @@ impl Options {
             Entry::Main => Flavor::MultiThread,
             Entry::Test => Flavor::CurrentThread,
         });
+        let current_thread = effective == Flavor::CurrentThread;
+        let mut check = |result: Result<(), String>, span: Span| {
+            if let Err(message) = result {
+                push(&mut errors, syn::Error::new(span, message));
+            }
+        };
         if let Some((_, span)) = &self.worker_threads {
-            if effective == Flavor::CurrentThread {
-                push(
-                    &mut errors,
-                    syn::Error::new(
-                        *span,
-                        "`worker_threads` applies to `flavor = \"multi_thread\"` only; remove it or set that flavor",
-                    ),
-                );
-            }
+            check(
+                options::check_worker_threads_flavor(current_thread, true),
+                *span,
+            );
         }
-        if let Some((true, span)) = &self.start_paused {
-            if effective == Flavor::MultiThread {
-                push(
-                    &mut errors,
-                    syn::Error::new(
-                        *span,
-                        "`start_paused` needs `flavor = \"current_thread\"`, as tokio's paused clock does",
-                    ),
-                );
-            }
+        if let Some((start_paused, span)) = &self.start_paused {
+            check(
+                options::check_start_paused_flavor(current_thread, *start_paused),
+                *span,
+            );
         }
         if let Some(((delay, literal), _)) = &self.drain_delay {
-            let grace = self.grace.map_or(Duration::from_secs(25), |(g, _)| g);
-            if *delay >= grace {
-                push(
-                    &mut errors,
-                    syn::Error::new(
-                        *literal,
-                        "`drain_delay` counts inside the grace and must be shorter than `grace` (25s unless set)",
-                    ),
-                );
-            }
+            let grace = self.grace.map_or(options::DEFAULT_GRACE, |(g, _)| g);
+            check(options::check_drain_delay(*delay, grace), *literal);
         }
         if let (Some((dump, _)), Some((signals, _))) = (&self.dump_signal, &self.signals) {
-            if signals.iter().any(|s| s.value() == dump.value()) {
-                push(
-                    &mut errors,
-                    syn::Error::new(
-                        dump.span(),
-                        format!(
-                            "`{}` cannot both start a shutdown (in `signals`) and dump the tasks",
-                            dump.value()
-                        ),
-                    ),
-                );
-            }
+            let names: Vec<String> = signals.iter().map(LitStr::value).collect();
+            check(
+                options::check_dump_not_in_signals(&dump.value(), names.iter().map(String::as_str)),
+                dump.span(),
+            );
         }
         if let Some(errors) = errors {
             return Err(errors);
@@ -606,28 +471,6 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in [
-            "",
-            "10",
-            "s",
-            "10 parsecs",
-            "1.5s",
-            "-1s",
-            "10S",
-            "99999999999999999999s",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
-        }
-        assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
-    }
 
     #[test]
     fn near_misses_are_hinted() {

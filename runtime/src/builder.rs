@@ -16,6 +16,7 @@ use crate::shutdown::Reason;
 use crate::signals::{self, Signal};
 use crate::task::TaskInfo;
 use crate::watchdog;
+use graceful_options as options;
 
 /// The tokio runtime flavor a graceful runtime uses.
 ///
@@ -75,13 +76,14 @@ pub(crate) struct Config {
     pub(crate) worker_threads: Option<usize>,
     pub(crate) blocking_threads: Option<usize>,
     pub(crate) grace: Duration,
-    pub(crate) signals: Vec<Signal>,
+    /// As given: checked against the other options by name, resolved when the run starts.
+    pub(crate) signal_names: Vec<&'static str>,
     pub(crate) run_forever: bool,
     pub(crate) stop_on_panic: bool,
     pub(crate) stop_on_error: bool,
     pub(crate) signal_exit_code: Option<u8>,
     pub(crate) drain_delay: Duration,
-    pub(crate) dump_signal: Option<Signal>,
+    pub(crate) dump_signal: Option<&'static str>,
     pub(crate) second_signal: SecondSignal,
     /// Whether this run may end the process (death by a signal, the watchdog's forced exit):
     /// not under `#[graceful::test]`, where the harness owns the process.
@@ -90,6 +92,21 @@ pub(crate) struct Config {
     pub(crate) notify_ready_auto: bool,
     #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) start_paused: bool,
+}
+
+impl Config {
+    /// The signals of this platform that start a shutdown.
+    pub(crate) fn signals(&self) -> Vec<Signal> {
+        self.signal_names
+            .iter()
+            .filter_map(|name| signals::resolve(name))
+            .collect()
+    }
+
+    /// The signal that dumps the tasks, on a platform that has it.
+    pub(crate) fn dump(&self) -> Option<Signal> {
+        self.dump_signal.and_then(signals::resolve)
+    }
 }
 
 /// The grace when none is set: 25 s, under Kubernetes' default 30 s
@@ -104,7 +121,7 @@ pub(crate) struct Config {
 ///     assert!(left <= graceful::DEFAULT_GRACE && left > graceful::DEFAULT_GRACE / 2);
 /// });
 /// ```
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
+pub const DEFAULT_GRACE: Duration = graceful_options::DEFAULT_GRACE;
 
 /// Settings of a graceful runtime; [`run`](Builder::run) runs a future under it and returns the
 /// exit status. Everything `#[graceful::main]` can set, the builder can set too.
@@ -138,16 +155,12 @@ impl Default for Builder {
     }
 }
 
-fn resolve_all<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Signal> {
-    let mut out: Vec<Signal> = Vec::new();
-    for name in names {
-        match signals::resolve(name) {
-            Ok(Some(signal)) if !out.contains(&signal) => out.push(signal),
-            Ok(_) => {}
-            Err(message) => panic!("graceful::Builder: {message}"),
-        }
+/// A setting the option table rejects: the attribute's compile error, word for word.
+#[track_caller]
+fn reject(checked: Result<(), String>) {
+    if let Err(message) = checked {
+        panic!("graceful::Builder: {message}");
     }
-    out
 }
 
 impl Builder {
@@ -169,7 +182,7 @@ impl Builder {
                 worker_threads: None,
                 blocking_threads: None,
                 grace: DEFAULT_GRACE,
-                signals: resolve_all(signals::DEFAULT_SIGNALS.iter().copied()),
+                signal_names: signals::DEFAULT_SIGNALS.to_vec(),
                 run_forever: false,
                 stop_on_panic: false,
                 stop_on_error: false,
@@ -218,10 +231,7 @@ impl Builder {
     /// });
     /// ```
     pub fn worker_threads(mut self, n: usize) -> Builder {
-        assert!(
-            n > 0,
-            "graceful::Builder: worker_threads must be greater than 0"
-        );
+        reject(options::check_threads("worker_threads", n));
         self.config.worker_threads = Some(n);
         self
     }
@@ -242,10 +252,7 @@ impl Builder {
     /// });
     /// ```
     pub fn blocking_threads(mut self, n: usize) -> Builder {
-        assert!(
-            n > 0,
-            "graceful::Builder: blocking_threads must be greater than 0"
-        );
+        reject(options::check_threads("blocking_threads", n));
         self.config.blocking_threads = Some(n);
         self
     }
@@ -271,10 +278,7 @@ impl Builder {
     ///     });
     /// ```
     pub fn grace(mut self, grace: Duration) -> Builder {
-        assert!(
-            !grace.is_zero(),
-            "graceful::Builder: grace must be greater than 0"
-        );
+        reject(options::check_grace(grace));
         self.config.grace = grace;
         self
     }
@@ -286,7 +290,8 @@ impl Builder {
     ///
     /// # Panics
     ///
-    /// On a name that is in neither list.
+    /// On a name that is in neither list (`SIGKILL` and `SIGSTOP` cannot be caught), or one
+    /// given twice.
     ///
     /// # Examples
     ///
@@ -301,7 +306,11 @@ impl Builder {
     where
         I: IntoIterator<Item = &'static str>,
     {
-        self.config.signals = resolve_all(names);
+        let names: Vec<&'static str> = names.into_iter().collect();
+        if let Err((_, message)) = options::check_signals(names.iter().copied()) {
+            reject(Err(message));
+        }
+        self.config.signal_names = names;
         self
     }
 
@@ -388,6 +397,10 @@ impl Builder {
     /// A first window of the grace in which [`is_shutting_down()`](crate::is_shutting_down) is
     /// true (readiness probes fail) but nothing is cancelled yet.
     ///
+    /// # Panics
+    ///
+    /// `run` panics unless it is shorter than the grace.
+    ///
     /// # Examples
     ///
     /// ```
@@ -427,11 +440,8 @@ impl Builder {
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
     pub fn dump_signal(mut self, name: &'static str) -> Builder {
-        assert!(
-            ["SIGUSR1", "SIGUSR2", "SIGQUIT"].contains(&name),
-            "graceful::Builder: dump_signal must be `SIGUSR1`, `SIGUSR2` or `SIGQUIT`, not `{name}`"
-        );
-        self.config.dump_signal = resolve_all([name]).pop();
+        reject(options::check_dump_signal(name));
+        self.config.dump_signal = Some(name);
         self
     }
 
@@ -514,7 +524,7 @@ impl Builder {
     /// For `#[graceful::test]`: no signal capture, and the process is never ended by us.
     #[doc(hidden)]
     pub fn __for_test(mut self) -> Builder {
-        self.config.signals.clear();
+        self.config.signal_names.clear();
         self.config.exits_process = false;
         self
     }
@@ -524,18 +534,25 @@ impl Builder {
         self.__for_test().config
     }
 
+    /// The checks of combinations, which no single setter can make.
+    #[track_caller]
     fn validate(&self) {
         let config = &self.config;
-        assert!(
-            !(config.flavor == Flavor::CurrentThread && config.worker_threads.is_some()),
-            "graceful::Builder: worker_threads applies to the multi_thread flavor only"
-        );
+        let current_thread = config.flavor == Flavor::CurrentThread;
+        reject(options::check_worker_threads_flavor(
+            current_thread,
+            config.worker_threads.is_some(),
+        ));
+        reject(options::check_start_paused_flavor(
+            current_thread,
+            config.start_paused,
+        ));
+        reject(options::check_drain_delay(config.drain_delay, config.grace));
         if let Some(dump) = config.dump_signal {
-            assert!(
-                !config.signals.contains(&dump),
-                "graceful::Builder: `{}` cannot both start a shutdown and dump the tasks",
-                dump.name
-            );
+            reject(options::check_dump_not_in_signals(
+                dump,
+                config.signal_names.iter().copied(),
+            ));
         }
     }
 
@@ -560,8 +577,11 @@ impl Builder {
     ///
     /// # Panics
     ///
-    /// If the settings conflict (`worker_threads` with a current_thread flavor). A panic in
-    /// `future` does not unwind out of `run`: it is reported and the status is 101.
+    /// If the settings conflict: `worker_threads` with the current_thread flavor, `start_paused`
+    /// with the multi_thread one, a `drain_delay` not shorter than the `grace`, a `dump_signal`
+    /// that is also in `signals`. The message is the one `#[graceful::main]` gives at compile
+    /// time for the same settings. A panic in `future` does not unwind out of `run`: it is
+    /// reported and the status is 101.
     #[track_caller]
     pub fn run<F>(self, future: F) -> ExitCode
     where

@@ -279,7 +279,7 @@ fn how_to_force(shared: &Shared) -> String {
         return String::new();
     }
     let first = shared.shutdown.trigger.signal();
-    let Some(signal) = first.or_else(|| shared.config.signals.first().copied()) else {
+    let Some(signal) = first.or_else(|| shared.config.signals().first().copied()) else {
         return String::new();
     };
     let how = if first.is_some() { "again" } else { "twice" };

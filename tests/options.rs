@@ -1,0 +1,198 @@
+//! The attribute and `Builder` reject the same settings with the same words: every invalid value
+//! or combination that is a compile error in `tests/ui/fail` has a `Builder` twin here that
+//! panics, at the setter or at `run`, with the message of that compile error. Cases that exist
+//! only as syntax (an unknown key, a key given twice, a malformed duration) have no twin and are
+//! listed as such, so a new `tests/ui/fail` case must be placed in one list or the other.
+
+use std::panic::{catch_unwind, UnwindSafe};
+use std::path::Path;
+use std::time::Duration;
+
+use graceful::{Builder, Flavor};
+
+/// A `tests/ui/fail` case and the `Builder` code that must fail the same way.
+struct Twin {
+    case: &'static str,
+    builder: fn(),
+}
+
+fn run(builder: Builder) {
+    let _ = builder.signals([]).run(async {});
+}
+
+fn twins() -> Vec<Twin> {
+    vec![
+        Twin {
+            case: "zero_grace",
+            builder: || run(Builder::new().grace(Duration::ZERO)),
+        },
+        Twin {
+            case: "zero_worker_threads",
+            builder: || run(Builder::new().worker_threads(0)),
+        },
+        Twin {
+            case: "zero_blocking_threads",
+            builder: || run(Builder::new().blocking_threads(0)),
+        },
+        Twin {
+            case: "drain_delay_past_grace",
+            builder: || {
+                let five = Duration::from_secs(5);
+                run(Builder::new().grace(five).drain_delay(five))
+            },
+        },
+        Twin {
+            case: "worker_threads_current_thread",
+            builder: || {
+                run(Builder::new()
+                    .flavor(Flavor::CurrentThread)
+                    .worker_threads(4))
+            },
+        },
+        Twin {
+            case: "test_start_paused_multi_thread",
+            builder: || {
+                run(Builder::new()
+                    .flavor(Flavor::MultiThread)
+                    .start_paused(true))
+            },
+        },
+        Twin {
+            case: "sigkill",
+            builder: || drop(Builder::new().signals(["SIGINT", "SIGKILL"])),
+        },
+        Twin {
+            case: "sigstop",
+            builder: || drop(Builder::new().signals(["SIGSTOP"])),
+        },
+        Twin {
+            case: "unknown_signal",
+            builder: || drop(Builder::new().signals(["SIGINT", "SIGWINCH"])),
+        },
+        Twin {
+            case: "duplicate_signal",
+            builder: || drop(Builder::new().signals(["SIGTERM", "SIGINT", "SIGTERM"])),
+        },
+        Twin {
+            case: "bad_dump_signal",
+            builder: || drop(Builder::new().dump_signal("SIGINT")),
+        },
+        Twin {
+            case: "dump_signal_in_signals",
+            builder: || {
+                let _ = Builder::new()
+                    .signals(["SIGUSR1"])
+                    .dump_signal("SIGUSR1")
+                    .run(async {});
+            },
+        },
+    ]
+}
+
+/// Misuses of the attribute's syntax, which `Builder`'s types rule out.
+const SYNTAX_ONLY: &[&str] = &[
+    "bad_duration",
+    "bad_flavor",
+    "bad_second_signal",
+    "body_errors_still_reported",
+    "duplicate_option",
+    "flavor_and_uvloop_like",
+    "generics",
+    "not_a_function",
+    "not_async",
+    "not_termination",
+    "option_without_value",
+    "parameters",
+    "test_main_only_option",
+    "test_not_async",
+    "test_second_test_attribute",
+    "unknown_option",
+    "wrong_value_types",
+];
+
+fn panic_message(f: impl FnOnce() + UnwindSafe) -> Option<String> {
+    let payload = catch_unwind(f).err()?;
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+}
+
+fn fail_cases() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/fail");
+    let mut cases: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.unwrap().path();
+            (path.extension()? == "rs").then(|| path.file_stem()?.to_str().map(String::from))?
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn every_compile_error_case_has_a_builder_twin_or_is_syntax_only() {
+    let twins = twins();
+    for case in fail_cases() {
+        let twinned = twins.iter().any(|t| t.case == case);
+        let syntax = SYNTAX_ONLY.contains(&case.as_str());
+        assert!(
+            twinned != syntax,
+            "tests/ui/fail/{case}.rs: give it a `Builder` twin in tests/options.rs, or list it as syntax-only (not both)"
+        );
+    }
+}
+
+#[test]
+fn builder_rejects_what_the_attribute_rejects_with_the_same_words() {
+    for twin in twins() {
+        let message = panic_message(twin.builder).unwrap_or_else(|| {
+            panic!(
+                "{}: `Builder` accepted what the attribute rejects",
+                twin.case
+            )
+        });
+        let words = message
+            .strip_prefix("graceful::Builder: ")
+            .unwrap_or_else(|| panic!("{}: not a Builder error: {message}", twin.case));
+        let path = format!(
+            "{}/tests/ui/fail/{}.stderr",
+            env!("CARGO_MANIFEST_DIR"),
+            twin.case
+        );
+        let stderr = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            stderr.lines().any(|line| line == format!("error: {words}")),
+            "{}: `Builder` says {words:?}; the attribute says:\n{stderr}",
+            twin.case
+        );
+    }
+}
+
+#[test]
+fn the_attributes_docs_name_every_option() {
+    let docs = include_str!("../src/lib.rs");
+    let main = &docs[..docs.find("pub use graceful_macros::main;").unwrap()];
+    for option in graceful_options::MAIN_OPTIONS {
+        assert!(
+            main.contains(&format!("`{option}`")),
+            "`{option}` is missing from `main`'s docs"
+        );
+    }
+    let test = &docs[docs.find("pub use graceful_macros::main;").unwrap()..];
+    for option in graceful_options::TEST_OPTIONS {
+        // `start_paused = true` is written with its value.
+        assert!(
+            test.contains(&format!("`{option}`")) || test.contains(&format!("`{option} = ")),
+            "`{option}` is missing from `test`'s docs"
+        );
+    }
+    let readme = include_str!("../README.md");
+    for option in graceful_options::MAIN_OPTIONS {
+        assert!(
+            readme.contains(&format!("| `{option}` |")),
+            "`{option}` is missing from the README's table"
+        );
+    }
+}

@@ -1,0 +1,2 @@
+#[graceful::main(dump_signal = "SIGINT")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[graceful::main(signals = ["SIGINT", "SIGWINCH"])]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[graceful::main(blocking_threads = 0)]
+async fn main() {}
