@@ -27,7 +27,10 @@ fn job_ignoring_its_flag_is_abandoned_by_name_without_a_hang_or_a_panic() {
     let out = fixture("blocking_ignore").signal_after("ready", SIGTERM);
     out.assert_killed_by(SIGTERM)
         .assert_exited_within(Duration::from_secs(1))
-        .assert_stderr_has("abandoned at the deadline (still running): blocking job \"sleeper\" at tests/fixtures/src/bin/blocking_ignore.rs:");
+        .assert_stderr_has(&format!(
+            "abandoned at the deadline (still running): blocking job \"sleeper\" at {}:",
+            support::source("blocking_ignore")
+        ));
     assert!(!out.stderr.contains("panicked"), "{out:#?}");
 }
 

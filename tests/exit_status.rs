@@ -73,11 +73,7 @@ fn pid_1_ignoring_the_reraised_signal_exits_128_plus_n() {
         eprintln!("note: `unshare --pid` is not available here; PID 1 behaviour not checked");
         return;
     }
-    let out = support::program("unshare", "self_sigterm as PID 1")
-        .arg("--pid")
-        .arg("--fork")
-        .arg(support::fixture_path("self_sigterm"))
-        .run();
+    let out = support::fixture_under("unshare", &["--pid", "--fork"], "self_sigterm").run();
     out.assert_stdout_has("pid 1\n")
         .assert_stdout_has("shutdown by Signal(\"SIGTERM\")")
         .assert_code(128 + SIGTERM);

@@ -136,7 +136,10 @@ fn dump_signal_prints_the_task_table_and_the_program_keeps_running() {
     child.signal(libc::SIGUSR1);
     let row = child.wait_for_stderr("reporter");
     assert!(row.contains("service"), "{row}");
-    assert!(row.contains("tests/fixtures/src/bin/dump.rs:4:"), "{row}");
+    assert!(
+        row.contains(&format!("{}:4:", support::source("dump"))),
+        "{row}"
+    );
     child.wait_for_stderr("crunch");
     // Still running: the next signal is the one that stops it.
     child.signal(SIGTERM);

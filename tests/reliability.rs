@@ -123,7 +123,7 @@ fn panic_in_a_cancelled_tasks_drop_does_not_stop_the_sequence() {
         .assert_killed_by(SIGTERM)
         .assert_stderr_has("panic in a cancelled task's Drop")
         // graceful's own report, not only std's panic message: it counts like any panic.
-        .assert_stderr_has("graceful: task at tests/fixtures/src/bin/panics.rs:")
+        .assert_stderr_has(&format!("graceful: task at {}:", support::source("panics")))
         .assert_stdout_has("first hook registered, run last");
 }
 
@@ -131,7 +131,10 @@ fn panic_in_a_cancelled_tasks_drop_does_not_stop_the_sequence() {
 fn panic_in_a_service_after_the_signal_is_reported_and_the_sequence_goes_on() {
     panic_at("service")
         .assert_killed_by(SIGTERM)
-        .assert_stderr_has("graceful: service \"fragile\" at tests/fixtures/src/bin/panics.rs:")
+        .assert_stderr_has(&format!(
+            "graceful: service \"fragile\" at {}:",
+            support::source("panics")
+        ))
         .assert_stdout_has("first hook registered, run last");
 }
 
@@ -139,7 +142,7 @@ fn panic_in_a_service_after_the_signal_is_reported_and_the_sequence_goes_on() {
 fn panic_in_a_hook_is_reported_and_the_next_hook_runs() {
     panic_at("hook")
         .assert_killed_by(SIGTERM)
-        .assert_stderr_has("graceful: hook at tests/fixtures/src/bin/panics.rs:")
+        .assert_stderr_has(&format!("graceful: hook at {}:", support::source("panics")))
         .assert_stdout_has("first hook registered, run last");
 }
 
@@ -147,9 +150,10 @@ fn panic_in_a_hook_is_reported_and_the_next_hook_runs() {
 fn panic_in_a_blocking_job_is_reported_and_the_sequence_goes_on() {
     panic_at("blocking")
         .assert_killed_by(SIGTERM)
-        .assert_stderr_has(
-            "graceful: blocking job \"fragile-job\" at tests/fixtures/src/bin/panics.rs:",
-        )
+        .assert_stderr_has(&format!(
+            "graceful: blocking job \"fragile-job\" at {}:",
+            support::source("panics")
+        ))
         .assert_stdout_has("first hook registered, run last");
 }
 

@@ -5,8 +5,12 @@ mod support;
 
 use support::{fixture, SIGTERM};
 
-const REPORTED: &str =
-    "graceful: service \"loader\" at tests/fixtures/src/bin/service_err.rs:6:22 failed: \"no such table\"";
+fn reported() -> String {
+    format!(
+        "graceful: service \"loader\" at {}:6:22 failed: \"no such table\"",
+        support::source("service_err")
+    )
+}
 
 #[test]
 fn a_failed_service_is_reported_and_the_program_goes_on() {
@@ -18,7 +22,7 @@ fn a_failed_service_is_reported_and_the_program_goes_on() {
         .assert_killed_by(SIGTERM)
         .assert_stdout_has("loader returned Err(\"no such table\")")
         .assert_stdout_has("shutdown by Signal(\"SIGTERM\")")
-        .assert_stderr_has(REPORTED);
+        .assert_stderr_has(&reported());
 }
 
 #[test]
@@ -28,5 +32,5 @@ fn with_stop_on_error_a_failed_service_stops_the_program_with_status_1() {
         .run()
         .assert_code(1)
         .assert_stdout_has("shutdown by Failed { task: \"loader\" }")
-        .assert_stderr_has(REPORTED);
+        .assert_stderr_has(&reported());
 }

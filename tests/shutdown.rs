@@ -26,7 +26,10 @@ fn service_ignoring_the_shutdown_is_aborted_at_the_deadline_and_named() {
         .signal_after("ready", SIGTERM);
     out.assert_killed_by(SIGTERM)
         .assert_exited_within(Duration::from_secs(1))
-        .assert_stderr_has("aborted at the deadline: service \"stuck\" at tests/fixtures/src/bin/stuck_service.rs:");
+        .assert_stderr_has(&format!(
+            "aborted at the deadline: service \"stuck\" at {}:",
+            support::source("stuck_service")
+        ));
 }
 
 #[test]
@@ -40,7 +43,10 @@ fn waiting_line_names_the_stuck_service_within_2s() {
         "came {at:?} after the signal: {line}"
     );
     assert!(
-        line.contains("service \"stuck\" at tests/fixtures/src/bin/stuck_service.rs:"),
+        line.contains(&format!(
+            "service \"stuck\" at {}:",
+            support::source("stuck_service")
+        )),
         "{line}"
     );
     assert!(
@@ -75,7 +81,7 @@ fn hooks_run_last_registered_first_after_the_drain_and_survive_a_panic() {
         ["hook C", "hook B", "hook A, worker drained: true"],
         "{out:#?}"
     );
-    out.assert_stderr_has("graceful: hook at tests/fixtures/src/bin/hooks.rs:");
+    out.assert_stderr_has(&format!("graceful: hook at {}:", support::source("hooks")));
     out.assert_stderr_has("panicked");
 }
 
@@ -95,8 +101,11 @@ fn run_forever_keeps_services_running_after_main_returns() {
 fn stop_on_panic_drains_services_and_exits_101() {
     let out = fixture("stop_on_panic").run();
     out.assert_code(101)
-        .assert_stdout_has("service drained, reason Panic { task: \"task at tests/fixtures/src/bin/stop_on_panic.rs:")
-        .assert_stderr_has("task at tests/fixtures/src/bin/stop_on_panic.rs:");
+        .assert_stdout_has(&format!(
+            "service drained, reason Panic {{ task: \"task at {}:",
+            support::source("stop_on_panic")
+        ))
+        .assert_stderr_has(&format!("task at {}:", support::source("stop_on_panic")));
 }
 
 #[test]
@@ -104,7 +113,10 @@ fn without_stop_on_panic_a_task_panic_is_reported_and_the_program_goes_on() {
     let out = fixture("panic_goes_on").run();
     out.assert_code(0)
         .assert_stdout_has("still running, shutting down: false")
-        .assert_stderr_has("graceful: task at tests/fixtures/src/bin/panic_goes_on.rs:");
+        .assert_stderr_has(&format!(
+            "graceful: task at {}:",
+            support::source("panic_goes_on")
+        ));
 }
 
 /// A program that calls `Builder::run` and goes on must not keep graceful's signal and watchdog

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{fixture, fixture_path, program, SIGINT, SIGTERM};
+use support::{fixture, fixture_under, SIGINT, SIGTERM};
 
 #[test]
 fn a_repeat_within_the_first_second_is_merged_into_the_first_signal() {
@@ -26,12 +26,7 @@ fn a_repeat_within_the_first_second_is_merged_into_the_first_signal() {
 fn gnu_timeout_signalling_the_process_and_then_its_group_does_not_force() {
     // `timeout` sends SIGTERM to the program and then to its own process group, microseconds
     // apart: one request, and the 1.5 s drain must finish.
-    let out = program("timeout", "timeout slow_drain")
-        .arg("-s")
-        .arg("TERM")
-        .arg("2")
-        .arg(fixture_path("slow_drain"))
-        .run();
+    let out = fixture_under("timeout", &["-s", "TERM", "2"], "slow_drain").run();
     // 124: `timeout` saw its command time out and end.
     out.assert_code(124)
         .assert_stdout_has("shutdown started")

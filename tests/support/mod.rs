@@ -4,8 +4,9 @@
 
 #![allow(dead_code, unused_imports)] // Each test file uses part of it.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,31 +22,74 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Slack on exit-time bounds: a loaded 2-core machine can be slow to schedule a process.
 pub const SLACK: Duration = Duration::from_secs(2);
 
-/// The fixture programs of `tests/fixtures`, built once per test binary. `cargo test` has released
-/// the build lock by the time tests run, so this reuses the compiled dependencies.
-fn fixtures_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
+/// The programs the tests start, built once per test binary: the fixture program of
+/// `tests/fixtures` and the crate's examples, by target name. `cargo test` has released the build
+/// lock by the time tests run, so this reuses the compiled dependencies. The paths come from
+/// cargo's own report of what it built, not from guessing the target directory's layout.
+fn programs() -> &'static HashMap<String, PathBuf> {
+    static PROGRAMS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    PROGRAMS.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        for targets in [
-            &["-p", "graceful-fixtures", "--bins"][..],
-            &["-p", "graceful", "--examples"][..],
-        ] {
-            let mut command = Command::new(&cargo);
-            command.args(["build", "-q"]).args(targets);
-            if !cfg!(debug_assertions) {
-                command.arg("--release");
-            }
-            let status = command
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo to build the fixtures");
-            assert!(status.success(), "building {targets:?} failed");
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "-q", "--message-format=json"])
+            .args([
+                "-p",
+                "graceful-fixtures",
+                "--bins",
+                "-p",
+                "graceful",
+                "--examples",
+            ]);
+        // The profile of this test binary, so the build reuses its artifacts.
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
         }
-        // The test binary lives in <target>/<profile>/deps; the fixtures in <target>/<profile>.
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().parent().unwrap().to_path_buf()
+        let output = command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo to build the fixtures");
+        assert!(output.status.success(), "building the fixtures failed");
+        let report = String::from_utf8(output.stdout).expect("cargo writes UTF-8 JSON");
+        let programs: HashMap<String, PathBuf> = report
+            .lines()
+            .filter(|line| line.contains(r#""reason":"compiler-artifact""#))
+            .filter_map(|line| {
+                let name = json_string_after(line, r#""target":{"#, "name")?;
+                let executable = json_string_after(line, "", "executable")?;
+                Some((name, PathBuf::from(executable)))
+            })
+            .collect();
+        assert!(
+            programs.contains_key("fixture"),
+            "cargo built no fixture program:\n{report}"
+        );
+        programs
     })
+}
+
+/// The string value of `"key":"…"` in one line of cargo's JSON, after `from`. Enough JSON for
+/// cargo's messages: no nesting to track, and only `\\` and `\"` to undo in a path.
+fn json_string_after(line: &str, from: &str, key: &str) -> Option<String> {
+    let rest = &line[line.find(from)? + from.len()..];
+    let pattern = format!("\"{key}\":\"");
+    let rest = &rest[rest.find(&pattern)? + pattern.len()..];
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    loop {
+        match chars.next()? {
+            '"' => return Some(out),
+            '\\' => out.push(chars.next()?),
+            c => out.push(c),
+        }
+    }
+}
+
+fn program_path(name: &str) -> &'static Path {
+    programs()
+        .get(name)
+        .unwrap_or_else(|| panic!("no program `{name}` was built"))
 }
 
 pub struct Fixture {
@@ -63,16 +107,33 @@ pub enum Stream {
 
 /// One of the crate's examples, as `cargo run --example NAME` would run it.
 pub fn example(name: &str) -> Fixture {
-    let path = fixtures_dir()
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "no example program {}", path.display());
-    program(path, name)
+    program(program_path(name), name)
 }
 
-/// The path of a fixture program, for tests that start it through another program.
-pub fn fixture_path(name: &str) -> PathBuf {
-    fixtures_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+/// The source file of a fixture, as its reports name it: `#[path]` modules of a generated list
+/// carry their absolute path in `Location`s.
+pub fn source(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/src/fixtures/{name}.rs",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The variable that tells the fixture program which fixture to run.
+const FIXTURE_VAR: &str = "GRACEFUL_FIXTURE";
+
+/// `tests/fixtures/src/fixtures/NAME.rs`, started as a program.
+pub fn fixture(name: &str) -> Fixture {
+    program(program_path("fixture"), name).env(FIXTURE_VAR, name)
+}
+
+/// A fixture started through another program (GNU `timeout`, `unshare`): `wrapper ARGS… FIXTURE`.
+pub fn fixture_under(wrapper: &str, args: &[&str], name: &str) -> Fixture {
+    let mut started = program(wrapper, &format!("{wrapper} {name}")).env(FIXTURE_VAR, name);
+    for arg in args {
+        started = started.arg(arg);
+    }
+    started.arg(program_path("fixture"))
 }
 
 /// Starts any program with the helper's plumbing (bounded waits, kill on drop).
@@ -89,12 +150,6 @@ pub fn program(path: impl AsRef<std::ffi::OsStr>, name: &str) -> Fixture {
         name: name.to_string(),
         unread: None,
     }
-}
-
-pub fn fixture(name: &str) -> Fixture {
-    let path = fixture_path(name);
-    assert!(path.exists(), "no fixture program {}", path.display());
-    program(path, name)
 }
 
 impl Fixture {
