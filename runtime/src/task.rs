@@ -40,18 +40,21 @@ pub enum TaskKind {
 pub(crate) const KINDS: usize = 5;
 
 impl TaskKind {
+    #[inline]
     pub(crate) fn index(self) -> usize {
         self as usize
     }
 
+    /// The inverse of [`index`](Self::index); an out-of-range index is a `Hook`.
+    #[inline]
     pub(crate) fn from_index(index: usize) -> TaskKind {
-        [
-            TaskKind::Task,
-            TaskKind::Service,
-            TaskKind::Protected,
-            TaskKind::Blocking,
-            TaskKind::Hook,
-        ][index]
+        match index {
+            0 => TaskKind::Task,
+            1 => TaskKind::Service,
+            2 => TaskKind::Protected,
+            3 => TaskKind::Blocking,
+            _ => TaskKind::Hook,
+        }
     }
 
     /// The word for the dump table's KIND column.

@@ -122,6 +122,7 @@ impl Entry {
 /// costs here (a tenth of graceful's whole spawn overhead in `benches/spawn.rs`), at the
 /// resolution of a scheduler tick (1 to 4 ms), which ages shown in milliseconds do not notice.
 #[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
 pub(super) fn clock_us() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,

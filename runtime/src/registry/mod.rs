@@ -84,14 +84,17 @@ impl Registry {
         }
     }
 
+    #[inline]
     pub(crate) fn id(&self) -> RegistryId {
         self.id
     }
 
+    #[inline]
     fn now_us(&self) -> u64 {
         clock_us().saturating_sub(self.epoch_us)
     }
 
+    #[inline]
     fn entry(
         &self,
         kind: TaskKind,
@@ -126,6 +129,7 @@ impl Registry {
 
     /// Takes a key for work about to be spawned; it must then be [`fill`](Self::fill)ed in with
     /// the task's abort handle. Until then it is neither counted nor listed.
+    #[inline]
     pub(crate) fn reserve(&self) -> At {
         self.shards.reserve()
     }
@@ -145,11 +149,12 @@ impl Registry {
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
         self.shards
-            .fill(at, self.entry(kind, name, location, Some(abort)))
+            .fill(at, kind, self.entry(kind, name, location, Some(abort)))
     }
 
     /// The work behind `at` has ended. Its entry may stay in the store a little longer (see
     /// `shards.rs`), but no count or listing sees it.
+    #[inline]
     pub(crate) fn release(&self, at: At) {
         self.shards.release(at);
     }

@@ -31,6 +31,7 @@ unsafe impl Send for Origin {}
 unsafe impl Sync for Origin {}
 
 impl Origin {
+    #[inline]
     pub(super) fn new(
         location: &'static Location<'static>,
         name: Option<Cow<'static, str>>,

@@ -173,6 +173,7 @@ impl Shards {
 
     /// Takes a key in this thread's shard for an entry to be [`fill`](Self::fill)ed in. Usually
     /// takes no lock: the last `fill` left a key spare.
+    #[inline]
     pub(super) fn reserve(&self) -> At {
         let index = shard_hint();
         let shard = &self.shards[index];
@@ -188,9 +189,9 @@ impl Shards {
     /// reserve: this is the one lock a spawn takes.
     ///
     /// Returns the work's description if it panicked while reserved, for the caller to report.
-    pub(super) fn fill(&self, at: At, entry: Entry) -> Option<TaskInfo> {
+    #[inline]
+    pub(super) fn fill(&self, at: At, kind: TaskKind, entry: Entry) -> Option<TaskInfo> {
         let shard = &self.shards[at.shard()];
-        let kind = entry.kind();
         let mut inner = self.lock_to_add(shard);
         let reserved = &inner.entries[at.key()];
         let panicked = reserved
