@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use crate::context;
+use crate::context::{self, Shared};
+use crate::registry::Label;
+use crate::scope::{Member, ScopeInner};
 use crate::task::TaskKind;
 use crate::tracked::Slot;
 
@@ -193,11 +195,43 @@ where
 {
     let location = Location::caller();
     let shared = context::expect("graceful::spawn_blocking");
-    let slot = Slot::insert(&shared, TaskKind::Blocking, Some(name.into()), location);
-    let stop = shared.shutdown.stop.clone();
+    let scope = crate::scope::current();
+    spawn_blocking_in(&shared, scope.as_ref(), name.into(), location, job)
+}
+
+/// A blocking job in `scope` (the root for `None`): its stop flag is the scope's, and it runs
+/// with the scope as its current scope.
+pub(crate) fn spawn_blocking_in<F, R>(
+    shared: &Shared,
+    scope: Option<&Arc<ScopeInner>>,
+    name: Cow<'static, str>,
+    location: &'static Location<'static>,
+    job: F,
+) -> JoinHandle<R>
+where
+    F: FnOnce(StopFlag) -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let scope = scope.filter(|s| !s.is_root()).cloned();
+    let label = Label {
+        name: Some(name),
+        group: scope.as_ref().map(|s| s.path.clone()),
+        restarts: 0,
+    };
+    let slot = Slot::insert(shared, TaskKind::Blocking, label, location);
+    let stop = match &scope {
+        Some(scope) => scope.stop.clone(),
+        None => shared.shutdown.root.stop.clone(),
+    };
+    let member = scope.map(|scope| Member::new(scope, TaskKind::Blocking));
     shared.tokio().spawn_blocking(move || {
-        // Dropped when the job ends, even by unwinding, or unrun when the pool shuts down first.
+        // Dropped when the job ends, even by unwinding, or unrun when the pool shuts down first:
+        // the entry first, then the scope's count.
+        let member = member;
         let mut slot = slot;
+        let _entered = member
+            .as_ref()
+            .map(|m| crate::scope::enter(m.scope.clone()));
         match catch_unwind(AssertUnwindSafe(|| job(stop))) {
             Ok(value) => value,
             Err(payload) => {

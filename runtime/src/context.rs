@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use crate::builder::Config;
 use crate::registry::Registry;
 use crate::report::{self, Reporter};
+use crate::scope::{self, ScopeInner};
 use crate::shutdown::{Reason, Shutdown};
 use crate::systemd::Systemd;
 use crate::task::{TaskInfo, TaskKind};
@@ -37,9 +38,9 @@ impl Shared {
     pub(crate) fn new(config: Config, public: Arc<crate::handle::Inner>) -> Arc<Shared> {
         // `#[graceful::test]` runs are not the service the manager watches.
         let systemd = Systemd::from_env(config.exits_process);
-        Arc::new(Shared {
+        Arc::new_cyclic(|runtime| Shared {
             registry: Registry::new(),
-            shutdown: Shutdown::new(public.root()),
+            shutdown: Shutdown::new(public.root(), runtime.clone()),
             config,
             tokio: OnceLock::new(),
             report: Reporter::default(),
@@ -100,12 +101,18 @@ impl Shared {
         self.start_shutdown(Reason::Requested);
     }
 
-    /// Reports a panic of tracked work, and starts the shutdown under `stop_on_panic`.
+    /// Reports a panic of tracked work, and under `stop_on_panic` shuts down the nearest
+    /// isolated scope of the work, or the program.
     pub(crate) fn task_panicked(&self, info: &TaskInfo) {
-        report::panicked(info);
-        self.report.log.panicked(info);
+        let (info, isolating) = in_scope(info);
+        report::panicked(&info);
+        self.report.log.panicked(&info);
         // A panicking hook is reported and the next one runs: it never stops the program.
         if self.config.stop_on_panic && info.kind != TaskKind::Hook {
+            if let Some(scope) = isolating {
+                scope::turn::begin(&scope);
+                return;
+            }
             let task = if info.name.is_empty() {
                 Cow::Owned(info.to_string())
             } else {
@@ -123,15 +130,33 @@ impl Shared {
 
     /// Reports a failed service, and starts the shutdown under `stop_on_error`.
     pub(crate) fn service_failed(&self, info: &TaskInfo, error: &str) {
-        report::service_failed(info, error);
-        self.report.log.failed(info, error);
+        let (info, isolating) = in_scope(info);
+        report::service_failed(&info, error);
+        self.report.log.failed(&info, error);
         if self.config.stop_on_error {
+            if let Some(scope) = isolating {
+                scope::turn::begin(&scope);
+                return;
+            }
             self.shutdown.trigger.set_failed();
             self.start_shutdown(Reason::Failed {
                 task: info.name.clone(),
             });
         }
     }
+}
+
+/// `info` with the scope of the work running on this thread, and that scope's nearest isolated
+/// scope: where a failure of the work is handled.
+fn in_scope(info: &TaskInfo) -> (TaskInfo, Option<Arc<ScopeInner>>) {
+    let mut info = info.clone();
+    let Some(current) = scope::current() else {
+        return (info, None);
+    };
+    if info.scope.is_none() {
+        info.scope = current.group().cloned();
+    }
+    (info, current.isolating())
 }
 
 thread_local! {

@@ -13,6 +13,7 @@ mod exit;
 mod handle;
 mod registry;
 mod report;
+mod scope;
 mod shutdown;
 mod signals;
 mod spawn;
@@ -25,6 +26,7 @@ pub use blocking::{spawn_blocking, StopFlag};
 pub use builder::{Builder, Flavor, SecondSignal, DEFAULT_GRACE};
 pub use handle::{handle, EnterGuard, Handle};
 pub use report::{Failure, Report};
+pub use scope::{current_scope, scope, Finished, Scope, ScopeShutdown};
 pub use shutdown::{
     deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,
     shutdown_with_code, token, Reason, ShutdownRequested,
@@ -37,7 +39,8 @@ pub use task::{TaskInfo, TaskKind};
 /// A snapshot of the live tracked work of this thread's graceful runtime: name, kind, spawn
 /// location and age of each (asyncio's `all_tasks()`). `main` is in it as the service `main`.
 ///
-/// Outside a graceful runtime: empty.
+/// Inside a [`Scope`], the work of that scope and the scopes below it. Outside a graceful
+/// runtime: empty.
 ///
 /// # Examples
 ///
@@ -50,5 +53,8 @@ pub use task::{TaskInfo, TaskKind};
 /// });
 /// ```
 pub fn tasks() -> Vec<TaskInfo> {
+    if let Some(inner) = scope::current() {
+        return Scope { inner }.tasks();
+    }
     context::with(|shared| shared.map(|s| s.registry.snapshot()).unwrap_or_default())
 }

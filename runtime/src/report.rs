@@ -9,7 +9,6 @@
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::panic::Location;
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -215,17 +214,25 @@ pub(crate) fn service_failed(item: &TaskInfo, error: &str) {
     }
 }
 
-pub(crate) fn hook_skipped(location: &'static Location<'static>) {
+pub(crate) fn hook_skipped(hook: &TaskInfo) {
     if to_stderr() {
-        stderr_line(format_args!(
-            "hook at {location} not run: the deadline passed"
-        ));
+        stderr_line(format_args!("{hook} not run: the deadline passed"));
     } else {
         tracing::warn!(
             target: "graceful",
-            { task.location = %location },
-            "hook at {location} not run: the deadline passed"
+            { task.location = %hook.location },
+            "{hook} not run: the deadline passed"
         );
+    }
+}
+
+/// `scope.abort()`: what it aborted.
+pub(crate) fn scope_aborted(path: &str, items: &[TaskInfo]) {
+    let message = format!("scope `{path}` aborted: {}", describe(items));
+    if to_stderr() {
+        stderr_line(format_args!("{message}"));
+    } else {
+        tracing::warn!(target: "graceful", phase = "abort", "{message}");
     }
 }
 
@@ -336,8 +343,8 @@ pub(crate) fn dump(shared: &Shared) {
     let mut out = format!("graceful: {} live tracked tasks\n", items.len());
     let _ = writeln!(
         out,
-        "  {:<17} {:<24} {:<40} {:>8}",
-        "KIND", "NAME", "LOCATION", "AGE"
+        "  {:<17} {:<24} {:<16} {:<40} {:>8}",
+        "KIND", "NAME", "SCOPE", "LOCATION", "AGE"
     );
     for item in &items {
         let kind = if item.is_main() {
@@ -347,13 +354,14 @@ pub(crate) fn dump(shared: &Shared) {
         };
         let _ = writeln!(
             out,
-            "  {:<17} {:<24} {:<40} {:>8}",
+            "  {:<17} {:<24} {:<16} {:<40} {:>8}",
             kind,
             if item.name.is_empty() {
                 "-"
             } else {
                 &item.name
             },
+            item.scope.as_deref().unwrap_or("-"),
             item.location.to_string(),
             Age(item.age).to_string()
         );
@@ -464,11 +472,12 @@ impl Report {
     }
 }
 
-/// Failures and panics as they happen during the run, for the report.
+/// Failures, panics and hooks not run as they happen during the run, for the report.
 #[derive(Default)]
 pub(crate) struct Log {
     failed: Mutex<Vec<Failure>>,
     panicked: Mutex<Vec<TaskInfo>>,
+    not_run: Mutex<Vec<TaskInfo>>,
 }
 
 impl Log {
@@ -482,6 +491,26 @@ impl Log {
 
     pub(crate) fn panicked(&self, task: &TaskInfo) {
         lock(&self.panicked).push(task.clone());
+    }
+
+    /// A scope's hook the deadline left no time for.
+    pub(crate) fn not_run(&self, hook: &TaskInfo) {
+        lock(&self.not_run).push(hook.clone());
+    }
+
+    /// Copies what concerns the scopes `which` picks into a scope's report, leaving it for the
+    /// program's.
+    pub(crate) fn copy_into(&self, report: &mut Report, which: crate::registry::Which<'_>) {
+        let ours = |t: &TaskInfo| which(t.scope.as_ref());
+        report
+            .failed
+            .extend(lock(&self.failed).iter().filter(|f| ours(&f.task)).cloned());
+        report
+            .panicked
+            .extend(lock(&self.panicked).iter().filter(|t| ours(t)).cloned());
+        report
+            .hooks_not_run
+            .extend(lock(&self.not_run).iter().filter(|t| ours(t)).cloned());
     }
 
     #[cfg(test)]
@@ -532,6 +561,9 @@ impl Summary {
         report.elapsed = elapsed;
         report.failed = std::mem::take(&mut *lock(&log.failed));
         report.panicked = std::mem::take(&mut *lock(&log.panicked));
+        report
+            .hooks_not_run
+            .extend(std::mem::take(&mut *lock(&log.not_run)));
         let clean = report.finished_in_time();
         let counts = [
             (self.cancelled, "cancelled"),

@@ -13,7 +13,10 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
-use crate::context;
+use std::sync::Arc;
+
+use crate::context::{self, Shared};
+use crate::scope::{self, ScopeInner};
 use crate::task::{TaskInfo, TaskKind};
 use crate::tracked;
 
@@ -158,8 +161,9 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    context::with_expect("graceful::spawn", |shared| {
-        tracked::spawn(shared, TaskKind::Task, None, location, future)
+    context::with_expect("graceful::spawn", |shared| match scope::current() {
+        None => tracked::spawn(shared, TaskKind::Task, None, location, future),
+        Some(scope) => tracked::spawn_in(shared, &scope, TaskKind::Task, None, location, future),
     })
 }
 
@@ -201,13 +205,38 @@ where
     let location = Location::caller();
     let name = name.into();
     context::with_expect("graceful::spawn_service", |shared| {
-        let future = Checked {
-            future,
-            name: name.clone(),
-            location,
-        };
-        tracked::spawn(shared, TaskKind::Service, Some(name), location, future)
+        service_in(shared, scope::current().as_ref(), name, location, future)
     })
+}
+
+/// A service in `scope` (the root for `None`).
+pub(crate) fn service_in<F>(
+    shared: &Shared,
+    scope: Option<&Arc<ScopeInner>>,
+    name: Cow<'static, str>,
+    location: &'static Location<'static>,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: ServiceOutput,
+{
+    let future = Checked {
+        future,
+        name: name.clone(),
+        location,
+    };
+    match scope {
+        None => tracked::spawn(shared, TaskKind::Service, Some(name), location, future),
+        Some(scope) => tracked::spawn_in(
+            shared,
+            scope,
+            TaskKind::Service,
+            Some(name),
+            location,
+            future,
+        ),
+    }
 }
 
 /// Runs `future` so that the shutdown **waits for it**: it is never cancelled by the shutdown, even
@@ -255,10 +284,22 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    let handle = context::with_expect("graceful::shutdown_waits_for", |shared| {
-        tracked::spawn(shared, TaskKind::Protected, None, location, future)
-    });
+    let handle = context::with_expect(
+        "graceful::shutdown_waits_for",
+        |shared| match scope::current() {
+            None => tracked::spawn(shared, TaskKind::Protected, None, location, future),
+            Some(scope) => {
+                tracked::spawn_in(shared, &scope, TaskKind::Protected, None, location, future)
+            }
+        },
+    );
     ShutdownWaitsFor { handle }
+}
+
+impl<T> ShutdownWaitsFor<T> {
+    pub(crate) fn from_handle(handle: JoinHandle<T>) -> ShutdownWaitsFor<T> {
+        ShutdownWaitsFor { handle }
+    }
 }
 
 /// The future [`shutdown_waits_for`] returns: the protected work's output.

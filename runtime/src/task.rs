@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::panic::Location;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What kind of tracked work a [`TaskInfo`] describes; it decides what the shutdown does with it.
@@ -82,7 +83,8 @@ impl TaskKind {
 
 /// A snapshot of one live piece of tracked work, as [`tasks()`](crate::tasks) returns it.
 ///
-/// Its `Display` is the form the report uses: `service "flusher" at src/main.rs:42:5`.
+/// Its `Display` is the form the report uses: `service "flusher" at src/main.rs:42:5`, and for
+/// work in a scope `service "writer" in workers at src/main.rs:12:5`.
 ///
 /// # Examples
 ///
@@ -110,6 +112,10 @@ pub struct TaskInfo {
     pub location: &'static Location<'static>,
     /// How long it has been running.
     pub age: Duration,
+    /// The path of the [`Scope`](crate::Scope) it runs in (`"http/conn-42"`); `None` at the root.
+    pub scope: Option<Arc<str>>,
+    /// How many times its supervisor restarted it ([`supervise`](crate::supervise)); 0 otherwise.
+    pub restarts: u32,
     is_main: bool,
 }
 
@@ -133,6 +139,8 @@ impl TaskInfo {
             kind,
             location,
             age,
+            scope: None,
+            restarts: 0,
             is_main,
         }
     }
@@ -144,13 +152,7 @@ impl TaskInfo {
         location: &'static Location<'static>,
         is_main: bool,
     ) -> TaskInfo {
-        TaskInfo {
-            name,
-            kind,
-            location,
-            age: Duration::ZERO,
-            is_main,
-        }
+        TaskInfo::listed(name, kind, location, Duration::ZERO, is_main)
     }
 
     /// `main`, run at `location`.
@@ -180,6 +182,9 @@ impl fmt::Display for TaskInfo {
         f.write_str(self.kind.noun())?;
         if !self.name.is_empty() {
             write!(f, " {:?}", self.name)?;
+        }
+        if let Some(scope) = &self.scope {
+            write!(f, " in {scope}")?;
         }
         write!(f, " at {}", self.location)
     }

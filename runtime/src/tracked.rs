@@ -15,7 +15,9 @@ use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
 use crate::context::{self, Shared};
-use crate::registry::{At, RegistryId};
+use crate::registry::{At, Label, RegistryId};
+use crate::scope::{InScope, Member, ScopeInner};
+use crate::shutdown::sequence::Phase;
 use crate::task::TaskKind;
 
 /// Owned by the tracked work; its entry goes when it is dropped (completion, cancellation, panic).
@@ -57,10 +59,10 @@ impl Slot {
     pub(crate) fn insert(
         shared: &Shared,
         kind: TaskKind,
-        name: Option<Cow<'static, str>>,
+        label: Label,
         location: &'static Location<'static>,
     ) -> Slot {
-        Slot::new(shared, shared.registry.insert(kind, name, location), kind)
+        Slot::new(shared, shared.registry.insert(kind, label, location), kind)
     }
 
     /// `main`'s entry: a service the sequence drops itself.
@@ -76,7 +78,7 @@ impl Slot {
 
     /// Whether the work must not start: see `Phase::cancels_at_once`.
     fn cancels_at_once(&self) -> bool {
-        self.with_runtime(|shared| shared.shutdown.phase.cancels_at_once(self.kind))
+        self.with_runtime(|shared| shared.shutdown.root.phase.cancels_at_once(self.kind))
             .unwrap_or(false)
     }
 
@@ -138,7 +140,7 @@ impl<F: Future> Future for Tracked<F> {
     }
 }
 
-/// Spawns `future` on `shared`'s runtime as tracked work of `kind`.
+/// Spawns `future` on `shared`'s runtime as tracked work of `kind`, in the root scope.
 pub(crate) fn spawn<F>(
     shared: &Shared,
     kind: TaskKind,
@@ -153,17 +155,75 @@ where
     let at = shared.registry.reserve();
     let slot = Slot::new(shared, at, kind);
     let handle = shared.tokio().spawn(Tracked { future, slot });
+    let label = match name {
+        Some(name) => Label::named(name),
+        None => Label::default(),
+    };
+    filled(
+        shared,
+        at,
+        kind,
+        label,
+        location,
+        &handle,
+        &shared.shutdown.root.phase,
+    );
+    handle
+}
+
+/// Spawns `future` as tracked work of `kind` in `scope`: grouped under the scope's path, counted
+/// by the scope, polled with it as the current scope.
+pub(crate) fn spawn_in<F>(
+    shared: &Shared,
+    scope: &Arc<ScopeInner>,
+    kind: TaskKind,
+    name: Option<Cow<'static, str>>,
+    location: &'static Location<'static>,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if scope.is_root() {
+        return spawn(shared, kind, name, location, future);
+    }
+    let at = shared.registry.reserve();
+    let mut slot = Slot::new(shared, at, kind);
+    // `InScope` checks the scope's phase on the first poll, not the root's.
+    slot.progress = Progress::Polled;
+    let member = Member::new(scope.clone(), kind);
+    let handle = shared
+        .tokio()
+        .spawn(InScope::new(Tracked { future, slot }, member));
+    let label = Label {
+        name,
+        group: Some(scope.path.clone()),
+        restarts: 0,
+    };
+    filled(shared, at, kind, label, location, &handle, &scope.phase);
+    handle
+}
+
+fn filled<T>(
+    shared: &Shared,
+    at: At,
+    kind: TaskKind,
+    label: Label,
+    location: &'static Location<'static>,
+    handle: &JoinHandle<T>,
+    phase: &Phase,
+) {
     let panicked = shared
         .registry
-        .fill(at, kind, name, location, handle.abort_handle());
+        .fill(at, kind, label, location, handle.abort_handle());
     if let Some(info) = panicked {
         shared.task_panicked(&info);
     }
     // Checked after filling: either the step saw the live entry, or we see its phase.
-    if shared.shutdown.phase.cancels_at_once(kind) {
+    if phase.cancels_at_once(kind) {
         handle.abort();
     }
-    handle
 }
 
 #[cfg(test)]

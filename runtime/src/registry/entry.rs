@@ -44,6 +44,15 @@ impl Meta {
         Meta(started_us << 8 | flags)
     }
 
+    /// In a group: counted apart from ungrouped work (see `Registry::count`).
+    pub(super) fn is_grouped(self) -> bool {
+        self.0 & (1 << 7) != 0
+    }
+
+    pub(super) fn with_grouped(self) -> Meta {
+        Meta(self.0 | 1 << 7)
+    }
+
     pub(super) fn started_us(self) -> u64 {
         self.0 >> 8
     }
@@ -87,7 +96,7 @@ impl Entry {
     pub(super) fn reserved() -> Entry {
         Entry {
             abort: None,
-            origin: Origin::new(Location::caller(), None),
+            origin: Origin::new(Location::caller(), super::Label::default()),
             meta: Meta::new(0, TaskKind::Task, State::Reserved, false),
         }
     }
@@ -106,13 +115,16 @@ impl Entry {
 
     /// The public description, aged at `now_us`.
     pub(super) fn info(&self, now_us: u64) -> TaskInfo {
-        TaskInfo::listed(
+        let mut info = TaskInfo::listed(
             self.origin.name().cloned().unwrap_or(Cow::Borrowed("")),
             self.kind(),
             self.origin.location(),
             Duration::from_micros(now_us.saturating_sub(self.meta.started_us())),
             self.meta.is_main(),
-        )
+        );
+        info.scope = self.origin.group().cloned();
+        info.restarts = self.origin.restarts();
+        info
     }
 }
 
@@ -151,9 +163,15 @@ mod tests {
         assert_eq!(meta.started_us(), 123_456_789);
         assert_eq!(meta.kind(), TaskKind::Hook);
         assert!(meta.state() == State::Reserved && !meta.is_main());
-        let meta = meta.with_panicked().with_main().with_state(State::Finished);
+        assert!(!meta.is_grouped());
+        let meta = meta
+            .with_panicked()
+            .with_main()
+            .with_grouped()
+            .with_state(State::Finished);
         assert_eq!(meta.kind(), TaskKind::Hook);
         assert!(meta.state() == State::Finished && meta.is_main() && meta.has_panicked());
+        assert!(meta.is_grouped());
         assert_eq!(meta.started_us(), 123_456_789);
     }
 

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::panic::Location;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -25,6 +25,43 @@ use entry::{clock_us, Entry, Meta, State};
 use origin::Origin;
 pub(crate) use shards::At;
 use shards::Shards;
+
+/// What an entry says of its work beyond kind and location. Unlabelled work (most `spawn`s)
+/// costs no allocation; labelled work keeps its label in a box.
+#[derive(Default, Debug)]
+pub(crate) struct Label {
+    pub(crate) name: Option<Cow<'static, str>>,
+    /// A group the work belongs to, by its label: grouped work is counted apart from the rest
+    /// and can be aborted or listed by group. (The scopes use their paths.)
+    pub(crate) group: Option<Arc<str>>,
+    pub(crate) restarts: u32,
+}
+
+impl Label {
+    pub(crate) fn named(name: Cow<'static, str>) -> Label {
+        Label {
+            name: Some(name),
+            ..Label::default()
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.name.is_none() && self.group.is_none() && self.restarts == 0
+    }
+}
+
+/// Which entries an operation acts on, by their group.
+pub(crate) type Which<'a> = &'a dyn Fn(Option<&Arc<str>>) -> bool;
+
+/// Every entry.
+pub(crate) fn any(_: Option<&Arc<str>>) -> bool {
+    true
+}
+
+/// Ungrouped entries only.
+pub(crate) fn ungrouped(group: Option<&Arc<str>>) -> bool {
+    group.is_none()
+}
 
 pub(crate) struct Registry {
     shards: Shards,
@@ -98,14 +135,18 @@ impl Registry {
     fn entry(
         &self,
         kind: TaskKind,
-        name: Option<Cow<'static, str>>,
+        label: Label,
         location: &'static Location<'static>,
         abort: Option<AbortHandle>,
     ) -> Entry {
+        let mut meta = Meta::new(self.now_us(), kind, State::Armed, false);
+        if label.group.is_some() {
+            meta = meta.with_grouped();
+        }
         Entry {
             abort,
-            origin: Origin::new(location, name),
-            meta: Meta::new(self.now_us(), kind, State::Armed, false),
+            origin: Origin::new(location, label),
+            meta,
         }
     }
 
@@ -113,15 +154,15 @@ impl Registry {
     pub(crate) fn insert(
         &self,
         kind: TaskKind,
-        name: Option<Cow<'static, str>>,
+        label: Label,
         location: &'static Location<'static>,
     ) -> At {
-        self.shards.insert(self.entry(kind, name, location, None))
+        self.shards.insert(self.entry(kind, label, location, None))
     }
 
     /// `main` is a service named "main" with no abort handle: the sequence drops it itself.
     pub(crate) fn insert_main(&self, location: &'static Location<'static>) -> At {
-        let at = self.insert(TaskKind::Service, Some("main".into()), location);
+        let at = self.insert(TaskKind::Service, Label::named("main".into()), location);
         self.shards
             .update(at, |entry| entry.meta = entry.meta.with_main());
         at
@@ -144,12 +185,12 @@ impl Registry {
         &self,
         at: At,
         kind: TaskKind,
-        name: Option<Cow<'static, str>>,
+        label: Label,
         location: &'static Location<'static>,
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
         self.shards
-            .fill(at, kind, self.entry(kind, name, location, Some(abort)))
+            .fill(at, kind, self.entry(kind, label, location, Some(abort)))
     }
 
     /// The work behind `at` has ended. Its entry may stay in the store a little longer (see
@@ -183,39 +224,52 @@ impl Registry {
         self.shards.changed()
     }
 
-    /// How many live entries there are of these kinds.
+    /// How many live ungrouped entries there are of these kinds. (Groups keep their own counts.)
     pub(crate) fn count(&self, kinds: &[TaskKind]) -> usize {
-        self.shards.count(kinds)
+        self.shards.count(kinds, false)
+    }
+
+    /// How many live entries there are of these kinds, in groups or not.
+    pub(crate) fn count_all(&self, kinds: &[TaskKind]) -> usize {
+        self.shards.count(kinds, true)
     }
 
     /// What is alive now, in spawn order within a shard.
     pub(crate) fn snapshot(&self) -> Vec<TaskInfo> {
+        self.snapshot_of(&any)
+    }
+
+    /// What is alive now of the groups `which` picks.
+    pub(crate) fn snapshot_of(&self, which: Which<'_>) -> Vec<TaskInfo> {
         let now = self.now_us();
         let mut out = Vec::new();
-        self.shards
-            .for_each_armed(|entry| out.push(entry.info(now)));
+        self.shards.for_each_armed(|entry| {
+            if which(entry.origin.group()) {
+                out.push(entry.info(now));
+            }
+        });
         out
     }
 
-    /// Aborts the live work of these kinds; returns how many. Work without an abort handle
-    /// (`main`) is counted, and is for the caller to drop.
-    pub(crate) fn abort(&self, kinds: &[TaskKind]) -> usize {
+    /// Aborts the live work of these kinds in the groups `which` picks; returns how many. Work
+    /// without an abort handle (`main`) is counted, and is for the caller to drop.
+    pub(crate) fn abort(&self, kinds: &[TaskKind], which: Which<'_>) -> usize {
         let mut count = 0;
-        self.abort_each(kinds, |_| count += 1);
+        self.abort_each(kinds, which, |_| count += 1);
         count
     }
 
     /// Aborts as [`abort`](Self::abort) does, and describes what it aborted.
-    pub(crate) fn abort_listing(&self, kinds: &[TaskKind]) -> Vec<TaskInfo> {
+    pub(crate) fn abort_listing(&self, kinds: &[TaskKind], which: Which<'_>) -> Vec<TaskInfo> {
         let now = self.now_us();
         let mut aborted = Vec::new();
-        self.abort_each(kinds, |entry| aborted.push(entry.info(now)));
+        self.abort_each(kinds, which, |entry| aborted.push(entry.info(now)));
         aborted
     }
 
-    fn abort_each(&self, kinds: &[TaskKind], mut seen: impl FnMut(&Entry)) {
+    fn abort_each(&self, kinds: &[TaskKind], which: Which<'_>, mut seen: impl FnMut(&Entry)) {
         self.shards.for_each_armed(|entry| {
-            if !kinds.contains(&entry.kind()) {
+            if !kinds.contains(&entry.kind()) || !which(entry.origin.group()) {
                 return;
             }
             if let Some(abort) = &entry.abort {

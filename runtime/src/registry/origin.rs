@@ -1,16 +1,21 @@
-//! Where a piece of work was spawned and, for named work, its name, in one pointer-sized word.
+//! Where a piece of work was spawned and, for labelled work, its [`Label`], in one pointer-sized
+//! word.
 //!
 //! Every live task holds a registry entry, and a task may cost 64 bytes over a bare tokio one. Most
 //! tasks are plain `spawn`s with a location and no name: a separate `Option<Box<…>>` for the name
 //! would cost every one of them 8 bytes, and slab growth slack on top. So an entry keeps one word:
-//! the `&'static Location` itself, or, for named work, a box holding both name and location, told
-//! apart by the pointer's low bit (both pointees are aligned to at least 2, so it is always free).
+//! the `&'static Location` itself, or, for labelled work (a name, a group, restarts), a box holding
+//! label and location, told apart by the pointer's low bit (both pointees are aligned to at least
+//! 2, so it is always free).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::mem::align_of;
 use std::panic::Location;
 use std::ptr::NonNull;
+use std::sync::Arc;
+
+use super::Label;
 
 /// The low bit of a pointer to a [`Named`].
 const NAMED: usize = 1;
@@ -20,7 +25,7 @@ const _: () = assert!(align_of::<Location<'static>>() > NAMED && align_of::<Name
 pub(super) struct Origin(NonNull<u8>);
 
 struct Named {
-    name: Cow<'static, str>,
+    label: Label,
     location: &'static Location<'static>,
 }
 
@@ -32,16 +37,13 @@ unsafe impl Sync for Origin {}
 
 impl Origin {
     #[inline]
-    pub(super) fn new(
-        location: &'static Location<'static>,
-        name: Option<Cow<'static, str>>,
-    ) -> Origin {
-        match name {
-            None => Origin(NonNull::from(location).cast()),
-            Some(name) => {
+    pub(super) fn new(location: &'static Location<'static>, label: Label) -> Origin {
+        match label.is_empty() {
+            true => Origin(NonNull::from(location).cast()),
+            false => {
                 // `into_raw` keeps the permission to free the box; `drop` rebuilds this pointer
                 // from the stored one, never from a shared reference, so that permission survives.
-                let named = Box::into_raw(Box::new(Named { name, location }));
+                let named = Box::into_raw(Box::new(Named { label, location }));
                 // SAFETY: `Box::into_raw` never returns null.
                 let named = unsafe { NonNull::new_unchecked(named) };
                 Origin(named.cast::<u8>().map_addr(|addr| addr | NAMED))
@@ -78,7 +80,16 @@ impl Origin {
 
     /// The name, or `None` for unnamed work.
     pub(super) fn name(&self) -> Option<&Cow<'static, str>> {
-        self.named().map(|named| &named.name)
+        self.named().and_then(|named| named.label.name.as_ref())
+    }
+
+    /// The group, or `None` for ungrouped work.
+    pub(super) fn group(&self) -> Option<&Arc<str>> {
+        self.named().and_then(|named| named.label.group.as_ref())
+    }
+
+    pub(super) fn restarts(&self) -> u32 {
+        self.named().map_or(0, |named| named.label.restarts)
     }
 }
 
@@ -118,7 +129,7 @@ mod tests {
     #[test]
     fn unnamed_keeps_its_location() {
         let here = Location::caller();
-        let origin = Origin::new(here, None);
+        let origin = Origin::new(here, Label::default());
         assert!(origin.name().is_none());
         assert!(std::ptr::eq(origin.location(), here));
     }
@@ -130,11 +141,22 @@ mod tests {
     #[test]
     fn named_keeps_name_and_location() {
         let here = Location::caller();
-        let origin = Origin::new(here, Some(Cow::Owned(String::from("flusher"))));
+        let origin = Origin::new(here, Label::named(Cow::Owned(String::from("flusher"))));
         assert_eq!(origin.name().map(|n| n.as_ref()), Some("flusher"));
         assert!(std::ptr::eq(origin.location(), here));
-        let borrowed = Origin::new(here, Some(Cow::Borrowed("static")));
+        let borrowed = Origin::new(here, Label::named(Cow::Borrowed("static")));
         assert_eq!(borrowed.name().map(|n| n.as_ref()), Some("static"));
         assert!(format!("{borrowed:?}").contains("static"));
+        let grouped = Origin::new(
+            here,
+            Label {
+                group: Some(Arc::from("db")),
+                restarts: 3,
+                ..Label::default()
+            },
+        );
+        assert!(grouped.name().is_none());
+        assert_eq!(grouped.group().map(|g| &**g), Some("db"));
+        assert_eq!(grouped.restarts(), 3);
     }
 }

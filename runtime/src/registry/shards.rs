@@ -31,7 +31,8 @@ const NO_SPARE: u32 = u32::MAX;
 
 struct ShardInner {
     entries: Slab<Entry>,
-    live: [usize; KINDS],
+    /// Armed entries by kind: `[ungrouped, grouped]`.
+    live: [[usize; KINDS]; 2],
     /// The buffer `returned` swaps with, kept for its capacity.
     reclaiming: Vec<u32>,
 }
@@ -133,7 +134,7 @@ impl Shards {
             .map(|_| Shard {
                 inner: Mutex::new(ShardInner {
                     entries: Slab::new(),
-                    live: [0; KINDS],
+                    live: [[0; KINDS]; 2],
                     reclaiming: Vec::new(),
                 }),
                 spare: AtomicU32::new(NO_SPARE),
@@ -160,9 +161,9 @@ impl Shards {
     /// Adds an armed entry in this thread's shard.
     pub(super) fn insert(&self, entry: Entry) -> At {
         let shard = shard_hint();
-        let kind = entry.kind();
+        let (kind, grouped) = (entry.kind(), entry.meta.is_grouped());
         let mut inner = self.lock_to_add(&self.shards[shard]);
-        inner.live[kind.index()] += 1;
+        inner.live[usize::from(grouped)][kind.index()] += 1;
         At::new(shard, inner.entries.insert(entry))
     }
 
@@ -192,6 +193,7 @@ impl Shards {
     #[inline]
     pub(super) fn fill(&self, at: At, kind: TaskKind, entry: Entry) -> Option<TaskInfo> {
         let shard = &self.shards[at.shard()];
+        let grouped = entry.meta.is_grouped();
         let mut inner = self.lock_to_add(shard);
         let reserved = &inner.entries[at.key()];
         let panicked = reserved
@@ -203,7 +205,7 @@ impl Shards {
             Some(inner.entries.remove(at.key()))
         } else {
             inner.entries[at.key()] = entry;
-            inner.live[kind.index()] += 1;
+            inner.live[usize::from(grouped)][kind.index()] += 1;
             None
         };
         // Only `fill`s store a spare, under the lock; a `reserve` only takes it.
@@ -228,14 +230,17 @@ impl Shards {
         inner
     }
 
-    /// How many armed entries there are of these kinds.
-    pub(super) fn count(&self, kinds: &[TaskKind]) -> usize {
+    /// How many armed entries there are of these kinds: ungrouped ones, and grouped ones too if
+    /// `grouped`.
+    pub(super) fn count(&self, kinds: &[TaskKind], grouped: bool) -> usize {
         self.flush();
         self.shards
             .iter()
             .map(|shard| {
                 let inner = lock(&shard.inner);
-                kinds.iter().map(|k| inner.live[k.index()]).sum::<usize>()
+                let ungrouped: usize = kinds.iter().map(|k| inner.live[0][k.index()]).sum();
+                let in_groups: usize = kinds.iter().map(|k| inner.live[1][k.index()]).sum();
+                ungrouped + if grouped { in_groups } else { 0 }
             })
             .sum()
     }
@@ -334,7 +339,7 @@ impl Shards {
             return None;
         }
         let entry = inner.entries.remove(key);
-        let live = &mut inner.live[entry.kind().index()];
+        let live = &mut inner.live[usize::from(entry.meta.is_grouped())][entry.kind().index()];
         *live -= 1;
         if *live == 0 && self.exact.load(Ordering::SeqCst) {
             self.changed.notify_one();

@@ -12,7 +12,7 @@ fn test_runtime() -> tokio::runtime::Runtime {
 }
 
 fn insert(registry: &Registry, kind: TaskKind) -> At {
-    registry.insert(kind, None, Location::caller())
+    registry.insert(kind, Label::default(), Location::caller())
 }
 
 /// Fills reserved work in as a spawn does, for work that has not panicked.
@@ -23,7 +23,11 @@ fn fill(
     name: Option<&'static str>,
     abort: AbortHandle,
 ) {
-    let panicked = registry.fill(at, kind, name.map(Cow::Borrowed), Location::caller(), abort);
+    let label = Label {
+        name: name.map(Cow::Borrowed),
+        ..Label::default()
+    };
+    let panicked = registry.fill(at, kind, label, Location::caller(), abort);
     assert!(panicked.is_none(), "no panic to report");
 }
 
@@ -32,7 +36,7 @@ fn insert_snapshot_and_release() {
     let registry = Registry::new();
     let at = registry.insert(
         TaskKind::Service,
-        Some("flusher".into()),
+        Label::named("flusher".into()),
         Location::caller(),
     );
     let snapshot = registry.snapshot();
@@ -90,7 +94,7 @@ fn a_panic_before_the_fill_is_described_by_the_fill_with_where_it_was_spawned() 
         .fill(
             at,
             TaskKind::Service,
-            Some("svc".into()),
+            Label::named("svc".into()),
             here,
             handle.abort_handle(),
         )
@@ -196,8 +200,12 @@ fn abort_listing_aborts_the_kinds_asked_for_and_names_them() {
         Some("svc"),
         handle.abort_handle(),
     );
-    let _blocking = registry.insert(TaskKind::Blocking, Some("job".into()), Location::caller());
-    let aborted = registry.abort_listing(&[TaskKind::Service, TaskKind::Task]);
+    let _blocking = registry.insert(
+        TaskKind::Blocking,
+        Label::named("job".into()),
+        Location::caller(),
+    );
+    let aborted = registry.abort_listing(&[TaskKind::Service, TaskKind::Task], &any);
     assert_eq!(aborted.len(), 1, "only the kinds asked for: {aborted:?}");
     assert_eq!(aborted[0].name, "svc");
     let err = rt.block_on(handle).unwrap_err();
@@ -224,4 +232,29 @@ impl<'a> Waiter<'a> {
         let mut cx = Context::from_waker(Waker::noop());
         matches!(self.notified.as_mut().poll(&mut cx), Poll::Ready(()))
     }
+}
+
+#[test]
+fn groups_are_counted_apart_and_picked_by_label() {
+    let registry = Registry::new();
+    let db: Arc<str> = Arc::from("db");
+    let label = |group: &Arc<str>| Label {
+        group: Some(group.clone()),
+        ..Label::default()
+    };
+    let root = insert(&registry, TaskKind::Service);
+    let grouped = registry.insert(TaskKind::Service, label(&db), Location::caller());
+    assert_eq!(registry.count(&[TaskKind::Service]), 1, "ungrouped only");
+    assert_eq!(registry.count_all(&[TaskKind::Service]), 2);
+    let in_db = registry.snapshot_of(&|g| g.is_some_and(|g| Arc::ptr_eq(g, &db)));
+    assert_eq!(in_db.len(), 1);
+    assert_eq!(in_db[0].scope.as_deref(), Some("db"));
+    // Another group with the same label text is another group.
+    let other: Arc<str> = Arc::from("db");
+    assert!(registry
+        .snapshot_of(&|g| g.is_some_and(|g| Arc::ptr_eq(g, &other)))
+        .is_empty());
+    registry.release(grouped);
+    registry.release(root);
+    assert_eq!(registry.count_all(&[TaskKind::Service]), 0);
 }

@@ -20,6 +20,13 @@ pub(crate) struct Hooks {
 }
 
 impl Hooks {
+    pub(crate) fn push(&self, location: &'static Location<'static>, future: HookFuture) {
+        self.stack
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Hook { future, location });
+    }
+
     pub(crate) fn pop(&self) -> Option<Hook> {
         self.stack
             .lock()
@@ -31,7 +38,8 @@ impl Hooks {
 /// Registers a hook: a future run after the drain (step 4), one hook at a time, last registered
 /// first, so a hook can close what services used until they stopped.
 ///
-/// A hook that panics is reported and the next one runs; a hook still running at the deadline is
+/// Inside a [`Scope`](crate::Scope), the hook is the scope's: it runs once the scope's subtree
+/// has finished. A hook that panics is reported and the next one runs; a hook still running at the deadline is
 /// aborted and the ones after it do not run.
 ///
 /// # Examples
@@ -59,15 +67,8 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let location = Location::caller();
-    let shared = context::expect("graceful::on_shutdown");
-    shared
-        .shutdown
-        .hooks
-        .stack
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Hook {
-            future: Box::pin(hook),
-            location,
-        });
+    context::with_expect("graceful::on_shutdown", |shared| {
+        let scope = crate::scope::current().unwrap_or_else(|| shared.shutdown.root.clone());
+        scope.add_hook(location, Box::pin(hook));
+    });
 }

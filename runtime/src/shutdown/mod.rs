@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use pin_project_lite::pin_project;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::blocking::StopFlag;
-use crate::context;
+use std::sync::{Arc, Weak};
+
+use crate::context::{self, Shared};
+use crate::scope::{self, ScopeInner};
 
 pub(crate) mod hooks;
 pub(crate) mod sequence;
@@ -20,34 +22,26 @@ pub(crate) mod trigger;
 
 pub use hooks::on_shutdown;
 
-/// The shutdown's state in one runtime: the trigger, how far the sequence has come, what the
-/// announce step cancels, and the hooks.
+/// The shutdown's state in one runtime: the trigger, and the root scope (the program), whose
+/// token, stop flag, phase and hooks are the sequence's.
 pub(crate) struct Shutdown {
     pub(crate) trigger: trigger::Trigger,
-    pub(crate) phase: sequence::Phase,
-    /// Cancelled at the announce step; `token()` hands out children of it. It is the public
-    /// handle's token, so a `Handle` made before the run waits on the same one.
-    pub(crate) root: CancellationToken,
-    /// Raised at the announce step, for blocking jobs.
-    pub(crate) stop: StopFlag,
-    pub(crate) hooks: hooks::Hooks,
+    pub(crate) root: Arc<ScopeInner>,
 }
 
 impl Shutdown {
-    pub(crate) fn new(root: CancellationToken) -> Shutdown {
+    /// `token` is the public handle's, so a `Handle` made before the run waits on the same one.
+    pub(crate) fn new(token: CancellationToken, runtime: Weak<Shared>) -> Shutdown {
         Shutdown {
             trigger: trigger::Trigger::default(),
-            phase: sequence::Phase::default(),
-            root,
-            stop: StopFlag::new(),
-            hooks: hooks::Hooks::default(),
+            root: ScopeInner::root(runtime, token),
         }
     }
 
-    /// Step 1: everything is told to stop.
+    /// Step 1: the root's work is told to stop.
     pub(crate) fn announce(&self) {
-        self.root.cancel();
-        self.stop.raise();
+        self.root.token.cancel();
+        self.root.stop.raise();
     }
 }
 
@@ -145,6 +139,9 @@ pub fn shutdown_with_code(code: u8) {
 
 /// Whether the shutdown has started (true from the first moment, drain delay included).
 ///
+/// Inside a [`Scope`](crate::Scope), whether that scope's turn has begun; a readiness probe that
+/// must flip at the trigger asks a [`Handle`](crate::Handle).
+///
 /// Outside a graceful runtime: `false`.
 ///
 /// # Examples
@@ -158,6 +155,9 @@ pub fn shutdown_with_code(code: u8) {
 /// });
 /// ```
 pub fn is_shutting_down() -> bool {
+    if let Some(scope) = scope::current() {
+        return scope.is_claimed();
+    }
     context::with(|shared| shared.is_some_and(|s| s.shutdown.trigger.started().is_some()))
 }
 
@@ -203,7 +203,8 @@ pub fn deadline() -> Option<tokio::time::Instant> {
     })
 }
 
-/// A child of the runtime's root `CancellationToken`, cancelled when the shutdown starts (after
+/// A child of the current scope's `CancellationToken` (the runtime's root token outside any
+/// scope), cancelled at its announce step. At the root: when the shutdown starts (after
 /// the drain delay), for libraries that take a token.
 ///
 /// # Examples
@@ -220,13 +221,16 @@ pub fn deadline() -> Option<tokio::time::Instant> {
 ///
 /// Outside a graceful runtime.
 pub fn token() -> CancellationToken {
-    context::expect("graceful::token")
-        .shutdown
-        .root
-        .child_token()
+    context::with_expect("graceful::token", |shared| {
+        scope::current().map_or_else(
+            || shared.shutdown.root.token.child_token(),
+            |s| s.token.child_token(),
+        )
+    })
 }
 
-/// A future that resolves once the shutdown has started (after the drain delay, at the announce
+/// A future that resolves once the shutdown has started (inside a [`Scope`](crate::Scope): once
+/// that scope's turn has begun), after the drain delay, at the announce
 /// step).
 ///
 /// `Send + 'static`, so it fits `axum::serve(..).with_graceful_shutdown(..)` as it is.
@@ -256,8 +260,11 @@ pub fn token() -> CancellationToken {
 ///
 /// Outside a graceful runtime.
 pub fn shutdown_requested() -> ShutdownRequested {
-    let shared = context::expect("graceful::shutdown_requested");
-    ShutdownRequested::from_token(shared.shutdown.root.clone())
+    context::with_expect("graceful::shutdown_requested", |shared| {
+        let token = scope::current()
+            .map_or_else(|| shared.shutdown.root.token.clone(), |s| s.token.clone());
+        ShutdownRequested::from_token(token)
+    })
 }
 
 impl ShutdownRequested {

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{later, Reason};
 use crate::context::Shared;
+use crate::registry;
 use crate::report::{self, Report};
+use crate::scope::turn::{self, Mode};
 use crate::task::{TaskInfo, TaskKind};
 use crate::tracked::Slot;
 
@@ -54,13 +56,7 @@ impl Phase {
     }
 }
 
-/// The kinds the shutdown waits for before it aborts: everything async.
-const ASYNC_KINDS: [TaskKind; 4] = [
-    TaskKind::Task,
-    TaskKind::Service,
-    TaskKind::Protected,
-    TaskKind::Hook,
-];
+use crate::scope::turn::ASYNC_KINDS;
 
 /// How `main` ended.
 pub(crate) enum MainOutcome {
@@ -187,15 +183,34 @@ where
         main.alongside(sleep_until(end.min(deadline))).await;
     }
 
+    // Scopes that the root depends on (`scope.depends_on(&graceful::current_scope())`) finish
+    // before the root's own work is told to stop.
+    let root = &shutdown.root;
+    let _ = root.deadline.set(started.deadline);
+    root.claim();
+    main.alongside(turn::wait_dependents(
+        root,
+        shared,
+        started.deadline,
+        Mode::Program,
+    ))
+    .await;
+
     // Step 1: announce.
     shutdown.announce();
     report::phase("announce", started.at, &[]);
 
     // Step 2: cancel every `spawn` task and wait until each has been dropped.
     let step = Instant::now();
-    shutdown.phase.begin_cancel();
-    summary.cancelled = registry.abort(&[TaskKind::Task]);
-    wait_for(&mut main, shared, &[TaskKind::Task], deadline).await;
+    shutdown.root.phase.begin_cancel();
+    summary.cancelled = registry.abort(&[TaskKind::Task], &registry::ungrouped);
+    wait_for(
+        &mut main,
+        shared,
+        &Counted::Root(&[TaskKind::Task]),
+        deadline,
+    )
+    .await;
     report::phase("cancel", step, &[("tasks", summary.cancelled)]);
 
     // Step 3: drain `main`, services and protected futures. Tasks they spawn meanwhile are
@@ -205,17 +220,34 @@ where
     let drained = wait_for(
         &mut main,
         shared,
-        &[TaskKind::Service, TaskKind::Protected, TaskKind::Task],
+        &Counted::Root(&[TaskKind::Service, TaskKind::Protected, TaskKind::Task]),
         deadline,
     )
     .await;
     report::phase("drain", step, &[("services", draining)]);
 
+    // The scopes' turns: the root's children, concurrently, each then its own children. Scoped
+    // work drains after the work that created it.
+    let step = Instant::now();
+    root.own_drained.cancel();
+    let scopes = root.children().len();
+    let scopes_in_time = main
+        .alongside(turn::run_children(
+            root,
+            shared,
+            started.deadline,
+            Mode::Program,
+        ))
+        .await;
+    if scopes > 0 {
+        report::phase("scopes", step, &[("scopes", scopes)]);
+    }
+
     // Step 4: hooks, last registered first, each within what is left of the grace.
     let step = Instant::now();
-    while let Some(hook) = shutdown.hooks.pop() {
-        if !drained || tokio::time::Instant::now() >= deadline {
-            report::hook_skipped(hook.location);
+    while let Some(hook) = shutdown.root.hooks.pop() {
+        if !drained || !scopes_in_time || tokio::time::Instant::now() >= deadline {
+            report::hook_skipped(&TaskInfo::hook(hook.location));
             summary
                 .report
                 .hooks_not_run
@@ -239,9 +271,9 @@ where
     report::phase("hooks", step, &[("hooks", summary.hooks_run)]);
 
     // Step 5: whatever async work is left (hooks may have started some) gets until the deadline.
-    if !wait_for(&mut main, shared, &ASYNC_KINDS, deadline).await {
-        shutdown.phase.begin_abort();
-        let aborted = registry.abort_listing(&ASYNC_KINDS);
+    if !wait_for(&mut main, shared, &Counted::All(&ASYNC_KINDS), deadline).await {
+        shutdown.root.phase.begin_abort();
+        let aborted = registry.abort_listing(&ASYNC_KINDS, &registry::any);
         report::aborted(&aborted);
         summary.report.aborted = aborted;
         if main.future.take().is_some() {
@@ -252,7 +284,14 @@ where
 
     // Step 6: join tracked blocking jobs until the deadline; then abandon them, by name.
     let step = Instant::now();
-    if !wait_for(&mut main, shared, &[TaskKind::Blocking], deadline).await {
+    if !wait_for(
+        &mut main,
+        shared,
+        &Counted::All(&[TaskKind::Blocking]),
+        deadline,
+    )
+    .await
+    {
         let abandoned: Vec<TaskInfo> = registry
             .snapshot()
             .into_iter()
@@ -269,17 +308,35 @@ where
     if matches!(outcome, MainOutcome::Panicked) {
         report.panicked.insert(0, TaskInfo::main(location));
     }
+    root.done.cancel();
     Ended {
         main: outcome,
         report,
     }
 }
 
-/// Waits, with `main` running alongside, until no entry of `kinds` is live; `false` at the deadline.
+/// Which live work a wait counts.
+enum Counted<'a> {
+    /// The root's own work of these kinds.
+    Root(&'a [TaskKind]),
+    /// All work of these kinds, in scopes or not.
+    All(&'a [TaskKind]),
+}
+
+impl Counted<'_> {
+    fn count(&self, registry: &crate::registry::Registry) -> usize {
+        match self {
+            Counted::Root(kinds) => registry.count(kinds),
+            Counted::All(kinds) => registry.count_all(kinds),
+        }
+    }
+}
+
+/// Waits, with `main` running alongside, until no counted work is live; `false` at the deadline.
 async fn wait_for<F>(
     main: &mut Main<F>,
     shared: &Shared,
-    kinds: &[TaskKind],
+    kinds: &Counted<'_>,
     deadline: tokio::time::Instant,
 ) -> bool
 where
@@ -291,7 +348,7 @@ where
         // Registered before the count is read, so a zero-crossing in between is not missed.
         let mut notified = pin!(changed.notified());
         notified.as_mut().enable();
-        if shared.registry.count(kinds) == 0 {
+        if kinds.count(&shared.registry) == 0 {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {

@@ -8,7 +8,7 @@ fn poll<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
 }
 
 fn tracked<F>(shared: &Shared, kind: TaskKind, future: F) -> Tracked<F> {
-    let slot = Slot::insert(shared, kind, None, Location::caller());
+    let slot = Slot::insert(shared, kind, Label::default(), Location::caller());
     Tracked { future, slot }
 }
 
@@ -38,7 +38,7 @@ fn entry_lives_until_the_future_is_dropped() {
 #[test]
 fn task_spawned_after_the_cancel_step_never_runs_its_body() {
     let (shared, _enter) = context::enter_for_test();
-    shared.shutdown.phase.begin_cancel();
+    shared.shutdown.root.phase.begin_cancel();
     let mut task = pin!(tracked(&shared, TaskKind::Task, async {
         panic!("a task spawned after the cancel step was polled")
     }));
@@ -51,7 +51,7 @@ fn task_spawned_after_the_cancel_step_never_runs_its_body() {
 #[test]
 fn after_the_abort_step_no_async_work_runs_but_blocking_jobs_do() {
     let (shared, _enter) = context::enter_for_test();
-    let phase = &shared.shutdown.phase;
+    let phase = &shared.shutdown.root.phase;
     phase.begin_abort();
     for kind in [
         TaskKind::Task,
@@ -127,19 +127,19 @@ mod interleavings {
                         let panicked = registry.fill(
                             at,
                             TaskKind::Task,
-                            None,
+                            Label::default(),
                             Location::caller(),
                             task.abort_handle(),
                         );
                         assert!(panicked.is_none());
-                        if shared.shutdown.phase.cancels_at_once(TaskKind::Task) {
+                        if shared.shutdown.root.phase.cancels_at_once(TaskKind::Task) {
                             task.abort();
                         }
                     }
                     Step::Finish => drop(slot.take()),
                     Step::Cancel => {
-                        shared.shutdown.phase.begin_cancel();
-                        registry.abort(&[TaskKind::Task]);
+                        shared.shutdown.root.phase.begin_cancel();
+                        registry.abort(&[TaskKind::Task], &crate::registry::ungrouped);
                     }
                 }
                 // A snapshot at any point never shows a finished entry.

@@ -1,0 +1,910 @@
+//! Scopes: named, nested groups of tracked work, each with its own turn in the shutdown.
+//!
+//! The root scope is the program: its token, stop flag, phase and hooks are the ones the
+//! sequence has always used. Every other scope is a child of another and takes its turn after its
+//! parent's own work has drained (see `turn.rs`). Work spawned into a scope runs with that scope
+//! as the *current scope* of its thread while it is polled, so the free functions called from it
+//! (`spawn`, `shutdown_requested`, `on_shutdown`, …) act on the scope.
+//!
+//! A scope's work is registry entries grouped under the scope's path (an `Arc<str>` whose
+//! pointer, not its text, is the group), plus counts kept by the scope itself, which its turn
+//! waits on. A scope is freed once no handle, no work and no child holds it: a scope per
+//! connection costs nothing once the connection is done.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use pin_project_lite::pin_project;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::blocking::StopFlag;
+use crate::context::{self, Shared};
+use crate::report::Report;
+use crate::shutdown::hooks::Hooks;
+use crate::shutdown::sequence::Phase;
+use crate::shutdown::ShutdownRequested;
+use crate::spawn::ServiceOutput;
+use crate::task::{TaskInfo, TaskKind, KINDS};
+
+pub(crate) mod turn;
+
+pub use turn::{Finished, ScopeShutdown};
+
+/// A named group of tracked work with its own turn in the shutdown: its work stops after the
+/// work of the scope that created it, and before the scopes that it [`depends_on`]. Scopes nest;
+/// a scope's path joins the names (`http/conn-42`).
+///
+/// `Scope` is a cheap handle (`Clone + Send + Sync`). It has the calls of the crate root, acting
+/// on the scope: [`spawn`](Scope::spawn), [`spawn_service`](Scope::spawn_service),
+/// [`spawn_blocking`](Scope::spawn_blocking), [`on_shutdown`](Scope::on_shutdown),
+/// [`shutdown_requested`](Scope::shutdown_requested), … Work running in a scope has it as its
+/// *current scope*: the crate's free functions called from that work act on the scope, so library
+/// code gets the scope's timing without knowing it.
+///
+/// In the program's shutdown each scope takes its turn: its own work is announced, cancelled
+/// (`spawn` tasks) and drained (services, protected futures, blocking jobs); then its child
+/// scopes take theirs, concurrently; then its hooks run. Everything shares the program's
+/// deadline.
+///
+/// [`depends_on`]: Scope::depends_on
+///
+/// # Examples
+///
+/// A database driver must outlive the services that use it: in a scope of its own it stops after
+/// them, where a `spawn` task would be cancelled first.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// let order = Arc::new(Mutex::new(Vec::new()));
+/// let log = order.clone();
+/// graceful::Builder::new().signals([]).run(async move {
+///     let db = graceful::scope("db");
+///     let driver_log = log.clone();
+///     db.spawn_service("driver", async move {
+///         graceful::shutdown_requested().await; // the scope's turn, not the program's start
+///         driver_log.lock().unwrap().push("driver stopped");
+///     });
+///     let service_log = log.clone();
+///     graceful::spawn_service("api", async move {
+///         graceful::shutdown_requested().await;
+///         service_log.lock().unwrap().push("api drained");
+///     });
+/// });
+/// assert_eq!(*order.lock().unwrap(), ["api drained", "driver stopped"]);
+/// ```
+#[derive(Clone)]
+pub struct Scope {
+    pub(crate) inner: Arc<ScopeInner>,
+}
+
+pub(crate) struct ScopeInner {
+    name: Cow<'static, str>,
+    /// The group label of the scope's work; its pointer tells scopes apart.
+    pub(crate) path: Arc<str>,
+    parent: Option<Arc<ScopeInner>>,
+    runtime: Weak<Shared>,
+    pub(crate) token: CancellationToken,
+    pub(crate) stop: StopFlag,
+    pub(crate) phase: Phase,
+    pub(crate) hooks: Hooks,
+    /// The scope's own live work by kind (not its children's). The root's own work is counted by
+    /// the registry instead (its ungrouped entries), so the hot root spawn touches no shared
+    /// counter.
+    live: [AtomicUsize; KINDS],
+    /// Notified when a count of this scope, or of a scope below it, reaches zero.
+    pub(crate) changed: Notify,
+    children: Mutex<Vec<Weak<ScopeInner>>>,
+    /// Children kept alive by their hooks, which must run at their turn even if every handle and
+    /// all their work are gone.
+    kept: Mutex<Vec<Arc<ScopeInner>>>,
+    has_hooks: AtomicBool,
+    /// Scopes that have declared `depends_on(self)`: they finish before this scope's turn.
+    dependents: Mutex<Vec<Weak<ScopeInner>>>,
+    isolated: AtomicBool,
+    grace: Mutex<Option<Duration>>,
+    /// The scope's turn has been claimed (by the program's shutdown or a partial one).
+    claimed: AtomicBool,
+    /// Its turn's deadline, once claimed: children created late inherit it.
+    pub(crate) deadline: OnceLock<Instant>,
+    /// Its own work has drained: its children may take their turns.
+    pub(crate) own_drained: CancellationToken,
+    /// Its whole subtree has finished and its hooks have run (or it was aborted).
+    pub(crate) done: CancellationToken,
+    /// Its turn ended at its deadline, with work left or hooks not run.
+    pub(crate) late: AtomicBool,
+    /// The report of its partial shutdown, once over.
+    pub(crate) report: OnceLock<Report>,
+}
+
+/// `Scope` names are joined by `/` into paths.
+const SEPARATOR: char = '/';
+
+impl ScopeInner {
+    /// The root scope of a runtime: the program.
+    pub(crate) fn root(runtime: Weak<Shared>, token: CancellationToken) -> Arc<ScopeInner> {
+        Arc::new(ScopeInner::new(
+            Cow::Borrowed(""),
+            Arc::from(""),
+            None,
+            runtime,
+            token,
+        ))
+    }
+
+    fn new(
+        name: Cow<'static, str>,
+        path: Arc<str>,
+        parent: Option<Arc<ScopeInner>>,
+        runtime: Weak<Shared>,
+        token: CancellationToken,
+    ) -> ScopeInner {
+        ScopeInner {
+            name,
+            path,
+            parent,
+            runtime,
+            token,
+            stop: StopFlag::new(),
+            phase: Phase::default(),
+            hooks: Hooks::default(),
+            live: Default::default(),
+            changed: Notify::new(),
+            children: Mutex::new(Vec::new()),
+            kept: Mutex::new(Vec::new()),
+            has_hooks: AtomicBool::new(false),
+            dependents: Mutex::new(Vec::new()),
+            isolated: AtomicBool::new(false),
+            grace: Mutex::new(None),
+            claimed: AtomicBool::new(false),
+            deadline: OnceLock::new(),
+            own_drained: CancellationToken::new(),
+            done: CancellationToken::new(),
+            late: AtomicBool::new(false),
+            report: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn is_root(&self) -> bool {
+        self.parent.is_none()
+    }
+
+    /// The group of the scope's work in the registry: `None` for the root's.
+    pub(crate) fn group(&self) -> Option<&Arc<str>> {
+        (!self.is_root()).then_some(&self.path)
+    }
+
+    pub(crate) fn runtime(&self) -> Option<Arc<Shared>> {
+        self.runtime.upgrade()
+    }
+
+    pub(crate) fn parent(&self) -> Option<&Arc<ScopeInner>> {
+        self.parent.as_ref()
+    }
+
+    pub(crate) fn live(&self, kinds: &[TaskKind]) -> usize {
+        kinds
+            .iter()
+            .map(|k| self.live[k.index()].load(Ordering::SeqCst))
+            .sum()
+    }
+
+    pub(crate) fn children(&self) -> Vec<Arc<ScopeInner>> {
+        lock(&self.children)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    pub(crate) fn dependents(&self) -> Vec<Arc<ScopeInner>> {
+        lock(&self.dependents)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    pub(crate) fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn own_grace(&self) -> Option<Duration> {
+        *lock(&self.grace)
+    }
+
+    /// Whether its turn has been claimed: it is shutting down, or waiting to.
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.claimed.load(Ordering::SeqCst)
+    }
+
+    /// Claims the scope's turn; `true` for the one caller that got it.
+    pub(crate) fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::SeqCst)
+    }
+
+    /// This scope and every scope below it.
+    pub(crate) fn subtree(self: &Arc<Self>) -> Vec<Arc<ScopeInner>> {
+        let mut out = vec![self.clone()];
+        let mut next = 0;
+        while next < out.len() {
+            let children = out[next].children();
+            out.extend(children);
+            next += 1;
+        }
+        out
+    }
+
+    /// Whether `self` is `other` or above it.
+    pub(crate) fn contains(&self, other: &ScopeInner) -> bool {
+        let mut at = Some(other);
+        while let Some(scope) = at {
+            if std::ptr::eq(scope, self) {
+                return true;
+            }
+            at = scope.parent.as_deref();
+        }
+        false
+    }
+
+    /// The nearest isolated scope, this one or above: where `stop_on_panic` and `stop_on_error`
+    /// act for work in it.
+    pub(crate) fn isolating(self: &Arc<Self>) -> Option<Arc<ScopeInner>> {
+        let mut at = Some(self.clone());
+        while let Some(scope) = at {
+            if scope.is_isolated() {
+                return Some(scope);
+            }
+            at = scope.parent.clone();
+        }
+        None
+    }
+
+    /// Registers a hook; the scope then lives until its turn, handles or not.
+    pub(crate) fn add_hook(
+        self: &Arc<Self>,
+        location: &'static Location<'static>,
+        hook: crate::shutdown::hooks::HookFuture,
+    ) {
+        self.hooks.push(location, hook);
+        if let Some(parent) = &self.parent {
+            if !self.has_hooks.swap(true, Ordering::SeqCst) {
+                lock(&parent.kept).push(self.clone());
+            }
+        }
+    }
+
+    fn add_child(&self, child: &Arc<ScopeInner>) {
+        push_pruned(&mut lock(&self.children), Arc::downgrade(child));
+    }
+
+    fn counted(&self, kind: TaskKind) {
+        self.live[kind.index()].fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn uncounted(&self, kind: TaskKind) {
+        if self.live[kind.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Whoever waits on this scope or on one above it (`finished`, a turn) looks again.
+            let mut at = Some(self);
+            while let Some(scope) = at {
+                scope.changed.notify_waiters();
+                at = scope.parent.as_deref();
+            }
+        }
+    }
+}
+
+/// Adds `new` to a list of weak references, first dropping the dead ones when the list has grown
+/// to twice what was alive at the last pruning: the memory of ended scopes is given back, at an
+/// amortised constant cost per addition.
+fn push_pruned(list: &mut Vec<Weak<ScopeInner>>, new: Weak<ScopeInner>) {
+    if list.len() >= 16 && list.len().is_power_of_two() {
+        list.retain(|weak| weak.strong_count() > 0);
+        list.shrink_to(list.len() * 2);
+    }
+    list.push(new);
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+thread_local! {
+    /// The scope of the work being polled on this thread, if it is not the root.
+    static CURRENT: RefCell<Option<Arc<ScopeInner>>> = const { RefCell::new(None) };
+}
+
+/// The current scope of this thread, if work of a scope other than the root is running here.
+pub(crate) fn current() -> Option<Arc<ScopeInner>> {
+    CURRENT
+        .try_with(|cell| cell.try_borrow().ok().and_then(|c| c.clone()))
+        .ok()
+        .flatten()
+}
+
+/// Makes `scope` the current scope until the guard drops (unwinding included).
+pub(crate) struct Entered {
+    previous: Option<Arc<ScopeInner>>,
+}
+
+pub(crate) fn enter(scope: Arc<ScopeInner>) -> Entered {
+    let previous = CURRENT
+        .try_with(|cell| cell.replace(Some(scope)))
+        .ok()
+        .flatten();
+    Entered { previous }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = CURRENT.try_with(|cell| cell.replace(previous));
+    }
+}
+
+/// A piece of work's membership in a scope: counted while it lives.
+pub(crate) struct Member {
+    pub(crate) scope: Arc<ScopeInner>,
+    kind: TaskKind,
+}
+
+impl Member {
+    pub(crate) fn new(scope: Arc<ScopeInner>, kind: TaskKind) -> Member {
+        scope.counted(kind);
+        Member { scope, kind }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.scope.uncounted(self.kind);
+    }
+}
+
+pin_project! {
+    /// Tracked work of a scope: polled with the scope as the current scope, counted in it while
+    /// it lives. It wraps the `Tracked` future, so the registry entry goes first and the count
+    /// after, and a panic reported while polling sees the scope.
+    pub(crate) struct InScope<F> {
+        #[pin]
+        future: F,
+        member: Member,
+        polled: bool,
+    }
+}
+
+impl<F> InScope<F> {
+    pub(crate) fn new(future: F, member: Member) -> InScope<F> {
+        InScope {
+            future,
+            member,
+            polled: false,
+        }
+    }
+}
+
+impl<F: Future> Future for InScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if !*this.polled {
+            *this.polled = true;
+            // Spawned after its scope's step began: the spawner's abort is on its way.
+            if this.member.scope.phase.cancels_at_once(this.member.kind) {
+                return Poll::Pending;
+            }
+        }
+        let _entered = enter(this.member.scope.clone());
+        this.future.poll(cx)
+    }
+}
+
+/// The scope that `graceful::scope` and the free functions act on from this thread: the current
+/// scope, or the root of the thread's runtime.
+fn here(shared: &Arc<Shared>) -> Arc<ScopeInner> {
+    current().unwrap_or_else(|| shared.shutdown.root.clone())
+}
+
+/// A child of the current scope (the root outside any scope), named `name`.
+///
+/// Its path is its parent's joined with `/`. Dropping every handle does not end the scope's
+/// work; a scope whose handles are all dropped and whose work has all ended is freed.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let http = graceful::scope("http");
+///     let conn = http.scope("conn-42");
+///     assert_eq!(conn.path(), "http/conn-42");
+///     let seen = conn
+///         .spawn(async { graceful::current_scope().path().to_string() })
+///         .await
+///         .unwrap();
+///     assert_eq!(seen, "http/conn-42");
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime, or if `name` contains `/`.
+#[track_caller]
+pub fn scope(name: impl Into<Cow<'static, str>>) -> Scope {
+    let name = name.into();
+    let parent = context::with_expect("graceful::scope", here);
+    Scope::child_of(&parent, name)
+}
+
+/// The scope this code runs in: the scope its task was spawned into, or the root (the whole
+/// program) elsewhere.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     assert_eq!(graceful::current_scope().path(), "");
+///     let jobs = graceful::scope("jobs");
+///     let inside = jobs.spawn(async { graceful::current_scope().name().to_string() });
+///     assert_eq!(inside.await.unwrap(), "jobs");
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+pub fn current_scope() -> Scope {
+    Scope {
+        inner: context::with_expect("graceful::current_scope", here),
+    }
+}
+
+impl Scope {
+    #[track_caller]
+    fn child_of(parent: &Arc<ScopeInner>, name: Cow<'static, str>) -> Scope {
+        assert!(
+            !name.contains(SEPARATOR),
+            "graceful: a scope name cannot contain `/` (it joins names into paths): {name:?}"
+        );
+        let path: Arc<str> = if parent.is_root() {
+            Arc::from(&*name)
+        } else {
+            Arc::from(format!("{}{SEPARATOR}{name}", parent.path))
+        };
+        let inner = Arc::new(ScopeInner::new(
+            name,
+            path,
+            Some(parent.clone()),
+            parent.runtime.clone(),
+            CancellationToken::new(),
+        ));
+        parent.add_child(&inner);
+        turn::joined_late(&inner);
+        Scope { inner }
+    }
+
+    /// A child of this scope.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let tenant = graceful::scope("tenants").scope("acme");
+    ///     assert_eq!(tenant.path(), "tenants/acme");
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `name` contains `/`.
+    #[track_caller]
+    pub fn scope(&self, name: impl Into<Cow<'static, str>>) -> Scope {
+        Scope::child_of(&self.inner, name.into())
+    }
+
+    /// Makes `other`'s turn wait until this scope has finished (its subtree and hooks included):
+    /// `workers.depends_on(&db)` stops the workers before the database. `other` may be an
+    /// ancestor (`child.depends_on(&parent)`: the parent's own work waits for the child).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let order = Arc::new(Mutex::new(Vec::new()));
+    /// let log = order.clone();
+    /// graceful::Builder::new().signals([]).run(async move {
+    ///     let db = graceful::scope("db");
+    ///     let workers = graceful::scope("workers").depends_on(&db);
+    ///     for (scope, name) in [(&db, "db"), (&workers, "workers")] {
+    ///         let log = log.clone();
+    ///         scope.on_shutdown(async move { log.lock().unwrap().push(name) });
+    ///     }
+    /// });
+    /// assert_eq!(*order.lock().unwrap(), ["workers", "db"]);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the dependency would make a cycle (a scope on itself, a parent on its child, or a loop
+    /// through several scopes); the message names the cycle.
+    pub fn depends_on(self, other: &Scope) -> Scope {
+        turn::add_dependency(&self.inner, &other.inner);
+        self
+    }
+
+    /// Makes this scope the place where `stop_on_panic` and `stop_on_error` act for work inside
+    /// it: a failure that would stop the program shuts this scope down instead, and is reported.
+    /// Set it before spawning work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let code = graceful::Builder::new().signals([]).stop_on_panic(true).run(async {
+    ///     let plugin = graceful::scope("plugin").isolated();
+    ///     plugin.spawn(async { panic!("a plugin bug") });
+    ///     plugin.finished().await;
+    ///     assert!(plugin.is_shutting_down());
+    ///     assert!(!graceful::is_shutting_down(), "the program goes on");
+    /// });
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// ```
+    pub fn isolated(self) -> Scope {
+        self.inner.isolated.store(true, Ordering::SeqCst);
+        self
+    }
+
+    /// The deadline of this scope's own [`shutdown`](Scope::shutdown), counted from the call
+    /// (default: the runtime's `grace`). The program's deadline still comes first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let batch = graceful::scope("batch").grace(Duration::from_millis(50));
+    ///     batch.spawn_service("stuck", std::future::pending::<()>());
+    ///     let report = batch.shutdown().await;
+    ///     assert_eq!(report.aborted.len(), 1);
+    /// });
+    /// ```
+    pub fn grace(self, grace: Duration) -> Scope {
+        *lock(&self.inner.grace) = Some(grace);
+        self
+    }
+
+    /// The scope's name (`""` for the root).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     assert_eq!(graceful::scope("db").name(), "db");
+    /// });
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The scope's path: the names from the root down, joined by `/` (`""` for the root).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     assert_eq!(graceful::scope("a").scope("b").path(), "a/b");
+    /// });
+    /// ```
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// Whether this scope's turn has begun, waiting for the scopes that depend on it included
+    /// (for the root: from the program's trigger). A partial [`shutdown`](Scope::shutdown)
+    /// begins it when called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let jobs = graceful::scope("jobs");
+    ///     graceful::shutdown();
+    ///     // The program's shutdown has started; the scope's turn comes after main's.
+    ///     assert!(!jobs.is_shutting_down());
+    /// });
+    /// ```
+    pub fn is_shutting_down(&self) -> bool {
+        if self.inner.is_root() {
+            return self
+                .inner
+                .runtime()
+                .is_some_and(|s| s.shutdown.trigger.started().is_some());
+        }
+        self.inner.is_claimed()
+    }
+
+    /// A future that resolves at this scope's announce step.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let jobs = graceful::scope("jobs");
+    ///     let stop = jobs.shutdown_requested();
+    ///     jobs.spawn_service("worker", async move { stop.await });
+    /// });
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub fn shutdown_requested(&self) -> ShutdownRequested {
+        ShutdownRequested::from_token(self.inner.token.clone())
+    }
+
+    /// A child of this scope's token, cancelled at its announce step.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let jobs = graceful::scope("jobs");
+    ///     let token = jobs.token();
+    ///     assert!(!token.is_cancelled());
+    /// });
+    /// ```
+    pub fn token(&self) -> CancellationToken {
+        self.inner.token.child_token()
+    }
+
+    /// The live tracked work of this scope and the scopes below it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let db = graceful::scope("db");
+    ///     db.spawn_service("driver", graceful::shutdown_requested());
+    ///     let names: Vec<_> = db.tasks().into_iter().map(|t| t.name).collect();
+    ///     assert_eq!(names, ["driver"]);
+    /// });
+    /// ```
+    pub fn tasks(&self) -> Vec<TaskInfo> {
+        let Some(shared) = self.inner.runtime() else {
+            return Vec::new();
+        };
+        if self.inner.is_root() {
+            return shared.registry.snapshot();
+        }
+        let groups = turn::groups(&self.inner);
+        shared.registry.snapshot_of(&|g| turn::picks(&groups, g))
+    }
+
+    /// A future that resolves once all of this scope's work, its children's included, has ended,
+    /// without shutting anything down.
+    ///
+    /// A `main` that awaits scoped work it has not shut down waits for it: during the program's
+    /// shutdown, scopes take their turns only after `main` has returned, so such a `main` waits
+    /// until the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let batch = graceful::scope("batch");
+    ///     for i in 0..3 {
+    ///         batch.spawn(async move { i * 2 });
+    ///     }
+    ///     batch.finished().await;
+    ///     assert!(batch.tasks().is_empty());
+    /// });
+    /// ```
+    pub fn finished(&self) -> Finished {
+        Finished::new(self.inner.clone())
+    }
+
+    /// Shuts this scope down now, while the rest of the program goes on: first the scopes that
+    /// depend on it, then its own turn (announce, cancel, drain, children, hooks), within its
+    /// [`grace`](Scope::grace) or the program's deadline if that comes first. What is left at
+    /// that deadline is aborted. Resolves to the [`Report`] of the scope's subtree.
+    ///
+    /// It starts when called, not when first polled. A second call, or a call during the
+    /// program's shutdown, waits for the same end. Afterwards, work spawned into the scope is
+    /// cancelled before its first poll: to restart a subsystem, make a new scope.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let tenant = graceful::scope("tenant-7");
+    ///     tenant.spawn_service("sync", async {
+    ///         graceful::shutdown_requested().await; // the scope's announce
+    ///     });
+    ///     let report = tenant.shutdown().await;
+    ///     assert!(report.is_clean());
+    ///     assert!(!graceful::is_shutting_down(), "only the tenant stopped");
+    /// });
+    /// ```
+    pub fn shutdown(&self) -> ScopeShutdown {
+        turn::shutdown(&self.inner)
+    }
+
+    /// Aborts everything in this scope and below it at once (`Drop`s run); a warning names what
+    /// was aborted. Afterwards, work spawned into the scope is cancelled before its first poll.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let tenant = graceful::scope("tenant");
+    ///     let stuck = tenant.scope("jobs").spawn_service("stuck", std::future::pending::<()>());
+    ///     tenant.abort();
+    ///     assert!(stuck.await.unwrap_err().is_cancelled());
+    /// });
+    /// ```
+    pub fn abort(&self) {
+        turn::abort(&self.inner);
+    }
+
+    /// Spawns a task into this scope, cancelled at its turn; see [`spawn`](crate::spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let jobs = graceful::scope("jobs");
+    ///     assert_eq!(jobs.spawn(async { 7 }).await.unwrap(), 7);
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the scope's runtime has ended.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let location = Location::caller();
+        let shared = self.runtime("Scope::spawn");
+        crate::tracked::spawn_in(&shared, &self.inner, TaskKind::Task, None, location, future)
+    }
+
+    /// Spawns a service into this scope, drained at its turn; see
+    /// [`spawn_service`](crate::spawn_service).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let db = graceful::scope("db");
+    ///     let requested = db.shutdown_requested();
+    ///     db.spawn_service("driver", requested);
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the scope's runtime has ended.
+    #[track_caller]
+    pub fn spawn_service<F>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        future: F,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: ServiceOutput,
+    {
+        let location = Location::caller();
+        let shared = self.runtime("Scope::spawn_service");
+        crate::spawn::service_in(&shared, Some(&self.inner), name.into(), location, future)
+    }
+
+    /// Runs `future` in this scope so that its turn waits for it; see
+    /// [`shutdown_waits_for`](crate::shutdown_waits_for).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let db = graceful::scope("db");
+    ///     assert_eq!(db.shutdown_waits_for(async { 3 }).await, 3);
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the scope's runtime has ended.
+    #[track_caller]
+    pub fn shutdown_waits_for<F>(&self, future: F) -> crate::ShutdownWaitsFor<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let location = Location::caller();
+        let shared = self.runtime("Scope::shutdown_waits_for");
+        let handle = crate::tracked::spawn_in(
+            &shared,
+            &self.inner,
+            TaskKind::Protected,
+            None,
+            location,
+            future,
+        );
+        crate::spawn::ShutdownWaitsFor::from_handle(handle)
+    }
+
+    /// Runs a blocking job in this scope: its [`StopFlag`] is raised at the scope's announce step,
+    /// and its turn joins it; see [`spawn_blocking`](crate::spawn_blocking).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let io = graceful::scope("io");
+    ///     let sum = io.spawn_blocking("sum", |_stop| 2 + 2).await.unwrap();
+    ///     assert_eq!(sum, 4);
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the scope's runtime has ended.
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, name: impl Into<Cow<'static, str>>, job: F) -> JoinHandle<R>
+    where
+        F: FnOnce(StopFlag) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let location = Location::caller();
+        let shared = self.runtime("Scope::spawn_blocking");
+        crate::blocking::spawn_blocking_in(&shared, Some(&self.inner), name.into(), location, job)
+    }
+
+    /// Registers a hook of this scope: run once its whole subtree has finished, last registered
+    /// first; see [`on_shutdown`](crate::on_shutdown).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let db = graceful::scope("db");
+    ///     db.on_shutdown(async { /* close the pool */ });
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn on_shutdown<F>(&self, hook: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.add_hook(Location::caller(), Box::pin(hook));
+    }
+
+    #[track_caller]
+    fn runtime(&self, what: &str) -> Arc<Shared> {
+        match self.inner.runtime() {
+            Some(shared) => shared,
+            None => panic!("graceful: {what} called on a scope whose runtime has ended"),
+        }
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("path", &self.path())
+            .field("shutting_down", &self.is_shutting_down())
+            .finish()
+    }
+}

@@ -1,0 +1,469 @@
+//! A scope's turn in a shutdown, the dependencies that order the turns, and the partial shutdown
+//! and abort of one scope's subtree.
+//!
+//! A turn: (1) the scopes that depend on this one finish first; (2) its own work is announced,
+//! its `spawn` tasks cancelled, its services, protected futures and blocking jobs drained; (3) its
+//! children take their turns, concurrently; (4) its hooks run; then it is done. In the program's
+//! shutdown the root's own work is steps 1–3 of the sequence (`shutdown/sequence.rs`), which then
+//! starts the root's children here. Each turn runs as a plain tokio task of the runtime.
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::time::sleep_until;
+
+use super::{ScopeInner, KINDS};
+use crate::context::Shared;
+use crate::report::{self, Report};
+use crate::shutdown::later;
+use crate::task::{TaskInfo, TaskKind};
+
+/// Everything async: what a turn's deadline aborts.
+pub(crate) const ASYNC_KINDS: [TaskKind; 4] = [
+    TaskKind::Task,
+    TaskKind::Service,
+    TaskKind::Protected,
+    TaskKind::Hook,
+];
+
+/// What a scope's own drain waits for.
+const DRAINED: [TaskKind; 4] = [
+    TaskKind::Task,
+    TaskKind::Service,
+    TaskKind::Protected,
+    TaskKind::Blocking,
+];
+
+const ALL_KINDS: [TaskKind; KINDS] = [
+    TaskKind::Task,
+    TaskKind::Service,
+    TaskKind::Protected,
+    TaskKind::Blocking,
+    TaskKind::Hook,
+];
+
+/// Whose shutdown a turn is part of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The program's: every scope gets its turn from its parent, so a dependency is only waited
+    /// for (unless an ancestor waits for it, which then starts it at once).
+    Program,
+    /// One scope's subtree: the scopes that depend on one in it are shut down first.
+    Partial,
+}
+
+/// The groups of a scope's subtree, for the registry.
+pub(crate) fn groups(scope: &Arc<ScopeInner>) -> Vec<Arc<str>> {
+    scope
+        .subtree()
+        .iter()
+        .filter_map(|s| s.group().cloned())
+        .collect()
+}
+
+/// Whether an entry of `group` belongs to one of `groups`.
+pub(crate) fn picks(groups: &[Arc<str>], group: Option<&Arc<str>>) -> bool {
+    group.is_some_and(|g| groups.iter().any(|mine| Arc::ptr_eq(mine, g)))
+}
+
+/// Starts `scope`'s turn unless it has one already.
+pub(crate) fn start(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant, mode: Mode) {
+    if !scope.claim() {
+        return;
+    }
+    let _ = scope.deadline.set(deadline);
+    let (scope, runtime) = (scope.clone(), shared.clone());
+    shared.tokio().spawn(async move {
+        if !run(&scope, &runtime, deadline, mode).await {
+            scope.late.store(true, Ordering::SeqCst);
+        }
+        scope.done.cancel();
+    });
+}
+
+/// The whole turn; returns whether it finished before the deadline.
+async fn run(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant, mode: Mode) -> bool {
+    wait_dependents(scope, shared, deadline, mode).await;
+    own_steps(scope, shared, deadline).await;
+    scope.own_drained.cancel();
+    let children = run_children(scope, shared, deadline, mode).await;
+    let hooks = run_hooks(scope, shared, deadline, children).await;
+    // Done: from now on, work spawned into it never runs.
+    scope.phase.begin_abort();
+    children && hooks && scope.live(&ALL_KINDS) == 0
+}
+
+/// Step 1: the scopes that depend on this one finish first.
+pub(crate) async fn wait_dependents(
+    scope: &Arc<ScopeInner>,
+    shared: &Arc<Shared>,
+    deadline: Instant,
+    mode: Mode,
+) {
+    for dependent in scope.dependents() {
+        match mode {
+            Mode::Partial => {
+                begin(&dependent);
+            }
+            // Its own turn would wait for this scope's own work: start it now.
+            Mode::Program if scope.contains(&dependent) => {
+                start(&dependent, shared, deadline, mode);
+            }
+            Mode::Program => {}
+        }
+        until(&dependent.done, deadline).await;
+    }
+}
+
+/// Step 2: announce, cancel, drain this scope's own work (the root's is the sequence's).
+async fn own_steps(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant) {
+    scope.token.cancel();
+    scope.stop.raise();
+    scope.phase.begin_cancel();
+    let path = scope.path.clone();
+    shared.registry.abort(&[TaskKind::Task], &|g| {
+        g.is_some_and(|g| Arc::ptr_eq(g, &path))
+    });
+    wait_live(scope, &[TaskKind::Task], deadline).await;
+    wait_live(scope, &DRAINED, deadline).await;
+}
+
+/// Step 3: the children's turns, concurrently. Returns whether all finished before the deadline.
+pub(crate) async fn run_children(
+    scope: &Arc<ScopeInner>,
+    shared: &Arc<Shared>,
+    deadline: Instant,
+    mode: Mode,
+) -> bool {
+    let children = scope.children();
+    for child in &children {
+        start(child, shared, deadline, mode);
+    }
+    let mut all = true;
+    for child in &children {
+        all &= until(&child.done, deadline).await && !child.late.load(Ordering::SeqCst);
+    }
+    all
+}
+
+/// Step 4: this scope's hooks, last registered first, if its subtree finished in time.
+async fn run_hooks(
+    scope: &Arc<ScopeInner>,
+    shared: &Arc<Shared>,
+    deadline: Instant,
+    in_time: bool,
+) -> bool {
+    let mut all = true;
+    while let Some(hook) = scope.hooks.pop() {
+        let mut info = TaskInfo::hook(hook.location);
+        info.scope = scope.group().cloned();
+        if !in_time || Instant::now() >= deadline {
+            report::hook_skipped(&info);
+            shared.report.log.not_run(&info);
+            all = false;
+            continue;
+        }
+        let mut handle = crate::tracked::spawn_in(
+            shared,
+            scope,
+            TaskKind::Hook,
+            None,
+            hook.location,
+            hook.future,
+        );
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if tokio::time::timeout_at(deadline, &mut handle)
+            .await
+            .is_err()
+        {
+            all = false;
+        }
+    }
+    all
+}
+
+/// Waits until the scope has no live work of `kinds`; `false` at the deadline.
+async fn wait_live(scope: &ScopeInner, kinds: &[TaskKind], deadline: Instant) -> bool {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    loop {
+        // Registered before the count is read, so a fall to zero in between is not missed.
+        let mut notified = pin!(scope.changed.notified());
+        notified.as_mut().enable();
+        if scope.live(kinds) == 0 {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Waits for `event`; `false` at the deadline.
+async fn until(event: &tokio_util::sync::CancellationToken, deadline: Instant) -> bool {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    tokio::select! {
+        _ = event.cancelled() => true,
+        _ = sleep_until(deadline) => event.is_cancelled(),
+    }
+}
+
+/// A scope made under a parent whose turn is past its own work gets its turn at once.
+pub(crate) fn joined_late(scope: &Arc<ScopeInner>) {
+    let Some(parent) = scope.parent() else {
+        return;
+    };
+    if !parent.own_drained.is_cancelled() {
+        return;
+    }
+    if let (Some(shared), Some(&deadline)) = (scope.runtime(), parent.deadline.get()) {
+        start(scope, &shared, deadline, Mode::Program);
+    }
+}
+
+/// `a.depends_on(b)`: `b`'s turn waits until `a` has finished.
+#[track_caller]
+pub(crate) fn add_dependency(a: &Arc<ScopeInner>, b: &Arc<ScopeInner>) {
+    if let Some(cycle) = path_to(a, b) {
+        let names: Vec<String> = cycle.iter().map(|s| describe(s)).collect();
+        panic!(
+            "graceful: {} cannot depend on {}: it would make a cycle ({} waits for {})",
+            describe(a),
+            describe(b),
+            describe(b),
+            names.join(", which waits for ")
+        );
+    }
+    super::push_pruned(&mut super::lock(&b.dependents), Arc::downgrade(a));
+}
+
+fn describe(scope: &ScopeInner) -> String {
+    if scope.is_root() {
+        "the root scope".into()
+    } else {
+        format!("`{}`", scope.path)
+    }
+}
+
+/// What `from`'s finish waits for, as a path from `from` to `to` (both included), if it reaches
+/// `to`: its dependents (they finish before its turn) and its children (it finishes after them).
+fn path_to(from: &Arc<ScopeInner>, to: &Arc<ScopeInner>) -> Option<Vec<Arc<ScopeInner>>> {
+    let mut seen: Vec<(Arc<ScopeInner>, usize)> = vec![(from.clone(), usize::MAX)];
+    let mut next = 0;
+    while next < seen.len() {
+        let at = seen[next].0.clone();
+        if Arc::ptr_eq(&at, to) {
+            let mut path = vec![at];
+            let mut back = seen[next].1;
+            while back != usize::MAX {
+                path.push(seen[back].0.clone());
+                back = seen[back].1;
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for waited in at.dependents().into_iter().chain(at.children()) {
+            if !seen.iter().any(|(s, _)| Arc::ptr_eq(s, &waited)) {
+                seen.push((waited, next));
+            }
+        }
+        next += 1;
+    }
+    None
+}
+
+/// `scope.shutdown()`.
+pub(crate) fn shutdown(scope: &Arc<ScopeInner>) -> ScopeShutdown {
+    begin(scope);
+    ScopeShutdown::new(scope.clone())
+}
+
+/// Starts the partial shutdown of `scope` unless it (or the program's) has started.
+pub(crate) fn begin(scope: &Arc<ScopeInner>) {
+    if let Some(shared) = scope.runtime() {
+        if scope.is_root() {
+            shared.start_shutdown(crate::Reason::Requested);
+        } else if scope.claim() {
+            let now = Instant::now();
+            let grace = scope.own_grace().unwrap_or(shared.config.grace);
+            let mut deadline = later(now, grace);
+            if let Some(started) = shared.shutdown.trigger.started() {
+                deadline = deadline.min(started.deadline);
+            }
+            let _ = scope.deadline.set(deadline);
+            let (scope, runtime) = (scope.clone(), shared.clone());
+            shared.tokio().spawn(async move {
+                let in_time = run(&scope, &runtime, deadline, Mode::Partial).await;
+                let report = end_of_partial(&scope, &runtime, now, in_time);
+                let _ = scope.report.set(report);
+                scope.done.cancel();
+            });
+        }
+    }
+}
+
+/// At a partial shutdown's end: abort what is left of the subtree and say how it went.
+fn end_of_partial(scope: &Arc<ScopeInner>, shared: &Shared, at: Instant, in_time: bool) -> Report {
+    let groups = groups(scope);
+    let which = |g: Option<&Arc<str>>| picks(&groups, g);
+    let mut report = Report {
+        reason: shared.shutdown.trigger.started().map(|s| s.reason.clone()),
+        ..Report::default()
+    };
+    if !in_time {
+        for inner in scope.subtree() {
+            inner.phase.begin_abort();
+        }
+        report.aborted = shared.registry.abort_listing(&ASYNC_KINDS, &which);
+        report::aborted(&report.aborted);
+        report.abandoned = shared
+            .registry
+            .snapshot_of(&which)
+            .into_iter()
+            .filter(|t| t.kind == TaskKind::Blocking)
+            .collect();
+        report::abandoned(&report.abandoned);
+    }
+    shared
+        .report
+        .log
+        .copy_into(&mut report, &|g| picks(&groups, g));
+    report.elapsed = at.elapsed();
+    report
+}
+
+/// `scope.abort()`.
+pub(crate) fn abort(scope: &Arc<ScopeInner>) {
+    let Some(shared) = scope.runtime() else {
+        return;
+    };
+    let subtree = scope.subtree();
+    for inner in &subtree {
+        inner.claim();
+        inner.phase.begin_abort();
+        inner.token.cancel();
+        inner.stop.raise();
+    }
+    let aborted = if scope.is_root() {
+        shared.start_shutdown(crate::Reason::Requested);
+        shared
+            .registry
+            .abort_listing(&ASYNC_KINDS, &crate::registry::any)
+    } else {
+        let groups = groups(scope);
+        shared
+            .registry
+            .abort_listing(&ASYNC_KINDS, &|g| picks(&groups, g))
+    };
+    if !aborted.is_empty() {
+        report::scope_aborted(&scope.path, &aborted);
+    }
+    let _ = scope.report.set(Report {
+        aborted,
+        ..Report::default()
+    });
+    for inner in subtree {
+        inner.own_drained.cancel();
+        inner.done.cancel();
+    }
+}
+
+/// The future [`Scope::shutdown`](super::Scope::shutdown) returns: the subtree's [`Report`].
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let jobs = graceful::scope("jobs");
+///     let stopping: graceful::ScopeShutdown = jobs.shutdown();
+///     assert!(stopping.await.is_clean());
+/// });
+/// ```
+#[must_use = "the shutdown runs anyway; await this for its report"]
+pub struct ScopeShutdown {
+    future: Pin<Box<dyn Future<Output = Report> + Send>>,
+}
+
+impl ScopeShutdown {
+    fn new(scope: Arc<ScopeInner>) -> ScopeShutdown {
+        ScopeShutdown {
+            future: Box::pin(async move {
+                scope.done.cancelled().await;
+                scope.report.get().cloned().unwrap_or_default()
+            }),
+        }
+    }
+}
+
+impl Future for ScopeShutdown {
+    type Output = Report;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Report> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for ScopeShutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopeShutdown").finish_non_exhaustive()
+    }
+}
+
+/// The future [`Scope::finished`](super::Scope::finished) returns.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let jobs = graceful::scope("jobs");
+///     jobs.spawn(async {});
+///     let finished: graceful::Finished = jobs.finished();
+///     finished.await;
+/// });
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Finished {
+    future: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Finished {
+    pub(crate) fn new(scope: Arc<ScopeInner>) -> Finished {
+        Finished {
+            future: Box::pin(async move {
+                if scope.is_root() {
+                    // The root's work includes `main`: it is finished when the program is.
+                    return scope.done.cancelled().await;
+                }
+                loop {
+                    let mut notified = pin!(scope.changed.notified());
+                    notified.as_mut().enable();
+                    if scope.subtree().iter().all(|s| s.live(&ALL_KINDS) == 0) {
+                        return;
+                    }
+                    notified.await;
+                }
+            }),
+        }
+    }
+}
+
+impl Future for Finished {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finished").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,332 @@
+//! Scopes: the order of the shutdown across scopes (through real signals, where the order is
+//! observable), partial shutdown, abort, isolation, dependencies and their cycles, and that
+//! short-lived scopes leave nothing behind.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{fixture, SIGTERM};
+
+fn builder() -> graceful::Builder {
+    graceful::Builder::new().signals([])
+}
+
+/// The events of `scopes_order`, in the order they happened, without their times.
+fn events(stdout: &str) -> Vec<String> {
+    let mut timed: Vec<(u128, String)> = stdout
+        .lines()
+        .filter_map(|line| {
+            let (us, what) = line.split_once(' ')?;
+            Some((us.parse().ok()?, what.to_string()))
+        })
+        .collect();
+    timed.sort();
+    timed.into_iter().map(|(_, what)| what).collect()
+}
+
+fn position(events: &[String], what: &str) -> usize {
+    events
+        .iter()
+        .position(|e| e == what)
+        .unwrap_or_else(|| panic!("no {what:?} in {events:?}"))
+}
+
+#[test]
+fn three_dependent_scopes_stop_in_order_after_the_root_and_before_its_hooks() {
+    let out = fixture("scopes_order").signal_after("ready", SIGTERM);
+    out.assert_killed_by(SIGTERM);
+    let events = events(&out.stdout);
+    let at = |what| position(&events, what);
+    // The root's own work first: the creator stops producing before what it created stops.
+    assert!(at("root drained") < at("http announced"), "{events:?}");
+    // http depends on workers, workers on db: http, then workers, then db.
+    assert!(at("http drained") < at("workers announced"), "{events:?}");
+    assert!(at("workers drained") < at("db announced"), "{events:?}");
+    // The root's hook closes the pool after every scope that used it.
+    assert!(at("db drained") < at("pool closed"), "{events:?}");
+}
+
+#[test]
+fn a_driver_in_a_scope_outlives_the_root_services_that_use_it() {
+    let out = fixture("scope_driver").signal_after("ready", SIGTERM);
+    out.assert_killed_by(SIGTERM)
+        .assert_stdout_has("sent 100")
+        .assert_stdout_has("processed 100");
+}
+
+#[test]
+fn a_deadline_missed_in_a_scope_is_reported_with_the_scope_path() {
+    let out = fixture("scope_stuck").signal_after("ready", SIGTERM);
+    out.assert_killed_by(SIGTERM)
+        .assert_exited_within(Duration::from_secs(1))
+        .assert_stderr_has(&format!(
+            "aborted at the deadline: service \"stuck\" in db/jobs at {}:",
+            support::source("scope_stuck")
+        ));
+}
+
+#[test]
+fn library_code_in_a_scope_gets_the_scope_timing() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let code = builder().run(async move {
+        let db = graceful::scope("db");
+        let log2 = log.clone();
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        db.spawn_service("driver", async move {
+            // "Library code": it knows nothing of scopes and uses the free functions.
+            let helper = graceful::spawn(async { graceful::current_scope().path().to_string() });
+            let path = helper.await.unwrap();
+            log2.lock().unwrap().push(path);
+            started.send(()).unwrap();
+            graceful::shutdown_requested().await;
+            log2.lock().unwrap().push(format!(
+                "driver stopping, program shutting down: {}",
+                graceful::handle().is_shutting_down()
+            ));
+        });
+        graceful::spawn_service("api", async move {
+            graceful::shutdown_requested().await;
+            log.lock().unwrap().push("api stopping".into());
+        });
+        has_started.await.unwrap();
+    });
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "db",
+            "api stopping",
+            "driver stopping, program shutting down: true"
+        ]
+    );
+}
+
+#[test]
+fn a_partial_shutdown_leaves_the_rest_running_and_reports_its_subtree() {
+    let code = builder().run(async {
+        let tenant = graceful::scope("tenant");
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        tenant.scope("sync").spawn_service("pull", async move {
+            graceful::shutdown_requested().await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        let other = graceful::scope("other");
+        let other_stop = other.shutdown_requested();
+        other.spawn_service("keeps", other_stop);
+        let report = tenant.shutdown().await;
+        assert!(report.is_clean(), "{report:?}");
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "the nested scope took its turn"
+        );
+        assert!(!graceful::is_shutting_down());
+        assert!(!other.is_shutting_down());
+        assert_eq!(other.tasks().len(), 1);
+        // A second call waits for the same end.
+        assert!(tenant.shutdown().await.is_clean());
+        // Done: work spawned into it now never runs.
+        let late = tenant.spawn(async { panic!("ran after the scope's shutdown") });
+        assert!(late.await.unwrap_err().is_cancelled());
+    });
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+}
+
+#[test]
+fn a_partial_shutdown_stops_its_dependents_first() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let log = order.clone();
+    builder().run(async move {
+        let db = graceful::scope("db");
+        let workers = graceful::scope("workers").depends_on(&db);
+        for (scope, name) in [(&db, "db"), (&workers, "workers")] {
+            let log = log.clone();
+            let requested = scope.shutdown_requested();
+            scope.spawn_service(name, async move {
+                requested.await;
+                log.lock().unwrap().push(name);
+            });
+        }
+        db.shutdown().await;
+        assert!(
+            workers.is_shutting_down(),
+            "workers depends on db: stopped first"
+        );
+    });
+    assert_eq!(*order.lock().unwrap(), ["workers", "db"]);
+}
+
+#[test]
+fn a_partial_shutdown_aborts_what_is_left_at_its_own_grace() {
+    builder().run(async {
+        let batch = graceful::scope("batch").grace(Duration::from_millis(100));
+        batch
+            .scope("inner")
+            .spawn_service("stuck", std::future::pending::<()>());
+        let report = batch.shutdown().await;
+        assert_eq!(report.aborted.len(), 1, "{report:?}");
+        assert_eq!(report.aborted[0].scope.as_deref(), Some("batch/inner"));
+        assert!(!graceful::is_shutting_down());
+    });
+}
+
+struct SetOnDrop(Arc<AtomicUsize>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn abort_cascades_to_nested_scopes_and_runs_their_drops() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let counter = dropped.clone();
+    builder().run(async move {
+        let tenant = graceful::scope("tenant");
+        let mut handles = Vec::new();
+        for scope in [
+            tenant.clone(),
+            tenant.scope("a"),
+            tenant.scope("a").scope("b"),
+        ] {
+            let guard = SetOnDrop(counter.clone());
+            handles.push(scope.spawn_service("stuck", async move {
+                let _guard = guard;
+                std::future::pending::<()>().await
+            }));
+        }
+        tokio::task::yield_now().await;
+        tenant.abort();
+        for handle in handles {
+            assert!(handle.await.unwrap_err().is_cancelled());
+        }
+        assert!(
+            !graceful::is_shutting_down(),
+            "the rest of the program goes on"
+        );
+    });
+    assert_eq!(dropped.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn an_isolated_scope_keeps_its_panic_and_its_error_inside() {
+    let (code, report) = builder()
+        .stop_on_panic(true)
+        .stop_on_error(true)
+        .run_with_report(async {
+            let plugin = graceful::scope("plugin").isolated();
+            plugin.spawn(async { panic!("a plugin bug") });
+            plugin.finished().await;
+            assert!(plugin.is_shutting_down(), "the panic shut the scope down");
+            let loader = graceful::scope("loader").isolated();
+            loader.spawn_service("load", async { Err::<(), _>("no such table") });
+            loader.finished().await;
+            assert!(loader.is_shutting_down(), "the error shut the scope down");
+            assert!(!graceful::is_shutting_down(), "the program goes on");
+        });
+    // Reported, but the program's status is its own.
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert_eq!(report.panicked.len(), 1);
+    assert_eq!(report.panicked[0].scope.as_deref(), Some("plugin"));
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].task.scope.as_deref(), Some("loader"));
+}
+
+#[test]
+fn without_isolation_a_scoped_panic_stops_the_program() {
+    let code = builder().stop_on_panic(true).run(async {
+        graceful::scope("plugin").spawn(async { panic!("a plugin bug") });
+        graceful::shutdown_requested().await;
+    });
+    assert_eq!(code, std::process::ExitCode::from(101));
+}
+
+fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
+    let payload = std::panic::catch_unwind(f).unwrap_err();
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_dependency_cycle_panics_naming_the_cycle() {
+    builder().run(async {
+        let a = graceful::scope("a");
+        let b = graceful::scope("b").depends_on(&a);
+        let c = graceful::scope("c").depends_on(&b);
+        let message = panic_message(std::panic::AssertUnwindSafe(|| {
+            let _ = a.clone().depends_on(&c);
+        }));
+        assert_eq!(
+            message,
+            "graceful: `a` cannot depend on `c`: it would make a cycle \
+             (`c` waits for `a`, which waits for `b`, which waits for `c`)"
+        );
+        let message = panic_message(std::panic::AssertUnwindSafe(|| {
+            let _ = a.clone().depends_on(&a);
+        }));
+        assert!(message.contains("would make a cycle"), "{message}");
+        let parent = graceful::scope("parent");
+        let child = parent.scope("child");
+        let message = panic_message(std::panic::AssertUnwindSafe(|| {
+            let _ = parent.clone().depends_on(&child);
+        }));
+        assert!(message.contains("would make a cycle"), "{message}");
+        // The other way round is allowed: the parent's own work waits for the child.
+        let _ = child.depends_on(&parent);
+    });
+}
+
+#[test]
+fn a_child_that_its_parent_depends_on_stops_before_the_parents_own_work() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let log = order.clone();
+    builder().run(async move {
+        let parent = graceful::scope("parent");
+        let child = parent.scope("child").depends_on(&parent);
+        for (scope, name) in [(&parent, "parent"), (&child, "child")] {
+            let log = log.clone();
+            let requested = scope.shutdown_requested();
+            scope.spawn_service(name, async move {
+                requested.await;
+                log.lock().unwrap().push(name);
+            });
+        }
+    });
+    assert_eq!(*order.lock().unwrap(), ["child", "parent"]);
+}
+
+#[test]
+fn a_spawn_into_a_scope_after_its_turn_never_runs() {
+    builder().run(async {
+        let jobs = graceful::scope("jobs");
+        jobs.abort();
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let late = jobs.spawn(async move { flag.store(true, Ordering::SeqCst) });
+        assert!(late.await.unwrap_err().is_cancelled());
+        assert!(!ran.load(Ordering::SeqCst));
+    });
+}
+
+#[test]
+fn scope_names_cannot_contain_a_slash() {
+    builder().run(async {
+        let message = panic_message(|| {
+            let _ = graceful::scope("a/b");
+        });
+        assert!(message.contains("cannot contain `/`"), "{message}");
+    });
+}
+
+#[graceful::test(grace = "200ms")]
+#[should_panic(expected = "service \"leaky\" in db at tests/scopes.rs:")]
+async fn graceful_test_fails_on_a_scoped_service_that_does_not_stop() {
+    graceful::scope("db").spawn_service("leaky", std::future::pending::<()>());
+}
