@@ -14,6 +14,17 @@ fn builder() -> graceful::Builder {
     graceful::Builder::new().signals([])
 }
 
+/// Runs `main` and fails the test unless it ended well: an assertion that fails inside `main` is
+/// a panic the runtime catches and turns into status 101.
+fn run_ok<F: std::future::Future<Output = ()>>(main: F) {
+    let code = builder().run(main);
+    assert_eq!(
+        code,
+        std::process::ExitCode::SUCCESS,
+        "main failed; see its panic above"
+    );
+}
+
 /// The events of `scopes_order`, in the order they happened, without their times.
 fn events(stdout: &str) -> Vec<String> {
     let mut timed: Vec<(u128, String)> = stdout
@@ -140,7 +151,7 @@ fn a_partial_shutdown_leaves_the_rest_running_and_reports_its_subtree() {
 fn a_partial_shutdown_stops_its_dependents_first() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let log = order.clone();
-    builder().run(async move {
+    run_ok(async move {
         let db = graceful::scope("db");
         let workers = graceful::scope("workers").depends_on(&db);
         for (scope, name) in [(&db, "db"), (&workers, "workers")] {
@@ -162,7 +173,7 @@ fn a_partial_shutdown_stops_its_dependents_first() {
 
 #[test]
 fn a_partial_shutdown_aborts_what_is_left_at_its_own_grace() {
-    builder().run(async {
+    run_ok(async {
         let batch = graceful::scope("batch").grace(Duration::from_millis(100));
         batch
             .scope("inner")
@@ -186,7 +197,7 @@ impl Drop for SetOnDrop {
 fn abort_cascades_to_nested_scopes_and_runs_their_drops() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let counter = dropped.clone();
-    builder().run(async move {
+    run_ok(async move {
         let tenant = graceful::scope("tenant");
         let mut handles = Vec::new();
         for scope in [
@@ -256,7 +267,7 @@ fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
 
 #[test]
 fn a_dependency_cycle_panics_naming_the_cycle() {
-    builder().run(async {
+    run_ok(async {
         let a = graceful::scope("a");
         let b = graceful::scope("b").depends_on(&a);
         let c = graceful::scope("c").depends_on(&b);
@@ -287,7 +298,7 @@ fn a_dependency_cycle_panics_naming_the_cycle() {
 fn a_child_that_its_parent_depends_on_stops_before_the_parents_own_work() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let log = order.clone();
-    builder().run(async move {
+    run_ok(async move {
         let parent = graceful::scope("parent");
         let child = parent.scope("child").depends_on(&parent);
         for (scope, name) in [(&parent, "parent"), (&child, "child")] {
@@ -304,7 +315,7 @@ fn a_child_that_its_parent_depends_on_stops_before_the_parents_own_work() {
 
 #[test]
 fn a_spawn_into_a_scope_after_its_turn_never_runs() {
-    builder().run(async {
+    run_ok(async {
         let jobs = graceful::scope("jobs");
         jobs.abort();
         let ran = Arc::new(AtomicBool::new(false));
@@ -317,7 +328,7 @@ fn a_spawn_into_a_scope_after_its_turn_never_runs() {
 
 #[test]
 fn scope_names_cannot_contain_a_slash() {
-    builder().run(async {
+    run_ok(async {
         let message = panic_message(|| {
             let _ = graceful::scope("a/b");
         });

@@ -40,7 +40,7 @@ async fn connections(n: usize) {
 
 #[test]
 fn a_hundred_thousand_short_lived_scopes_leave_no_memory_behind() {
-    graceful::Builder::new()
+    let code = graceful::Builder::new()
         .signals([])
         .flavor(graceful::Flavor::CurrentThread)
         .run(async {
@@ -52,7 +52,11 @@ fn a_hundred_thousand_short_lived_scopes_leave_no_memory_behind() {
             let grown = after - before;
             // A few kilobytes of list capacity may move; a leak of even 8 bytes per scope would
             // be 800 kB.
-            assert!(grown < 64 * 1024, "the heap grew by {grown} bytes over 100,000 scopes");
+            assert!(
+                grown < 64 * 1024,
+                "the heap grew by {grown} bytes over 100,000 scopes"
+            );
             eprintln!("heap growth over 100,000 scopes: {grown} bytes");
         });
+    assert_eq!(code, std::process::ExitCode::SUCCESS, "see the panic above");
 }
