@@ -158,9 +158,10 @@ pub use graceful_macros::test;
 pub use graceful_runtime::{
     current_scope, deadline, handle, is_shutting_down, on_shutdown, ready, reason, scope, shutdown,
     shutdown_requested, shutdown_waits_for, shutdown_with_code, spawn, spawn_blocking,
-    spawn_service, tasks, token, Builder, EnterGuard, Failure, Finished, Flavor, Handle, Reason,
-    Report, Scope, ScopeShutdown, SecondSignal, ServiceOutput, ShutdownRequested, ShutdownWaitsFor,
-    StopFlag, TaskInfo, TaskKind, DEFAULT_GRACE, UNIX_SIGNALS, WINDOWS_SIGNALS,
+    spawn_service, supervise, tasks, token, Builder, EnterGuard, Failure, Finished, Flavor, Handle,
+    Reason, Report, Restart, Scope, ScopeShutdown, SecondSignal, ServiceOutput, ShutdownRequested,
+    ShutdownWaitsFor, StopFlag, Stopped, Supervisor, TaskInfo, TaskKind, DEFAULT_GRACE,
+    UNIX_SIGNALS, WINDOWS_SIGNALS,
 };
 
 /// What the macros' output uses. Not public API: it changes without notice.

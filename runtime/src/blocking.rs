@@ -216,7 +216,7 @@ where
     let label = Label {
         name: Some(name),
         group: scope.as_ref().map(|s| s.path.clone()),
-        restarts: 0,
+        ..Label::default()
     };
     let slot = Slot::insert(shared, TaskKind::Blocking, label, location);
     let stop = match &scope {

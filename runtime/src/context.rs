@@ -104,6 +104,10 @@ impl Shared {
     /// Reports a panic of tracked work, and under `stop_on_panic` shuts down the nearest
     /// isolated scope of the work, or the program.
     pub(crate) fn task_panicked(&self, info: &TaskInfo) {
+        if info.supervised {
+            // Its supervisor reports it, with what it does about it.
+            return;
+        }
         let (info, isolating) = in_scope(info);
         report::panicked(&info);
         self.report.log.panicked(&info);

@@ -17,6 +17,7 @@ mod scope;
 mod shutdown;
 mod signals;
 mod spawn;
+mod supervise;
 mod systemd;
 mod task;
 mod tracked;
@@ -33,6 +34,7 @@ pub use shutdown::{
 };
 pub use signals::{UNIX_SIGNALS, WINDOWS_SIGNALS};
 pub use spawn::{shutdown_waits_for, spawn, spawn_service, ServiceOutput, ShutdownWaitsFor};
+pub use supervise::{supervise, Restart, Stopped, Supervisor};
 pub use systemd::ready;
 pub use task::{TaskInfo, TaskKind};
 

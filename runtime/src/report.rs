@@ -226,6 +226,19 @@ pub(crate) fn hook_skipped(hook: &TaskInfo) {
     }
 }
 
+/// A supervised service's incarnation ended (`outcome`), and what its supervisor does about it.
+pub(crate) fn supervised(item: &TaskInfo, outcome: &str, action: &str) {
+    if to_stderr() {
+        stderr_line(format_args!("{item} {outcome}; {action}"));
+    } else {
+        tracing::error!(
+            target: "graceful",
+            { task.name = %item.name, task.location = %item.location, restarts = item.restarts },
+            "{item} {outcome}; {action}",
+        );
+    }
+}
+
 /// `scope.abort()`: what it aborted.
 pub(crate) fn scope_aborted(path: &str, items: &[TaskInfo]) {
     let message = format!("scope `{path}` aborted: {}", describe(items));

@@ -117,6 +117,7 @@ pub struct TaskInfo {
     /// How many times its supervisor restarted it ([`supervise`](crate::supervise)); 0 otherwise.
     pub restarts: u32,
     is_main: bool,
+    pub(crate) supervised: bool,
 }
 
 impl TaskInfo {
@@ -142,6 +143,7 @@ impl TaskInfo {
             scope: None,
             restarts: 0,
             is_main,
+            supervised: false,
         }
     }
 

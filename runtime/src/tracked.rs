@@ -199,8 +199,38 @@ where
     let label = Label {
         name,
         group: Some(scope.path.clone()),
-        restarts: 0,
+        ..Label::default()
     };
+    filled(shared, at, kind, label, location, &handle, &scope.phase);
+    handle
+}
+
+/// Spawns `future` as tracked work with a label of the caller's making, in `scope` or the root.
+pub(crate) fn spawn_labelled<F>(
+    shared: &Shared,
+    scope: &Arc<ScopeInner>,
+    kind: TaskKind,
+    mut label: Label,
+    location: &'static Location<'static>,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let at = shared.registry.reserve();
+    let mut slot = Slot::new(shared, at, kind);
+    if scope.is_root() {
+        let handle = shared.tokio().spawn(Tracked { future, slot });
+        filled(shared, at, kind, label, location, &handle, &scope.phase);
+        return handle;
+    }
+    slot.progress = Progress::Polled;
+    let member = Member::new(scope.clone(), kind);
+    let handle = shared
+        .tokio()
+        .spawn(InScope::new(Tracked { future, slot }, member));
+    label.group = Some(scope.path.clone());
     filled(shared, at, kind, label, location, &handle, &scope.phase);
     handle
 }

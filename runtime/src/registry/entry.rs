@@ -124,6 +124,7 @@ impl Entry {
         );
         info.scope = self.origin.group().cloned();
         info.restarts = self.origin.restarts();
+        info.supervised = self.origin.is_supervised();
         info
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct Label {
     /// and can be aborted or listed by group. (The scopes use their paths.)
     pub(crate) group: Option<Arc<str>>,
     pub(crate) restarts: u32,
+    /// An incarnation of a supervised service: its supervisor handles its failures.
+    pub(crate) supervised: bool,
 }
 
 impl Label {
@@ -46,7 +48,7 @@ impl Label {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.name.is_none() && self.group.is_none() && self.restarts == 0
+        self.name.is_none() && self.group.is_none() && self.restarts == 0 && !self.supervised
     }
 }
 

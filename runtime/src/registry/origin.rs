@@ -91,6 +91,10 @@ impl Origin {
     pub(super) fn restarts(&self) -> u32 {
         self.named().map_or(0, |named| named.label.restarts)
     }
+
+    pub(super) fn is_supervised(&self) -> bool {
+        self.named().is_some_and(|named| named.label.supervised)
+    }
 }
 
 impl Drop for Origin {

@@ -1,0 +1,594 @@
+//! Supervised services: a factory makes each incarnation, a policy says when to make another,
+//! with exponential backoff and full jitter, up to an intensity limit (OTP's: at most `n`
+//! restarts within a window). The supervisor, not `stop_on_panic`/`stop_on_error`, handles its
+//! incarnations' failures; only giving up escalates.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{self, Shared};
+use crate::registry::Label;
+use crate::scope::{self, Scope, ScopeInner};
+use crate::spawn::ServiceOutput;
+use crate::task::{TaskInfo, TaskKind};
+use crate::Reason;
+
+/// When a supervisor starts a new incarnation of its service, how long it waits first, and when
+/// it gives up.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let policy = graceful::Restart::on_failure()
+///     .backoff(Duration::from_millis(50), Duration::from_secs(5))
+///     .limit(10, Duration::from_secs(60));
+/// # let _ = policy;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Restart {
+    when: When,
+    min: Duration,
+    max: Duration,
+    limit: u32,
+    window: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum When {
+    OnFailure,
+    Always,
+    Never,
+}
+
+impl Restart {
+    fn new(when: When) -> Restart {
+        Restart {
+            when,
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            limit: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+
+    /// Restart after a failure: a panic, an `Err`, a failing `ExitCode`. A service that returns
+    /// successfully stays stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = graceful::Restart::on_failure();
+    /// # let _ = policy;
+    /// ```
+    pub fn on_failure() -> Restart {
+        Restart::new(When::OnFailure)
+    }
+
+    /// Restart after a failure and after a normal return.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = graceful::Restart::always();
+    /// # let _ = policy;
+    /// ```
+    pub fn always() -> Restart {
+        Restart::new(When::Always)
+    }
+
+    /// Never restart: the one incarnation is an ordinary service, whose failure is handled as any
+    /// service's is (reported; `stop_on_panic`/`stop_on_error` apply).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let policy = graceful::Restart::never();
+    /// # let _ = policy;
+    /// ```
+    pub fn never() -> Restart {
+        Restart::new(When::Never)
+    }
+
+    /// The wait before a restart: exponential from `min` (the first restart) up to `max`, with
+    /// full jitter above `min`. Default: 100 ms to 30 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let policy = graceful::Restart::on_failure()
+    ///     .backoff(Duration::from_millis(10), Duration::from_secs(1));
+    /// # let _ = policy;
+    /// ```
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Restart {
+        self.min = min;
+        self.max = max.max(min);
+        self
+    }
+
+    /// At most `restarts` restarts within `window`: the failure that would need one more gives
+    /// up (with `limit(2, ..)`: three incarnations, then give up). Default: 5 within 60 s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let policy = graceful::Restart::on_failure().limit(3, Duration::from_secs(10));
+    /// # let _ = policy;
+    /// ```
+    pub fn limit(mut self, restarts: u32, window: Duration) -> Restart {
+        self.limit = restarts;
+        self.window = window;
+        self
+    }
+
+    /// The wait before restart number `restart` (1 for the first).
+    fn delay(&self, restart: u32, random: u64) -> Duration {
+        let doublings = restart.saturating_sub(1).min(32);
+        let cap = self
+            .min
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.max);
+        let spread = cap.saturating_sub(self.min).as_nanos() as u64;
+        let jitter = if spread == 0 {
+            0
+        } else {
+            random % (spread + 1)
+        };
+        self.min + Duration::from_nanos(jitter)
+    }
+}
+
+/// A handle to a supervisor: how often it has restarted its service, and a future that resolves
+/// once it has stopped (given up, or shut down with its scope).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// graceful::Builder::new().signals([]).run(async {
+///     let calls = Arc::new(AtomicU32::new(0));
+///     let counter = calls.clone();
+///     let policy = graceful::Restart::on_failure().backoff(Duration::from_millis(1), Duration::from_millis(5));
+///     let supervisor = graceful::supervise("flaky", policy, move || {
+///         let n = counter.fetch_add(1, Ordering::SeqCst);
+///         // Fails twice, then works.
+///         async move { if n < 2 { Err("not yet") } else { Ok(()) } }
+///     });
+///     supervisor.stopped().await;
+///     assert_eq!(supervisor.restarts(), 2);
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Cow<'static, str>,
+    restarts: AtomicU32,
+    stopped: CancellationToken,
+}
+
+impl Supervisor {
+    /// How many times the service has been restarted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let supervisor = graceful::supervise("once", graceful::Restart::on_failure(), || async {});
+    ///     supervisor.stopped().await;
+    ///     assert_eq!(supervisor.restarts(), 0);
+    /// });
+    /// ```
+    pub fn restarts(&self) -> u32 {
+        self.inner.restarts.load(Ordering::SeqCst)
+    }
+
+    /// The supervised service's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let supervisor = graceful::supervise("consumer", graceful::Restart::never(), || async {});
+    ///     assert_eq!(supervisor.name(), "consumer");
+    /// });
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// A future that resolves once the supervisor has stopped: its service ended for good (a
+    /// normal return under `on_failure`), it gave up, or its scope's turn came.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let supervisor = graceful::supervise("job", graceful::Restart::on_failure(), || async {});
+    ///     supervisor.stopped().await;
+    /// });
+    /// ```
+    pub fn stopped(&self) -> Stopped {
+        let token = self.inner.stopped.clone();
+        Stopped {
+            future: Box::pin(async move { token.cancelled().await }),
+        }
+    }
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("name", &self.inner.name)
+            .field("restarts", &self.restarts())
+            .field("stopped", &self.inner.stopped.is_cancelled())
+            .finish()
+    }
+}
+
+/// The future [`Supervisor::stopped`] returns.
+///
+/// # Examples
+///
+/// ```
+/// graceful::Builder::new().signals([]).run(async {
+///     let supervisor = graceful::supervise("job", graceful::Restart::never(), || async {});
+///     let stopped: graceful::Stopped = supervisor.stopped();
+///     stopped.await;
+/// });
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Stopped {
+    future: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Future for Stopped {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stopped").finish_non_exhaustive()
+    }
+}
+
+/// Runs a supervised service in the current scope: `factory` makes each incarnation, each runs
+/// as a service named `name`, and `policy` says when to make another.
+///
+/// Each failure and restart is reported (`graceful: service "consumer" failed ("no broker");
+/// restart 3 of 5 in 60s, in 400ms`). The supervisor handles its service's failures:
+/// `stop_on_panic` and `stop_on_error` do not react to them. When it gives up (the intensity
+/// limit is reached), the nearest isolated scope is shut down, or else the program, with
+/// [`Reason::Failed`] and status 1. From the start of its scope's turn in a shutdown nothing
+/// restarts: the running incarnation is drained like any service. [`tasks()`](crate::tasks)
+/// shows the incarnation with its restart count.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// graceful::Builder::new().signals([]).run(async {
+///     let attempts = Arc::new(AtomicU32::new(0));
+///     let counter = attempts.clone();
+///     let policy = graceful::Restart::on_failure().backoff(Duration::from_millis(1), Duration::from_millis(10));
+///     let consumer = graceful::supervise("consumer", policy, move || {
+///         let attempt = counter.fetch_add(1, Ordering::SeqCst);
+///         async move {
+///             if attempt == 0 {
+///                 return Err("the broker is not up yet");
+///             }
+///             graceful::shutdown_requested().await;
+///             Ok(())
+///         }
+///     });
+///     while consumer.restarts() == 0 {
+///         tokio::task::yield_now().await;
+///     }
+///     graceful::shutdown();
+///     consumer.stopped().await;
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+#[track_caller]
+pub fn supervise<F, Fut>(
+    name: impl Into<Cow<'static, str>>,
+    policy: Restart,
+    factory: F,
+) -> Supervisor
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: ServiceOutput,
+{
+    let location = Location::caller();
+    let (shared, scope) = context::with_expect("graceful::supervise", |shared| {
+        let scope = scope::current().unwrap_or_else(|| shared.shutdown.root.clone());
+        (shared.clone(), scope)
+    });
+    start(&shared, &scope, name.into(), policy, location, factory)
+}
+
+impl Scope {
+    /// Runs a supervised service in this scope; see [`supervise`](crate::supervise).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let queue = graceful::scope("queue");
+    ///     let consumer = queue.supervise("consumer", graceful::Restart::on_failure(), || async {});
+    ///     consumer.stopped().await;
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the scope's runtime has ended.
+    #[track_caller]
+    pub fn supervise<F, Fut>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        policy: Restart,
+        factory: F,
+    ) -> Supervisor
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ServiceOutput,
+    {
+        let location = Location::caller();
+        let Some(shared) = self.inner.runtime() else {
+            panic!("graceful: Scope::supervise called on a scope whose runtime has ended");
+        };
+        start(&shared, &self.inner, name.into(), policy, location, factory)
+    }
+}
+
+fn start<F, Fut>(
+    shared: &Arc<Shared>,
+    scope: &Arc<ScopeInner>,
+    name: Cow<'static, str>,
+    policy: Restart,
+    location: &'static Location<'static>,
+    mut factory: F,
+) -> Supervisor
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: ServiceOutput,
+{
+    let supervisor = Supervisor {
+        inner: Arc::new(Inner {
+            name: name.clone(),
+            restarts: AtomicU32::new(0),
+            stopped: CancellationToken::new(),
+        }),
+    };
+    if policy.when == When::Never {
+        // An ordinary service: its failure is any service's failure.
+        let handle = crate::spawn::service_in(shared, Some(scope), name, location, factory());
+        let stopped = supervisor.inner.stopped.clone();
+        shared.tokio().spawn(async move {
+            let _ = handle.await;
+            stopped.cancel();
+        });
+        return supervisor;
+    }
+    let (runtime, scope, handle) = (shared.clone(), scope.clone(), supervisor.clone());
+    shared.tokio().spawn(async move {
+        run(&runtime, &scope, &handle, &policy, location, &mut factory).await;
+        handle.inner.stopped.cancel();
+    });
+    supervisor
+}
+
+/// How one incarnation ended.
+enum Ended {
+    Returned,
+    Failed(String),
+    /// Aborted: at the deadline, or with its scope.
+    Cancelled,
+}
+
+async fn run<F, Fut>(
+    shared: &Arc<Shared>,
+    scope: &Arc<ScopeInner>,
+    supervisor: &Supervisor,
+    policy: &Restart,
+    location: &'static Location<'static>,
+    factory: &mut F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: ServiceOutput,
+{
+    let name = &supervisor.inner.name;
+    let mut recent: VecDeque<Instant> = VecDeque::new();
+    loop {
+        let label = Label {
+            name: Some(name.clone()),
+            restarts: supervisor.restarts(),
+            supervised: true,
+            ..Label::default()
+        };
+        let incarnation = factory();
+        let handle = crate::tracked::spawn_labelled(
+            shared,
+            scope,
+            TaskKind::Service,
+            label,
+            location,
+            async move { incarnation.await.failure() },
+        );
+        let ended = match handle.await {
+            Ok(None) => Ended::Returned,
+            Ok(Some(error)) => Ended::Failed(error),
+            Err(err) if err.is_panic() => Ended::Failed(panic_text(err.into_panic())),
+            Err(_) => Ended::Cancelled,
+        };
+        let mut info = TaskInfo::service(name.clone(), location);
+        info.scope = scope.group().cloned();
+        let error = match ended {
+            Ended::Cancelled => return,
+            Ended::Returned if policy.when == When::OnFailure => return,
+            Ended::Returned => None,
+            Ended::Failed(error) => {
+                shared.report.log.failed(&info, &error);
+                Some(error)
+            }
+        };
+        // From the start of its scope's turn nothing restarts.
+        if turn_begun(shared, scope) {
+            if let Some(error) = &error {
+                let outcome = format!("failed ({error})");
+                crate::report::supervised(
+                    &info,
+                    &outcome,
+                    "not restarted: its scope is shutting down",
+                );
+            }
+            return;
+        }
+        let now = Instant::now();
+        while recent
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) > policy.window)
+        {
+            recent.pop_front();
+        }
+        let outcome = match &error {
+            Some(error) => format!("failed ({error})"),
+            None => "returned".to_string(),
+        };
+        if recent.len() as u32 >= policy.limit {
+            let why = format!(
+                "gave up after {} restarts in {}",
+                policy.limit,
+                graceful_options::format_duration(policy.window)
+            );
+            crate::report::supervised(&info, &outcome, &why);
+            give_up(shared, scope, &info);
+            return;
+        }
+        let restart = supervisor.restarts() + 1;
+        let delay = policy.delay(restart, random());
+        crate::report::supervised(
+            &info,
+            &outcome,
+            &format!(
+                "restart {restart} of {} in {}, in {}",
+                policy.limit,
+                graceful_options::format_duration(policy.window),
+                crate::report::Age(delay)
+            ),
+        );
+        recent.push_back(now);
+        let announced = announce_of(shared, scope);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = announced.cancelled() => return,
+        }
+        supervisor.inner.restarts.store(restart, Ordering::SeqCst);
+    }
+}
+
+/// The scope's announce: the root's is the program's.
+fn announce_of(shared: &Shared, scope: &Arc<ScopeInner>) -> CancellationToken {
+    if scope.is_root() {
+        shared.shutdown.root.token.clone()
+    } else {
+        scope.token.clone()
+    }
+}
+
+fn turn_begun(shared: &Shared, scope: &Arc<ScopeInner>) -> bool {
+    announce_of(shared, scope).is_cancelled()
+}
+
+/// Escalates: the nearest isolated scope shuts down, or the program with `Reason::Failed`.
+fn give_up(shared: &Arc<Shared>, scope: &Arc<ScopeInner>, info: &TaskInfo) {
+    if let Some(isolated) = scope.isolating() {
+        scope::turn::begin(&isolated);
+        return;
+    }
+    shared.shutdown.trigger.set_failed();
+    shared.start_shutdown(Reason::Failed {
+        task: info.name.clone(),
+    });
+}
+
+fn panic_text(payload: Box<dyn Any + Send>) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    format!("panicked: {text}")
+}
+
+/// A pseudo-random number for the jitter: restarts need spreading, not secrecy.
+fn random() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut x = STATE.load(Ordering::Relaxed);
+    if x == 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        x = now | 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.store(x, Ordering::Relaxed);
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_grows_from_min_to_max_with_jitter_above_min() {
+        let policy =
+            Restart::on_failure().backoff(Duration::from_millis(100), Duration::from_secs(1));
+        assert_eq!(policy.delay(1, u64::MAX), Duration::from_millis(100));
+        for random in [0, 7, u64::MAX / 3, u64::MAX] {
+            let second = policy.delay(2, random);
+            assert!(second >= Duration::from_millis(100) && second <= Duration::from_millis(200));
+            let late = policy.delay(40, random);
+            assert!(late >= Duration::from_millis(100) && late <= Duration::from_secs(1));
+        }
+        assert_eq!(policy.delay(40, 0), Duration::from_millis(100));
+    }
+}
