@@ -80,6 +80,9 @@ async fn at_size<const SIZE: usize>(n: usize) -> Figures {
     let tokio = idle!(tokio::spawn);
     let graceful = idle!(graceful::spawn);
     let service = idle!(|f| graceful::spawn_service("idle", f));
+    // A spawn into a scope two levels down: what scopes add per task.
+    let nested = graceful::scope("bench").scope("nested");
+    let scoped = idle!(|f| nested.spawn(f));
     // The peer: what a tokio user writes by hand for a tracked, cancellable task.
     let tracker = tokio_util::task::TaskTracker::new();
     let token = tokio_util::sync::CancellationToken::new();
@@ -92,14 +95,14 @@ async fn at_size<const SIZE: usize>(n: usize) -> Figures {
             }
         })
     });
-    (tokio, graceful, service, peer)
+    (tokio, graceful, service, peer, scoped)
 }
 
-type Figures = (f64, f64, f64, f64);
+type Figures = (f64, f64, f64, f64, f64);
 
 /// Every measurement runs in a runtime of its own, so one's idle tasks do not skew the next.
 fn measure<const SIZE: usize>(n: usize) -> Figures {
-    let result = Arc::new(std::sync::Mutex::new((0.0, 0.0, 0.0, 0.0)));
+    let result = Arc::new(std::sync::Mutex::new((0.0, 0.0, 0.0, 0.0, 0.0)));
     let out = result.clone();
     graceful::Builder::new()
         .signals([])
@@ -117,25 +120,28 @@ fn measure<const SIZE: usize>(n: usize) -> Figures {
 /// Prints one row per measurement and the mean overhead of each kind over bare `tokio::spawn`.
 fn table(title: &str, column: &str, rows: &[(usize, Figures)]) {
     println!("{title}");
-    println!("  {column:>7}  tokio::spawn  graceful::spawn (over)  spawn_service (over)  tracker+token (over)");
-    let (mut task, mut service, mut peer) = (0.0, 0.0, 0.0);
-    for &(at, (tokio, graceful, svc, hand)) in rows {
+    println!("  {column:>7}  tokio::spawn  graceful::spawn (over)  spawn_service (over)  tracker+token (over)  scope.spawn (over)");
+    let (mut task, mut service, mut peer, mut in_scope) = (0.0, 0.0, 0.0, 0.0);
+    for &(at, (tokio, graceful, svc, hand, scoped)) in rows {
         println!(
-            "  {at:7}  {tokio:12.1}  {graceful:15.1} ({:+6.1})  {svc:13.1} ({:+6.1})  {hand:13.1} ({:+6.1})",
+            "  {at:7}  {tokio:12.1}  {graceful:15.1} ({:+6.1})  {svc:13.1} ({:+6.1})  {hand:13.1} ({:+6.1})  {scoped:11.1} ({:+6.1})",
             graceful - tokio,
             svc - tokio,
             hand - tokio,
+            scoped - tokio,
         );
         task += graceful - tokio;
         service += svc - tokio;
         peer += hand - tokio;
+        in_scope += scoped - tokio;
     }
     let n = rows.len() as f64;
     println!(
-        "  mean overhead over bare tokio::spawn: graceful::spawn {:+.1} B, spawn_service {:+.1} B, tracker+token {:+.1} B\n",
+        "  mean overhead over bare tokio::spawn: graceful::spawn {:+.1} B, spawn_service {:+.1} B, tracker+token {:+.1} B, scope.spawn {:+.1} B\n",
         task / n,
         service / n,
-        peer / n
+        peer / n,
+        in_scope / n
     );
 }
 

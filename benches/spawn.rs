@@ -1,4 +1,5 @@
-//! Time per spawn-and-complete: `graceful::spawn`, `graceful::spawn_service`, `tokio::spawn`, and
+//! Time per spawn-and-complete: `graceful::spawn`, `graceful::spawn_service`, a spawn into a
+//! nested [`graceful::Scope`], `tokio::spawn`, and
 //! the hand-written `TaskTracker` + `CancellationToken` equivalent of `graceful::spawn`, on a
 //! multi_thread runtime with 2 workers, from 1 and from 2 concurrent spawners.
 //!
@@ -25,6 +26,8 @@ enum Kind {
     Tokio,
     Graceful,
     GracefulService,
+    /// `scope.spawn` into a scope two levels below the root.
+    GracefulNestedScope,
     TrackerToken,
 }
 
@@ -36,6 +39,7 @@ async fn spawn_and_complete(
     count: u64,
     tracker: TaskTracker,
     token: CancellationToken,
+    nested: graceful::Scope,
 ) {
     let mut done = 0;
     while done < count {
@@ -49,6 +53,12 @@ async fn spawn_and_complete(
             }
             Kind::Graceful => {
                 let handles: Vec<_> = (0..chunk).map(|_| graceful::spawn(async {})).collect();
+                for handle in handles {
+                    handle.await.unwrap();
+                }
+            }
+            Kind::GracefulNestedScope => {
+                let handles: Vec<_> = (0..chunk).map(|_| nested.spawn(async {})).collect();
                 for handle in handles {
                     handle.await.unwrap();
                 }
@@ -109,6 +119,7 @@ impl Host {
             builder.run(async move {
                 let tracker = TaskTracker::new();
                 let token = CancellationToken::new();
+                let nested = graceful::scope("bench").scope("nested");
                 while let Some(job) = queue.recv().await {
                     let per = job.iters.div_ceil(job.spawners);
                     let start = Instant::now();
@@ -120,6 +131,7 @@ impl Host {
                                 per,
                                 tracker.clone(),
                                 token.clone(),
+                                nested.clone(),
                             ))
                         })
                         .collect();
@@ -176,6 +188,7 @@ fn spawn(c: &mut Criterion) {
             Kind::Tokio,
             Kind::Graceful,
             Kind::GracefulService,
+            Kind::GracefulNestedScope,
             Kind::TrackerToken,
         ] {
             group.bench_function(BenchmarkId::new(format!("{kind:?}"), setting), |b| {

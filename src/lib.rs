@@ -86,6 +86,41 @@
 //!
 //! Tasks spawned with plain `tokio::spawn` are not tracked: they are dropped when the runtime shuts
 //! down at the end, after the hooks.
+//!
+//! # Scopes
+//!
+//! A `spawn` task is cancelled before services drain, which is wrong for work others depend on:
+//! a database connection's driver must outlive the services that send it queries. A [`Scope`]
+//! gives work its own turn: the root's own work (`main`, its tasks and services) stops first,
+//! then each scope, after the scopes that [depend on it](Scope::depends_on), its own work
+//! first, then its child scopes, then its hooks. Work in a scope has it as its current scope, so
+//! the free functions it calls act on the scope. A scope can be shut down
+//! ([`Scope::shutdown`]), aborted or [isolated](Scope::isolated) while the rest of the program
+//! goes on; [`supervise`] restarts a failing service with backoff, up to a limit.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//!
+//! let order = Arc::new(Mutex::new(Vec::new()));
+//! let log = order.clone();
+//! graceful::Builder::new().signals([]).run(async move {
+//!     let db = graceful::scope("db");
+//!     let (queries, mut queue) = tokio::sync::mpsc::unbounded_channel::<&str>();
+//!     let driver_log = log.clone();
+//!     // A plain task in its scope: cancelled only at the scope's turn, after the API drained.
+//!     db.spawn(async move {
+//!         while let Some(query) = queue.recv().await {
+//!             driver_log.lock().unwrap().push(query);
+//!         }
+//!     });
+//!     graceful::spawn_service("api", async move {
+//!         graceful::shutdown_requested().await;
+//!         queries.send("last query, sent while draining").unwrap();
+//!         tokio::task::yield_now().await;
+//!     });
+//! });
+//! assert_eq!(*order.lock().unwrap(), ["last query, sent while draining"]);
+//! ```
 
 /// Runs `async fn main` under a graceful runtime: signals captured, tasks tracked, a bounded
 /// shutdown, and the exit status described in the crate docs.

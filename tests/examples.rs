@@ -46,6 +46,25 @@ fn lifespan_closes_the_pool_after_its_users_drained() {
 }
 
 #[test]
+fn scopes_stop_in_dependency_order_and_the_consumer_recovers() {
+    let out = example("scopes").run();
+    out.assert_code(0)
+        .assert_stdout_has("consumer: connected (attempt 3)")
+        .assert_stdout_has("db: last write committed (5 in all)")
+        .assert_stderr_has("failed (\"broker not ready\"); restart 2 of 5 in 60s, in ");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?}: {out:#?}"))
+    };
+    assert!(at("http: drained") < at("workers: flushing"));
+    assert!(at("workers: drained") < at("db: last write committed"));
+    assert!(at("db: driver stopped") < at("hook: all scopes done"));
+}
+
+#[test]
 fn blocking_example_abandons_the_uncooperative_job_without_a_hang() {
     let out = example("blocking").run();
     // An abandoned job makes the shutdown unclean: status 1, though `main` returned.

@@ -120,9 +120,11 @@ where
 /// Not for work that others depend on until they finish: `spawn` tasks are cancelled first,
 /// before services drain, so a database connection's driver future (tokio-postgres'
 /// `connection`) or a pool's reaper spawned here would stop under the services still using it,
-/// and their in-flight work would fail. Run such a driver as a service
-/// (`graceful::spawn_service("db", connection)`: it ends when its last client is dropped), or
-/// with plain `tokio::spawn`.
+/// and their in-flight work would fail. Spawn such a driver in a [`Scope`](crate::Scope)
+/// (`graceful::scope("db").spawn(connection)`): a scope's work stops after the work that created
+/// it.
+///
+/// Inside a scope, `spawn` spawns into that scope.
 ///
 /// # Examples
 ///
