@@ -155,19 +155,16 @@ where
     let at = shared.registry.reserve();
     let slot = Slot::new(shared, at, kind);
     let handle = shared.tokio().spawn(Tracked { future, slot });
-    let label = match name {
-        Some(name) => Label::named(name),
-        None => Label::default(),
-    };
-    filled(
-        shared,
-        at,
-        kind,
-        label,
-        location,
-        &handle,
-        &shared.shutdown.root.phase,
-    );
+    let panicked = shared
+        .registry
+        .fill(at, kind, name, location, handle.abort_handle());
+    if let Some(info) = panicked {
+        shared.task_panicked(&info);
+    }
+    // Checked after filling: either the step saw the live entry, or we see its phase.
+    if shared.shutdown.root.phase.cancels_at_once(kind) {
+        handle.abort();
+    }
     handle
 }
 
@@ -235,6 +232,7 @@ where
     handle
 }
 
+/// Fills a labelled entry in, as `spawn` does an unlabelled one.
 fn filled<T>(
     shared: &Shared,
     at: At,
@@ -246,7 +244,7 @@ fn filled<T>(
 ) {
     let panicked = shared
         .registry
-        .fill(at, kind, label, location, handle.abort_handle());
+        .fill_labelled(at, kind, label, location, handle.abort_handle());
     if let Some(info) = panicked {
         shared.task_panicked(&info);
     }

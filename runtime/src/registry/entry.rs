@@ -96,7 +96,7 @@ impl Entry {
     pub(super) fn reserved() -> Entry {
         Entry {
             abort: None,
-            origin: Origin::new(Location::caller(), super::Label::default()),
+            origin: Origin::new(Location::caller(), None),
             meta: Meta::new(0, TaskKind::Task, State::Reserved, false),
         }
     }

@@ -46,10 +46,6 @@ impl Label {
             ..Label::default()
         }
     }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.name.is_none() && self.group.is_none() && self.restarts == 0 && !self.supervised
-    }
 }
 
 /// Which entries an operation acts on, by their group.
@@ -134,20 +130,14 @@ impl Registry {
     }
 
     #[inline]
-    fn entry(
-        &self,
-        kind: TaskKind,
-        label: Label,
-        location: &'static Location<'static>,
-        abort: Option<AbortHandle>,
-    ) -> Entry {
+    fn entry(&self, kind: TaskKind, origin: Origin, abort: Option<AbortHandle>) -> Entry {
         let mut meta = Meta::new(self.now_us(), kind, State::Armed, false);
-        if label.group.is_some() {
+        if origin.group().is_some() {
             meta = meta.with_grouped();
         }
         Entry {
             abort,
-            origin: Origin::new(location, label),
+            origin,
             meta,
         }
     }
@@ -159,7 +149,8 @@ impl Registry {
         label: Label,
         location: &'static Location<'static>,
     ) -> At {
-        self.shards.insert(self.entry(kind, label, location, None))
+        let origin = Origin::labelled(location, label);
+        self.shards.insert(self.entry(kind, origin, None))
     }
 
     /// `main` is a service named "main" with no abort handle: the sequence drops it itself.
@@ -178,7 +169,7 @@ impl Registry {
     }
 
     /// Makes reserved work live with its abort handle, or removes its entry if it has already
-    /// ended.
+    /// ended. The spawn path of the root's work: a name at most, no other label.
     ///
     /// Returns the work's description if it panicked before this (it ran on another worker
     /// first), for the caller to report.
@@ -187,12 +178,31 @@ impl Registry {
         &self,
         at: At,
         kind: TaskKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        abort: AbortHandle,
+    ) -> Option<TaskInfo> {
+        let entry = Entry {
+            abort: Some(abort),
+            origin: Origin::new(location, name),
+            meta: Meta::new(self.now_us(), kind, State::Armed, false),
+        };
+        self.shards.fill(at, kind, entry)
+    }
+
+    /// [`fill`](Self::fill) with a whole label: a scope's work, a supervisor's.
+    #[must_use]
+    pub(crate) fn fill_labelled(
+        &self,
+        at: At,
+        kind: TaskKind,
         label: Label,
         location: &'static Location<'static>,
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
+        let origin = Origin::labelled(location, label);
         self.shards
-            .fill(at, kind, self.entry(kind, label, location, Some(abort)))
+            .fill(at, kind, self.entry(kind, origin, Some(abort)))
     }
 
     /// The work behind `at` has ended. Its entry may stay in the store a little longer (see

@@ -1,12 +1,14 @@
 //! Where a piece of work was spawned and, for labelled work, its [`Label`], in one pointer-sized
 //! word.
 //!
-//! Every live task holds a registry entry, and a task may cost 64 bytes over a bare tokio one. Most
-//! tasks are plain `spawn`s with a location and no name: a separate `Option<Box<…>>` for the name
-//! would cost every one of them 8 bytes, and slab growth slack on top. So an entry keeps one word:
-//! the `&'static Location` itself, or, for labelled work (a name, a group, restarts), a box holding
-//! label and location, told apart by the pointer's low bit (both pointees are aligned to at least
-//! 2, so it is always free).
+//! Every live task holds a registry entry, and a task may cost 48 bytes over a bare tokio one. Most
+//! tasks are plain `spawn`s with a location and nothing else: a separate `Option<Box<…>>` for the
+//! rest would cost every one of them 8 bytes, and slab growth slack on top. So an entry keeps one
+//! word: the `&'static Location` itself; for named work (services, blocking jobs), a box of name
+//! and location; for work with more of a label (a scope's group, a supervisor's restarts), a box
+//! of the whole label and the location. The pointer's two low bits tell the three apart (every
+//! pointee is aligned to at least 4, so they are always free), and a named root service keeps the
+//! small box.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,93 +19,154 @@ use std::sync::Arc;
 
 use super::Label;
 
-/// The low bit of a pointer to a [`Named`].
+/// The low bits of a pointer to a [`Named`] or a [`Labelled`]; clear for a `Location`.
 const NAMED: usize = 1;
+const LABELLED: usize = 2;
+const TAG: usize = NAMED | LABELLED;
 
-const _: () = assert!(align_of::<Location<'static>>() > NAMED && align_of::<Named>() > NAMED);
+const _: () = assert!(
+    align_of::<Location<'static>>() > TAG
+        && align_of::<Named>() > TAG
+        && align_of::<Labelled>() > TAG
+);
 
 pub(super) struct Origin(NonNull<u8>);
 
 struct Named {
+    name: Cow<'static, str>,
+    location: &'static Location<'static>,
+}
+
+struct Labelled {
     label: Label,
     location: &'static Location<'static>,
 }
 
+/// What an origin points to.
+enum Pointee<'a> {
+    Location(&'static Location<'static>),
+    Named(&'a Named),
+    Labelled(&'a Labelled),
+}
+
 // SAFETY: an `Origin` is either a shared `&'static Location` (which is `Send + Sync`) or owns a
-// `Box<Named>` (whose fields are `Send + Sync`); it hands out only shared references to either.
+// `Box<Named>` or a `Box<Labelled>` (whose fields are `Send + Sync`); it hands out only shared
+// references to any of them.
 unsafe impl Send for Origin {}
 // SAFETY: as above.
 unsafe impl Sync for Origin {}
 
 impl Origin {
+    /// A location, and a name for named work: the spawn path of the root's work.
     #[inline]
-    pub(super) fn new(location: &'static Location<'static>, label: Label) -> Origin {
-        match label.is_empty() {
-            true => Origin(NonNull::from(location).cast()),
-            false => {
-                // `into_raw` keeps the permission to free the box; `drop` rebuilds this pointer
-                // from the stored one, never from a shared reference, so that permission survives.
-                let named = Box::into_raw(Box::new(Named { label, location }));
-                // SAFETY: `Box::into_raw` never returns null.
-                let named = unsafe { NonNull::new_unchecked(named) };
-                Origin(named.cast::<u8>().map_addr(|addr| addr | NAMED))
-            }
+    pub(super) fn new(
+        location: &'static Location<'static>,
+        name: Option<Cow<'static, str>>,
+    ) -> Origin {
+        match name {
+            None => Origin(NonNull::from(location).cast()),
+            Some(name) => Origin::boxed_as(Box::new(Named { name, location }), NAMED),
         }
     }
 
-    /// The box's pointer, with the provenance `new` gave it, for named work.
-    fn named_ptr(&self) -> Option<*mut Named> {
-        if self.0.addr().get() & NAMED == 0 {
-            return None;
+    /// A location and a whole label.
+    pub(super) fn labelled(location: &'static Location<'static>, label: Label) -> Origin {
+        if label.group.is_none() && label.restarts == 0 && !label.supervised {
+            return Origin::new(location, label.name);
         }
-        Some(
-            self.0
-                .as_ptr()
-                .map_addr(|addr| addr & !NAMED)
-                .cast::<Named>(),
-        )
+        Origin::boxed_as(Box::new(Labelled { label, location }), LABELLED)
     }
 
-    fn named(&self) -> Option<&Named> {
-        // SAFETY: the bit is only set by `new`, on a pointer from `Box::into_raw` that only
-        // `drop` frees; the reference cannot outlive `self`.
-        self.named_ptr().map(|named| unsafe { &*named })
+    fn boxed_as<T>(boxed: Box<T>, tag: usize) -> Origin {
+        // `into_raw` keeps the permission to free the box; `drop` rebuilds this pointer from the
+        // stored one, never from a shared reference, so that permission survives.
+        let pointer = Box::into_raw(boxed).cast::<u8>();
+        // SAFETY: `Box::into_raw` never returns null.
+        let pointer = unsafe { NonNull::new_unchecked(pointer) };
+        Origin(pointer.map_addr(|addr| addr | tag))
+    }
+
+    fn tag(&self) -> usize {
+        self.0.addr().get() & TAG
+    }
+
+    /// The box's pointer, with the provenance `new` gave it, for boxed origins.
+    fn boxed(&self) -> *mut u8 {
+        self.0.as_ptr().map_addr(|addr| addr & !TAG)
+    }
+
+    fn pointee(&self) -> Pointee<'_> {
+        match self.tag() {
+            // SAFETY: with the bits clear, `new` stored a `&'static Location`, unchanged.
+            0 => Pointee::Location(unsafe { self.0.cast::<Location<'static>>().as_ref() }),
+            // SAFETY: the tag is only set by `new`, on a pointer from `Box::into_raw` of the
+            // tagged type that only `drop` frees; the reference cannot outlive `self`.
+            NAMED => Pointee::Named(unsafe { &*self.boxed().cast::<Named>() }),
+            // SAFETY: as above.
+            _ => Pointee::Labelled(unsafe { &*self.boxed().cast::<Labelled>() }),
+        }
     }
 
     pub(super) fn location(&self) -> &'static Location<'static> {
-        match self.named() {
-            Some(named) => named.location,
-            // SAFETY: with the bit clear, `new` stored a `&'static Location`, unchanged.
-            None => unsafe { self.0.cast::<Location<'static>>().as_ref() },
+        match self.pointee() {
+            Pointee::Location(location) => location,
+            Pointee::Named(named) => named.location,
+            Pointee::Labelled(labelled) => labelled.location,
         }
     }
 
     /// The name, or `None` for unnamed work.
     pub(super) fn name(&self) -> Option<&Cow<'static, str>> {
-        self.named().and_then(|named| named.label.name.as_ref())
+        match self.pointee() {
+            Pointee::Location(_) => None,
+            Pointee::Named(named) => Some(&named.name),
+            Pointee::Labelled(labelled) => labelled.label.name.as_ref(),
+        }
+    }
+
+    fn label(&self) -> Option<&Label> {
+        match self.pointee() {
+            Pointee::Labelled(labelled) => Some(&labelled.label),
+            _ => None,
+        }
     }
 
     /// The group, or `None` for ungrouped work.
     pub(super) fn group(&self) -> Option<&Arc<str>> {
-        self.named().and_then(|named| named.label.group.as_ref())
+        self.label().and_then(|label| label.group.as_ref())
     }
 
     pub(super) fn restarts(&self) -> u32 {
-        self.named().map_or(0, |named| named.label.restarts)
+        self.label().map_or(0, |label| label.restarts)
     }
 
     pub(super) fn is_supervised(&self) -> bool {
-        self.named().is_some_and(|named| named.label.supervised)
+        self.label().is_some_and(|label| label.supervised)
     }
 }
 
 impl Drop for Origin {
+    #[inline]
     fn drop(&mut self) {
-        if let Some(named) = self.named_ptr() {
-            // SAFETY: `named` is the pointer `Box::into_raw` returned in `new` (only its low bit
-            // was set and cleared again), no reference to the box is live, and this is its one
-            // drop.
-            drop(unsafe { Box::from_raw(named) });
+        if self.tag() != 0 {
+            self.free();
+        }
+    }
+}
+
+impl Origin {
+    /// Frees a boxed origin: out of the line of the common, unboxed drop.
+    #[cold]
+    fn free(&mut self) {
+        let boxed = self.boxed();
+        match self.tag() {
+            0 => {}
+            // SAFETY: `boxed` is the pointer `Box::into_raw` returned in `new` for this tag (only
+            // the tag bits were set and cleared again), no reference to the box is live, and
+            // this is its one drop.
+            NAMED => drop(unsafe { Box::from_raw(boxed.cast::<Named>()) }),
+            // SAFETY: as above.
+            _ => drop(unsafe { Box::from_raw(boxed.cast::<Labelled>()) }),
         }
     }
 }
@@ -131,9 +194,28 @@ mod tests {
     }
 
     #[test]
+    fn a_named_root_service_keeps_the_small_box() {
+        // Every live service holds one: a scope's group or a supervisor's count must not grow it.
+        assert_eq!(std::mem::size_of::<Named>(), 32);
+        let here = Location::caller();
+        let named = Origin::labelled(here, Label::named(Cow::Borrowed("svc")));
+        assert_eq!(named.tag(), NAMED);
+        let grouped = Origin::labelled(
+            here,
+            Label {
+                group: Some(Arc::from("db")),
+                ..Label::default()
+            },
+        );
+        assert_eq!(grouped.tag(), LABELLED);
+        assert!(grouped.name().is_none());
+        assert!(std::ptr::eq(grouped.location(), here));
+    }
+
+    #[test]
     fn unnamed_keeps_its_location() {
         let here = Location::caller();
-        let origin = Origin::new(here, Label::default());
+        let origin = Origin::new(here, None);
         assert!(origin.name().is_none());
         assert!(std::ptr::eq(origin.location(), here));
     }
@@ -145,13 +227,13 @@ mod tests {
     #[test]
     fn named_keeps_name_and_location() {
         let here = Location::caller();
-        let origin = Origin::new(here, Label::named(Cow::Owned(String::from("flusher"))));
+        let origin = Origin::new(here, Some(Cow::Owned(String::from("flusher"))));
         assert_eq!(origin.name().map(|n| n.as_ref()), Some("flusher"));
         assert!(std::ptr::eq(origin.location(), here));
-        let borrowed = Origin::new(here, Label::named(Cow::Borrowed("static")));
+        let borrowed = Origin::new(here, Some(Cow::Borrowed("static")));
         assert_eq!(borrowed.name().map(|n| n.as_ref()), Some("static"));
         assert!(format!("{borrowed:?}").contains("static"));
-        let grouped = Origin::new(
+        let grouped = Origin::labelled(
             here,
             Label {
                 group: Some(Arc::from("db")),

@@ -77,6 +77,7 @@ const KEY_BITS: u32 = u32::BITS - SHARD_BITS;
 pub(crate) struct At(u32);
 
 impl At {
+    #[inline]
     fn new(shard: usize, key: usize) -> At {
         let key = u32::try_from(key)
             .ok()
@@ -105,6 +106,7 @@ thread_local! {
 }
 
 /// This thread's shard and grave: threads that spawn or release at once use different ones.
+#[inline]
 fn shard_hint() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     SHARD_HINT

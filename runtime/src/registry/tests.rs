@@ -27,7 +27,7 @@ fn fill(
         name: name.map(Cow::Borrowed),
         ..Label::default()
     };
-    let panicked = registry.fill(at, kind, label, Location::caller(), abort);
+    let panicked = registry.fill_labelled(at, kind, label, Location::caller(), abort);
     assert!(panicked.is_none(), "no panic to report");
 }
 
@@ -94,7 +94,7 @@ fn a_panic_before_the_fill_is_described_by_the_fill_with_where_it_was_spawned() 
         .fill(
             at,
             TaskKind::Service,
-            Label::named("svc".into()),
+            Some("svc".into()),
             here,
             handle.abort_handle(),
         )

@@ -127,7 +127,7 @@ mod interleavings {
                         let panicked = registry.fill(
                             at,
                             TaskKind::Task,
-                            Label::default(),
+                            None,
                             Location::caller(),
                             task.abort_handle(),
                         );
