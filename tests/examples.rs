@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 use support::{example, SIGINT, SIGTERM, SLACK};
 
+/// The line of `stdout` holding `needle`, by index, to compare the order of events.
+fn line_of(stdout: &str, needle: &str) -> usize {
+    stdout
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in:\n{stdout}"))
+}
+
 /// `... listening on 127.0.0.1:PORT` → the address.
 fn address(line: &str) -> String {
     line.rsplit(' ').next().unwrap().to_string()
@@ -33,13 +41,7 @@ fn tour_runs_to_completion_and_tells_the_story() {
 fn lifespan_closes_the_pool_after_its_users_drained() {
     let out = example("lifespan").run();
     out.assert_code(0);
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    let at = |needle: &str| {
-        lines
-            .iter()
-            .position(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no {needle:?}: {out:#?}"))
-    };
+    let at = |needle: &str| line_of(&out.stdout, needle);
     assert!(at("pool opened") < at("work done"));
     assert!(at("refresher stopped") < at("pool closed"));
     assert!(at("worker finished its last query") < at("pool closed"));
@@ -52,13 +54,7 @@ fn scopes_stop_in_dependency_order_and_the_consumer_recovers() {
         .assert_stdout_has("consumer: connected (attempt 3)")
         .assert_stdout_has("db: last write committed (5 in all)")
         .assert_stderr_has("failed (\"broker not ready\"); restart 2 of 5 in 60s, in ");
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    let at = |needle: &str| {
-        lines
-            .iter()
-            .position(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no {needle:?}: {out:#?}"))
-    };
+    let at = |needle: &str| line_of(&out.stdout, needle);
     assert!(at("http: drained") < at("workers: flushing"));
     assert!(at("workers: drained") < at("db: last write committed"));
     assert!(at("db: driver stopped") < at("hook: all scopes done"));

@@ -185,21 +185,11 @@ where
     if scope.is_root() {
         return spawn(shared, kind, name, location, future);
     }
-    let at = shared.registry.reserve();
-    let mut slot = Slot::new(shared, at, kind);
-    // `InScope` checks the scope's phase on the first poll, not the root's.
-    slot.progress = Progress::Polled;
-    let member = Member::new(scope.clone(), kind);
-    let handle = shared
-        .tokio()
-        .spawn(InScope::new(Tracked { future, slot }, member));
     let label = Label {
         name,
-        group: Some(scope.path.clone()),
         ..Label::default()
     };
-    filled(shared, at, kind, label, location, &handle, &scope.phase);
-    handle
+    spawn_labelled(shared, scope, kind, label, location, future)
 }
 
 /// Spawns `future` as tracked work with a label of the caller's making, in `scope` or the root.
