@@ -191,13 +191,16 @@ pub use graceful_macros::main;
 pub use graceful_macros::test;
 
 pub use graceful_runtime::{
-    current_scope, deadline, handle, is_shutting_down, on_shutdown, ready, reason, scope, shutdown,
-    shutdown_requested, shutdown_waits_for, shutdown_with_code, spawn, spawn_blocking,
-    spawn_service, supervise, tasks, token, Builder, EnterGuard, Failure, Finished, Flavor, Handle,
-    Reason, Report, Restart, Scope, ScopeShutdown, SecondSignal, ServiceOutput, ShutdownRequested,
-    ShutdownWaitsFor, StopFlag, Stopped, Supervisor, TaskInfo, TaskKind, DEFAULT_GRACE,
-    UNIX_SIGNALS, WINDOWS_SIGNALS,
+    current_scope, deadline, handle, is_shutting_down, listen_tcp, listen_tcp_named, on_shutdown,
+    ready, reason, scope, shutdown, shutdown_requested, shutdown_waits_for, shutdown_with_code,
+    spawn, spawn_blocking, spawn_service, supervise, tasks, token, Builder, EnterGuard, Failure,
+    Finished, Flavor, Handle, Reason, Report, Restart, Scope, ScopeShutdown, SecondSignal,
+    ServiceOutput, ShutdownRequested, ShutdownWaitsFor, StopFlag, Stopped, Supervisor, TaskInfo,
+    TaskKind, DEFAULT_GRACE, UNIX_SIGNALS, WINDOWS_SIGNALS,
 };
+
+#[cfg(unix)]
+pub use graceful_runtime::listen_unix;
 
 /// What the macros' output uses. Not public API: it changes without notice.
 #[doc(hidden)]

@@ -647,6 +647,8 @@ impl Builder {
         F::Output: Termination,
     {
         self.validate();
+        // Before any thread of ours exists: the passed descriptors become close-on-exec at once.
+        crate::listen::take_passed();
         // A clone of a builder that has run already gets a handle of its own.
         let public = if self.handle.is_unbound() {
             self.handle

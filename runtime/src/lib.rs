@@ -11,6 +11,7 @@ mod builder;
 mod context;
 mod exit;
 mod handle;
+mod listen;
 mod registry;
 mod report;
 mod scope;
@@ -26,6 +27,9 @@ mod watchdog;
 pub use blocking::{spawn_blocking, StopFlag};
 pub use builder::{Builder, Flavor, SecondSignal, DEFAULT_GRACE};
 pub use handle::{handle, EnterGuard, Handle};
+#[cfg(unix)]
+pub use listen::listen_unix;
+pub use listen::{listen_tcp, listen_tcp_named};
 pub use report::{Failure, Report};
 pub use scope::{current_scope, scope, Finished, Scope, ScopeShutdown};
 pub use shutdown::{

@@ -117,6 +117,8 @@ impl Systemd {
 
     /// `READY=1`, once.
     pub(crate) fn ready(&self) {
+        // Start-up is over: passed sockets the program did not claim will never be used.
+        crate::listen::close_unclaimed();
         if let Some(notifier) = &self.notifier {
             if !self.ready_sent.swap(true, Ordering::SeqCst) {
                 notifier.send("READY=1");

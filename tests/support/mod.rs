@@ -158,6 +158,35 @@ impl Fixture {
         self
     }
 
+    /// Passes `fds` to the child as descriptors 3, 4, … (as systemd's socket activation does).
+    /// Only `dup2` and `fcntl` run between `fork` and `exec`.
+    #[cfg(unix)]
+    #[allow(dead_code)]
+    pub fn pass_fds(mut self, fds: Vec<std::os::fd::RawFd>) -> Fixture {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure only calls `fcntl` and `dup2`, which are async-signal-safe, on
+        // descriptors this process holds open; it allocates nothing.
+        unsafe {
+            self.command.pre_exec(move || {
+                // First out of the way of the targets, so no source is overwritten early.
+                let mut high = [0; 16];
+                for (i, &fd) in fds.iter().enumerate() {
+                    high[i] = libc::fcntl(fd, libc::F_DUPFD, 100);
+                    if high[i] < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                for (i, &fd) in high[..fds.len()].iter().enumerate() {
+                    if libc::dup2(fd, 3 + i as i32) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Fixture {
         self.command.env(key, value);
         self
