@@ -341,3 +341,23 @@ fn scope_names_cannot_contain_a_slash() {
 async fn graceful_test_fails_on_a_scoped_service_that_does_not_stop() {
     graceful::scope("db").spawn_service("leaky", std::future::pending::<()>());
 }
+
+#[test]
+fn a_scope_kept_past_its_runtime_spawns_work_that_never_runs() {
+    let kept = Arc::new(Mutex::new(None));
+    let slot = kept.clone();
+    run_ok(async move {
+        *slot.lock().unwrap() = Some(graceful::scope("kept"));
+    });
+    let scope = kept.lock().unwrap().take().unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    let task = scope.spawn(async move { flag.store(true, Ordering::SeqCst) });
+    let job = scope.spawn_blocking("late", |_| ());
+    let other = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(other.block_on(task).unwrap_err().is_cancelled());
+    assert!(other.block_on(job).is_err());
+    assert!(!ran.load(Ordering::SeqCst));
+}

@@ -351,10 +351,6 @@ impl Scope {
     ///     consumer.stopped().await;
     /// });
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// If the scope's runtime has ended.
     #[track_caller]
     pub fn supervise<F, Fut>(
         &self,
@@ -368,9 +364,7 @@ impl Scope {
         Fut::Output: ServiceOutput,
     {
         let location = Location::caller();
-        let Some(shared) = self.inner.runtime() else {
-            panic!("graceful: Scope::supervise called on a scope whose runtime has ended");
-        };
+        let shared = self.inner.runtime().unwrap_or_else(|| Shared::ended(None));
         start(&shared, &self.inner, name.into(), policy, location, factory)
     }
 }

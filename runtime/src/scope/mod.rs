@@ -51,6 +51,9 @@ pub use turn::{Finished, ScopeShutdown};
 /// *current scope*: the crate's free functions called from that work act on the scope, so library
 /// code gets the scope's timing without knowing it.
 ///
+/// Work spawned through a `Scope` whose runtime has ended never runs: its handle yields a
+/// cancelled `JoinError`, as for any spawn on a thread of an ended runtime.
+///
 /// In the program's shutdown each scope takes its turn: its own work is announced, cancelled
 /// (`spawn` tasks) and drained (services, protected futures, blocking jobs); then its child
 /// scopes take theirs, concurrently; then its hooks run. Everything shares the program's
@@ -765,10 +768,6 @@ impl Scope {
     ///     assert_eq!(jobs.spawn(async { 7 }).await.unwrap(), 7);
     /// });
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// If the scope's runtime has ended.
     #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
@@ -776,7 +775,7 @@ impl Scope {
         F::Output: Send + 'static,
     {
         let location = Location::caller();
-        let shared = self.runtime("Scope::spawn");
+        let shared = self.runtime();
         crate::tracked::spawn_in(&shared, &self.inner, TaskKind::Task, None, location, future)
     }
 
@@ -792,10 +791,6 @@ impl Scope {
     ///     db.spawn_service("driver", requested);
     /// });
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// If the scope's runtime has ended.
     #[track_caller]
     pub fn spawn_service<F>(
         &self,
@@ -807,7 +802,7 @@ impl Scope {
         F::Output: ServiceOutput,
     {
         let location = Location::caller();
-        let shared = self.runtime("Scope::spawn_service");
+        let shared = self.runtime();
         crate::spawn::service_in(&shared, Some(&self.inner), name.into(), location, future)
     }
 
@@ -822,10 +817,6 @@ impl Scope {
     ///     assert_eq!(db.shutdown_waits_for(async { 3 }).await, 3);
     /// });
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// If the scope's runtime has ended.
     #[track_caller]
     pub fn shutdown_waits_for<F>(&self, future: F) -> crate::ShutdownWaitsFor<F::Output>
     where
@@ -833,7 +824,7 @@ impl Scope {
         F::Output: Send + 'static,
     {
         let location = Location::caller();
-        let shared = self.runtime("Scope::shutdown_waits_for");
+        let shared = self.runtime();
         let handle = crate::tracked::spawn_in(
             &shared,
             &self.inner,
@@ -857,10 +848,6 @@ impl Scope {
     ///     assert_eq!(sum, 4);
     /// });
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// If the scope's runtime has ended.
     #[track_caller]
     pub fn spawn_blocking<F, R>(&self, name: impl Into<Cow<'static, str>>, job: F) -> JoinHandle<R>
     where
@@ -868,7 +855,7 @@ impl Scope {
         R: Send + 'static,
     {
         let location = Location::caller();
-        let shared = self.runtime("Scope::spawn_blocking");
+        let shared = self.runtime();
         crate::blocking::spawn_blocking_in(&shared, Some(&self.inner), name.into(), location, job)
     }
 
@@ -891,12 +878,10 @@ impl Scope {
         self.inner.add_hook(Location::caller(), Box::pin(hook));
     }
 
-    #[track_caller]
-    fn runtime(&self, what: &str) -> Arc<Shared> {
-        match self.inner.runtime() {
-            Some(shared) => shared,
-            None => panic!("graceful: {what} called on a scope whose runtime has ended"),
-        }
+    /// The scope's runtime; once it has ended, what a thread of an ended runtime sees, so
+    /// spawned work never runs and its handle yields a cancelled `JoinError`.
+    fn runtime(&self) -> Arc<Shared> {
+        self.inner.runtime().unwrap_or_else(|| Shared::ended(None))
     }
 }
 
