@@ -1,6 +1,7 @@
 //! Time from the shutdown trigger to the runtime being gone, with N idle tasks:
 //! graceful with N `spawn` tasks (cancelled) and with N services (drained), a hand-written
-//! `TaskTracker` + `CancellationToken` program, and tokio-graceful-shutdown with N subsystems.
+//! `TaskTracker` + `CancellationToken` program, and tokio-graceful-shutdown with N subsystems;
+//! beside them the floor: a bare tokio runtime holding N idle tasks, dropped.
 //!
 //! ```text
 //! cargo bench --bench shutdown
@@ -86,6 +87,26 @@ fn tracker_token(n: usize) -> Duration {
     started.elapsed()
 }
 
+/// The floor: a bare tokio runtime holding `n` idle `tokio::spawn` tasks, dropped. Every program
+/// whose runtime holds the tasks pays this much to end; what graceful adds is the rest.
+fn floor(n: usize) -> Duration {
+    let runtime = peer_runtime();
+    runtime.block_on(async {
+        let polled = Arc::new(AtomicUsize::new(0));
+        for _ in 0..n {
+            let polled = polled.clone();
+            tokio::spawn(async move {
+                polled.fetch_add(1, Ordering::Relaxed);
+                pending::<()>().await;
+            });
+        }
+        all_parked(&polled, n).await;
+    });
+    let started = Instant::now();
+    drop(runtime);
+    started.elapsed()
+}
+
 fn tokio_graceful_shutdown(n: usize) -> Duration {
     use tokio_graceful_shutdown::{SubsystemBuilder, SubsystemHandle, Toplevel};
 
@@ -127,6 +148,9 @@ fn shutdown(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(2));
     for n in [1_000, 10_000, 100_000, 1_000_000] {
         let id = |name: &str| BenchmarkId::new(name.to_string(), n);
+        group.bench_function(id("floor_tokio_drop"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| floor(n)).sum())
+        });
         group.bench_function(id("graceful_spawn"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| graceful(n, false)).sum())
         });
