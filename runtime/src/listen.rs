@@ -7,8 +7,7 @@
 //! takes the descriptor of that name; one asked for by address takes the descriptor bound to that
 //! address (a requested port 0 never matches). A descriptor that is not listening (an
 //! `Accept=yes` unit's connection) is refused with an error. What the program never claims is
-//! closed at [`ready()`](crate::ready). Every listener obtained here is remembered, for a restart
-//! without downtime to hand over.
+//! closed at [`ready()`](crate::ready).
 
 use std::io;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -27,9 +26,6 @@ struct Passed {
 struct Listeners {
     #[cfg(unix)]
     passed: Vec<Passed>,
-    /// The descriptors of the listeners handed out, for an upgrade to pass on.
-    #[cfg(unix)]
-    handed_out: Vec<RawFd>,
 }
 
 static LISTENERS: OnceLock<Mutex<Listeners>> = OnceLock::new();
@@ -74,10 +70,7 @@ fn read_passed() -> Listeners {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         passed.push(Passed { name, fd: Some(fd) });
     }
-    Listeners {
-        passed,
-        handed_out: Vec::new(),
-    }
+    Listeners { passed }
 }
 
 #[cfg(not(unix))]
@@ -169,13 +162,7 @@ fn claim(wanted: &Wanted<'_>) -> io::Result<Option<OwnedFd>> {
             ),
         ));
     }
-    listeners.handed_out.push(fd.as_raw_fd());
     Ok(Some(fd))
-}
-
-#[cfg(unix)]
-fn remember(fd: RawFd) {
-    listeners().handed_out.push(fd);
 }
 
 /// A TCP listener on `address`: the one the service manager passed for it (systemd socket
@@ -197,13 +184,15 @@ fn remember(fd: RawFd) {
 pub async fn listen_tcp(
     address: impl tokio::net::ToSocketAddrs,
 ) -> io::Result<tokio::net::TcpListener> {
+    // Resolved once: the same addresses are matched against the passed sockets and bound.
+    let candidates: Vec<std::net::SocketAddr> = tokio::net::lookup_host(address).await?.collect();
     #[cfg(unix)]
-    for candidate in tokio::net::lookup_host(&address).await? {
+    for &candidate in &candidates {
         if let Some(fd) = claim(&Wanted::Address(candidate))? {
             return tcp_from(fd);
         }
     }
-    bind_tcp(address).await
+    tokio::net::TcpListener::bind(&candidates[..]).await
 }
 
 /// A TCP listener by name: the socket the service manager passed under `name`
@@ -234,13 +223,6 @@ pub async fn listen_tcp_named(
     #[cfg(not(unix))]
     let _ = name;
     listen_tcp(address).await
-}
-
-async fn bind_tcp(address: impl tokio::net::ToSocketAddrs) -> io::Result<tokio::net::TcpListener> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    #[cfg(unix)]
-    remember(listener.as_raw_fd());
-    Ok(listener)
 }
 
 #[cfg(unix)]
@@ -280,7 +262,5 @@ pub fn listen_unix(path: impl AsRef<std::path::Path>) -> io::Result<tokio::net::
         listener.set_nonblocking(true)?;
         return tokio::net::UnixListener::from_std(listener);
     }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    remember(listener.as_raw_fd());
-    Ok(listener)
+    tokio::net::UnixListener::bind(path)
 }

@@ -17,7 +17,6 @@ use tokio::task::JoinHandle;
 use crate::context::{self, Shared};
 use crate::registry::{At, Label, RegistryId};
 use crate::scope::{InScope, Member, ScopeInner};
-use crate::shutdown::sequence::Phase;
 use crate::task::TaskKind;
 
 /// Owned by the tracked work; its entry goes when it is dropped (completion, cancellation, panic).
@@ -207,31 +206,17 @@ where
 {
     let at = shared.registry.reserve();
     let mut slot = Slot::new(shared, at, kind);
-    if scope.is_root() {
-        let handle = shared.tokio().spawn(Tracked { future, slot });
-        filled(shared, at, kind, label, location, &handle, &scope.phase);
-        return handle;
-    }
-    slot.progress = Progress::Polled;
-    let member = Member::new(scope.clone(), kind);
-    let handle = shared
-        .tokio()
-        .spawn(InScope::new(Tracked { future, slot }, member));
-    label.group = Some(scope.path.clone());
-    filled(shared, at, kind, label, location, &handle, &scope.phase);
-    handle
-}
-
-/// Fills a labelled entry in, as `spawn` does an unlabelled one.
-fn filled<T>(
-    shared: &Shared,
-    at: At,
-    kind: TaskKind,
-    label: Label,
-    location: &'static Location<'static>,
-    handle: &JoinHandle<T>,
-    phase: &Phase,
-) {
+    let handle = if scope.is_root() {
+        shared.tokio().spawn(Tracked { future, slot })
+    } else {
+        // `InScope` checks the scope's phase on the first poll, not the root's.
+        slot.progress = Progress::Polled;
+        label.group = Some(scope.path.clone());
+        let member = Member::new(scope.clone(), kind);
+        shared
+            .tokio()
+            .spawn(InScope::new(Tracked { future, slot }, member))
+    };
     let panicked = shared
         .registry
         .fill_labelled(at, kind, label, location, handle.abort_handle());
@@ -239,9 +224,10 @@ fn filled<T>(
         shared.task_panicked(&info);
     }
     // Checked after filling: either the step saw the live entry, or we see its phase.
-    if phase.cancels_at_once(kind) {
+    if scope.phase.cancels_at_once(kind) {
         handle.abort();
     }
+    handle
 }
 
 #[cfg(test)]
