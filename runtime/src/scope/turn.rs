@@ -20,6 +20,7 @@ use super::{ScopeInner, KINDS};
 use crate::context::Shared;
 use crate::report::{self, Report};
 use crate::shutdown::later;
+use crate::shutdown::sequence::until_zero;
 use crate::task::{TaskInfo, TaskKind};
 
 /// Everything async: what a turn's deadline aborts.
@@ -189,21 +190,7 @@ async fn run_hooks(
 /// Waits until the scope has no live work of `kinds`; `false` at the deadline.
 async fn wait_live(scope: &ScopeInner, kinds: &[TaskKind], deadline: Instant) -> bool {
     let deadline = tokio::time::Instant::from_std(deadline);
-    loop {
-        // Registered before the count is read, so a fall to zero in between is not missed.
-        let mut notified = pin!(scope.changed.notified());
-        notified.as_mut().enable();
-        if scope.live(kinds) == 0 {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::select! {
-            _ = notified => {}
-            _ = sleep_until(deadline) => {}
-        }
-    }
+    until_zero(&scope.changed, || scope.live(kinds), deadline).await
 }
 
 /// Waits for `event`; `false` at the deadline.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use tokio::sync::Notify;
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
@@ -343,23 +344,31 @@ where
     F: Future,
     F::Output: Termination,
 {
-    let changed = shared.registry.changed();
+    let registry = &shared.registry;
+    let zero = until_zero(registry.changed(), || kinds.count(registry), deadline);
+    main.alongside(zero).await
+}
+
+/// Waits until `count()` is zero, counting again each time `changed` is notified; `false` at the
+/// deadline. The registry and the scopes notify when a count they keep reaches zero.
+pub(crate) async fn until_zero(
+    changed: &Notify,
+    count: impl Fn() -> usize,
+    deadline: tokio::time::Instant,
+) -> bool {
     loop {
         // Registered before the count is read, so a zero-crossing in between is not missed.
         let mut notified = pin!(changed.notified());
         notified.as_mut().enable();
-        if kinds.count(&shared.registry) == 0 {
+        if count() == 0 {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
-        main.alongside(async {
-            tokio::select! {
-                _ = notified => {}
-                _ = sleep_until(deadline) => {}
-            }
-        })
-        .await;
+        tokio::select! {
+            _ = notified => {}
+            _ = sleep_until(deadline) => {}
+        }
     }
 }
