@@ -81,8 +81,9 @@
 //!
 //! `main`'s value as std reports it; 101 after a panic in `main` (or in a tracked task under
 //! `stop_on_panic`); after a signal, death by that signal (shell status 130 for SIGINT, 143 for
-//! SIGTERM) unless `signal_exit_code` is set; [`shutdown_with_code`]'s code. When several apply:
-//! forced > panic > signal > `shutdown_with_code` > `main`'s value.
+//! SIGTERM) unless `signal_exit_code` is set; [`shutdown_with_code`]'s code; 0 for the old process
+//! of a restart without downtime ([`upgrade`]). When several apply: forced > panic > signal >
+//! failed service > `shutdown_with_code` > upgraded > `main`'s value.
 //!
 //! Tasks spawned with plain `tokio::spawn` are not tracked: they are dropped when the runtime shuts
 //! down at the end, after the hooks.
@@ -134,7 +135,7 @@
 ///
 /// `flavor`, `uvloop_like`, `worker_threads`, `blocking_threads`, `grace`, `signals`,
 /// `run_forever`, `stop_on_panic`, `stop_on_error`, `signal_exit_code`, `drain_delay`, `dump_signal`,
-/// `notify_ready`, `second_signal`, `crate`: see
+/// `notify_ready`, `second_signal`, `upgrade_signal`, `upgrade_timeout`, `crate`: see
 /// the table in the README. Every mistake is a compile error on the offending token.
 ///
 /// # Equivalent code without the attribute
@@ -191,12 +192,13 @@ pub use graceful_macros::main;
 pub use graceful_macros::test;
 
 pub use graceful_runtime::{
-    current_scope, deadline, handle, is_shutting_down, listen_tcp, listen_tcp_named, on_shutdown,
-    ready, reason, scope, shutdown, shutdown_requested, shutdown_waits_for, shutdown_with_code,
-    spawn, spawn_blocking, spawn_service, supervise, tasks, token, Builder, EnterGuard, Failure,
-    Finished, Flavor, Handle, Reason, Report, Restart, Scope, ScopeShutdown, SecondSignal,
-    ServiceOutput, ShutdownRequested, ShutdownWaitsFor, StopFlag, Stopped, Supervisor, TaskInfo,
-    TaskKind, DEFAULT_GRACE, UNIX_SIGNALS, WINDOWS_SIGNALS,
+    current_scope, deadline, handle, is_shutting_down, is_upgrade, listen_tcp, listen_tcp_named,
+    on_shutdown, ready, reason, scope, shutdown, shutdown_requested, shutdown_waits_for,
+    shutdown_with_code, spawn, spawn_blocking, spawn_service, supervise, tasks, token, upgrade,
+    Builder, EnterGuard, Failure, Finished, Flavor, Handle, Reason, Report, Restart, Scope,
+    ScopeShutdown, SecondSignal, ServiceOutput, ShutdownRequested, ShutdownWaitsFor, StopFlag,
+    Stopped, Supervisor, TaskInfo, TaskKind, UpgradeError, DEFAULT_GRACE, UNIX_SIGNALS,
+    WINDOWS_SIGNALS,
 };
 
 #[cfg(unix)]

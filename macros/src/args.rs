@@ -57,6 +57,8 @@ pub(crate) struct Settings {
     pub(crate) start_paused: bool,
     pub(crate) notify_ready_auto: bool,
     pub(crate) second_signal_ignore: bool,
+    pub(crate) upgrade_signal: Option<LitStr>,
+    pub(crate) upgrade_timeout: Option<Duration>,
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -79,6 +81,8 @@ impl Settings {
             start_paused: false,
             notify_ready_auto: false,
             second_signal_ignore: false,
+            upgrade_signal: None,
+            upgrade_timeout: None,
             krate: None,
         }
     }
@@ -104,6 +108,8 @@ pub(crate) struct Options {
     start_paused: At<bool>,
     notify_ready: At<bool>,
     second_signal: At<bool>,
+    upgrade_signal: At<LitStr>,
+    upgrade_timeout: At<Duration>,
     krate: At<syn::Path>,
 }
 
@@ -225,6 +231,17 @@ fn dump_signal(value: &syn::Expr) -> syn::Result<LitStr> {
         "one of `\"SIGUSR1\"`, `\"SIGUSR2\"`, `\"SIGQUIT\"`",
     )?;
     options::check_dump_signal(&lit.value())
+        .map_err(|message| syn::Error::new(lit.span(), message))?;
+    Ok(lit)
+}
+
+fn upgrade_signal(value: &syn::Expr) -> syn::Result<LitStr> {
+    let lit = lit_str(
+        value,
+        "upgrade_signal",
+        "one of `\"SIGHUP\"`, `\"SIGUSR1\"`, `\"SIGUSR2\"`",
+    )?;
+    options::check_upgrade_signal(&lit.value())
         .map_err(|message| syn::Error::new(lit.span(), message))?;
     Ok(lit)
 }
@@ -386,6 +403,14 @@ impl Options {
                 "second_signal" => {
                     second_signal(&value).and_then(|v| set(&mut o.second_signal, &key, v))
                 }
+                "upgrade_signal" => {
+                    upgrade_signal(&value).and_then(|v| set(&mut o.upgrade_signal, &key, v))
+                }
+                "upgrade_timeout" => duration(&value, &name).and_then(|(d, span)| {
+                    options::check_upgrade_timeout(d)
+                        .map_err(|message| syn::Error::new(span, message))?;
+                    set(&mut o.upgrade_timeout, &key, d)
+                }),
                 "crate" => krate(&value).and_then(|v| set(&mut o.krate, &key, v)),
                 _ => unreachable!("every name in `Entry::options` has a parser"),
             };
@@ -445,6 +470,24 @@ impl Options {
                 dump.span(),
             );
         }
+        if let Some((upgrade, _)) = &self.upgrade_signal {
+            let signals: Vec<String> = match &self.signals {
+                Some((signals, _)) => signals.iter().map(LitStr::value).collect(),
+                None => options::DEFAULT_UNIX_SIGNALS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            };
+            let dump = self.dump_signal.as_ref().map(|(d, _)| d.value());
+            check(
+                options::check_upgrade_signal_free(
+                    &upgrade.value(),
+                    signals.iter().map(String::as_str),
+                    dump.as_deref(),
+                ),
+                upgrade.span(),
+            );
+        }
         if let Some(errors) = errors {
             return Err(errors);
         }
@@ -463,6 +506,8 @@ impl Options {
             start_paused: self.start_paused.is_some_and(|(v, _)| v),
             notify_ready_auto: self.notify_ready.is_some_and(|(v, _)| v),
             second_signal_ignore: self.second_signal.is_some_and(|(v, _)| v),
+            upgrade_signal: self.upgrade_signal.map(|(v, _)| v),
+            upgrade_timeout: self.upgrade_timeout.map(|(v, _)| v),
             krate: self.krate.map(|(v, _)| v),
         })
     }

@@ -139,6 +139,13 @@ fn builder(settings: &Settings, entry: Entry) -> TokenStream {
     if settings.start_paused {
         calls.extend(quote!(.start_paused(true)));
     }
+    if let Some(name) = &settings.upgrade_signal {
+        calls.extend(quote!(.upgrade_signal(#name)));
+    }
+    if let Some(timeout) = settings.upgrade_timeout {
+        let timeout = duration(timeout);
+        calls.extend(quote!(.upgrade_timeout(#timeout)));
+    }
     calls
 }
 

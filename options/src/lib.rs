@@ -37,6 +37,13 @@ pub const DEFAULT_WINDOWS_SIGNALS: &[&str] =
 /// The names `dump_signal` accepts.
 pub const DUMP_SIGNALS: &[&str] = &["SIGUSR1", "SIGUSR2", "SIGQUIT"];
 
+/// The names `upgrade_signal` accepts.
+pub const UPGRADE_SIGNALS: &[&str] = &["SIGHUP", "SIGUSR1", "SIGUSR2"];
+
+/// How long the old process waits for the new one when `upgrade_timeout` is not set: a minute,
+/// time enough for a service that warms caches or opens pools before it calls `ready()`.
+pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The options of `#[graceful::main]`, in the order the docs list them.
 pub const MAIN_OPTIONS: &[&str] = &[
     "flavor",
@@ -53,6 +60,8 @@ pub const MAIN_OPTIONS: &[&str] = &[
     "dump_signal",
     "notify_ready",
     "second_signal",
+    "upgrade_signal",
+    "upgrade_timeout",
     "crate",
 ];
 
@@ -175,6 +184,61 @@ pub fn check_dump_not_in_signals<'a>(
         return Err(format!(
             "`{dump}` cannot both start a shutdown (in `signals`) and dump the tasks (`dump_signal`)"
         ));
+    }
+    Ok(())
+}
+
+/// `upgrade_signal`: one of [`UPGRADE_SIGNALS`].
+///
+/// ```
+/// assert!(graceful_options::check_upgrade_signal("SIGUSR2").is_ok());
+/// assert!(graceful_options::check_upgrade_signal("SIGTERM").is_err());
+/// ```
+pub fn check_upgrade_signal(name: &str) -> Result<(), String> {
+    if !UPGRADE_SIGNALS.contains(&name) {
+        return Err(format!(
+            "`upgrade_signal` must be `\"SIGHUP\"`, `\"SIGUSR1\"` or `\"SIGUSR2\"`, not `{name}`"
+        ));
+    }
+    Ok(())
+}
+
+/// A signal starts one thing: the upgrade signal is neither in `signals` nor the `dump_signal`.
+///
+/// ```
+/// assert!(graceful_options::check_upgrade_signal_free("SIGUSR2", ["SIGTERM"], None).is_ok());
+/// assert!(graceful_options::check_upgrade_signal_free("SIGHUP", ["SIGHUP"], None).is_err());
+/// assert!(graceful_options::check_upgrade_signal_free("SIGUSR1", [], Some("SIGUSR1")).is_err());
+/// ```
+pub fn check_upgrade_signal_free<'a>(
+    upgrade: &str,
+    signals: impl IntoIterator<Item = &'a str>,
+    dump: Option<&str>,
+) -> Result<(), String> {
+    if signals.into_iter().any(|s| s == upgrade) {
+        return Err(format!(
+            "`{upgrade}` cannot both start a shutdown (in `signals`) and an upgrade (`upgrade_signal`)"
+        ));
+    }
+    if dump == Some(upgrade) {
+        return Err(format!(
+            "`{upgrade}` cannot both dump the tasks (`dump_signal`) and start an upgrade (`upgrade_signal`)"
+        ));
+    }
+    Ok(())
+}
+
+/// `upgrade_timeout` is how long the new process has to become ready: zero would fail every
+/// upgrade.
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(graceful_options::check_upgrade_timeout(Duration::from_secs(5)).is_ok());
+/// assert!(graceful_options::check_upgrade_timeout(Duration::ZERO).is_err());
+/// ```
+pub fn check_upgrade_timeout(timeout: Duration) -> Result<(), String> {
+    if timeout.is_zero() {
+        return Err("`upgrade_timeout` must be greater than zero".into());
     }
     Ok(())
 }

@@ -92,6 +92,11 @@ pub(crate) struct Config {
     pub(crate) notify_ready_auto: bool,
     #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) start_paused: bool,
+    /// As given, resolved when the run starts, like the signals.
+    pub(crate) upgrade_signal: Option<&'static str>,
+    pub(crate) upgrade_timeout: Duration,
+    /// What an upgrade starts instead of this program again with its arguments.
+    pub(crate) upgrade_command: Option<crate::upgrade::Command>,
 }
 
 impl Config {
@@ -106,6 +111,11 @@ impl Config {
     /// The signal that dumps the tasks, on a platform that has it.
     pub(crate) fn dump(&self) -> Option<Signal> {
         self.dump_signal.and_then(signals::resolve)
+    }
+
+    /// The signal that starts an upgrade, on a platform that has it.
+    pub(crate) fn upgrade(&self) -> Option<Signal> {
+        self.upgrade_signal.and_then(signals::resolve)
     }
 }
 
@@ -193,6 +203,9 @@ impl Builder {
                 exits_process: true,
                 notify_ready_auto: false,
                 start_paused: false,
+                upgrade_signal: None,
+                upgrade_timeout: options::DEFAULT_UPGRADE_TIMEOUT,
+                upgrade_command: None,
             },
         }
     }
@@ -483,6 +496,79 @@ impl Builder {
         self
     }
 
+    /// Start a restart without downtime on this Unix signal (`"SIGHUP"`, `"SIGUSR1"` or
+    /// `"SIGUSR2"`; ignored on Windows), as [`upgrade()`](crate::upgrade) does. It must be
+    /// neither one of the [`signals`](Builder::signals) nor the
+    /// [`dump_signal`](Builder::dump_signal).
+    ///
+    /// # Panics
+    ///
+    /// On another name; at [`run`](Builder::run), if the signal is also in `signals` or is the
+    /// `dump_signal`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // `kill -USR2 <pid>` (systemd: `ExecReload=kill -USR2 $MAINPID`) replaces the process.
+    /// let code = graceful::Builder::new().upgrade_signal("SIGUSR2").run(async {});
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// ```
+    pub fn upgrade_signal(mut self, name: &'static str) -> Builder {
+        reject(options::check_upgrade_signal(name));
+        self.config.upgrade_signal = Some(name);
+        self
+    }
+
+    /// How long an upgrade waits for the new process to be ready before it kills it and goes on
+    /// serving (60 s unless set).
+    ///
+    /// # Panics
+    ///
+    /// On zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let code = graceful::Builder::new()
+    ///     .upgrade_signal("SIGHUP")
+    ///     .upgrade_timeout(Duration::from_secs(10))
+    ///     .run(async {});
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// ```
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Builder {
+        reject(options::check_upgrade_timeout(timeout));
+        self.config.upgrade_timeout = timeout;
+        self
+    }
+
+    /// What an upgrade starts: `program` with `args`, instead of this program's executable (as
+    /// resolved when `run` started) with the arguments it was started with. The environment is
+    /// this process's either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // A deploy that installs each release in a directory of its own, behind a symlink.
+    /// let code = graceful::Builder::new()
+    ///     .upgrade_signal("SIGUSR2")
+    ///     .upgrade_command("/srv/app/current/bin/app", ["--config", "/etc/app.toml"])
+    ///     .run(async {});
+    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// ```
+    pub fn upgrade_command<I>(mut self, program: impl Into<std::path::PathBuf>, args: I) -> Builder
+    where
+        I: IntoIterator,
+        I::Item: Into<std::ffi::OsString>,
+    {
+        self.config.upgrade_command = Some(crate::upgrade::Command {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        });
+        self
+    }
+
     /// `#[graceful::test]`: starts the tokio clock paused (needs the `test-util` feature).
     #[cfg(feature = "test-util")]
     ///
@@ -525,6 +611,7 @@ impl Builder {
     #[doc(hidden)]
     pub fn __for_test(mut self) -> Builder {
         self.config.signal_names.clear();
+        self.config.upgrade_signal = None;
         self.config.exits_process = false;
         self
     }
@@ -554,6 +641,13 @@ impl Builder {
                 config.signal_names.iter().copied(),
             ));
         }
+        if let Some(upgrade) = config.upgrade_signal {
+            reject(options::check_upgrade_signal_free(
+                upgrade,
+                config.signal_names.iter().copied(),
+                config.dump_signal,
+            ));
+        }
     }
 
     /// Runs `future` as the service `main` on a new runtime, then the shutdown sequence, and
@@ -579,7 +673,8 @@ impl Builder {
     ///
     /// If the settings conflict: `worker_threads` with the current_thread flavor, `start_paused`
     /// with the multi_thread one, a `drain_delay` not shorter than the `grace`, a `dump_signal`
-    /// that is also in `signals`. The message is the one `#[graceful::main]` gives at compile
+    /// that is also in `signals`, an `upgrade_signal` that is also in `signals` or is the
+    /// `dump_signal`. The message is the one `#[graceful::main]` gives at compile
     /// time for the same settings. A panic in `future` does not unwind out of `run`: it is
     /// reported and the status is 101.
     #[track_caller]
@@ -647,8 +742,8 @@ impl Builder {
         F::Output: Termination,
     {
         self.validate();
-        // Before any thread of ours exists: the passed descriptors become close-on-exec at once.
-        crate::listen::take_passed();
+        // Before any thread of ours exists: the given descriptors become close-on-exec at once.
+        crate::listen::take_given();
         // A clone of a builder that has run already gets a handle of its own.
         let public = if self.handle.is_unbound() {
             self.handle

@@ -16,6 +16,7 @@ use crate::scope::{self, ScopeInner};
 use crate::shutdown::{Reason, Shutdown};
 use crate::systemd::Systemd;
 use crate::task::{TaskInfo, TaskKind};
+use crate::upgrade::Upgrade;
 use crate::watchdog::Watchdog;
 
 /// One runtime's state, a field per concern; each field's type owns its behaviour. The methods
@@ -30,6 +31,7 @@ pub(crate) struct Shared {
     pub(crate) report: Reporter,
     pub(crate) watchdog: Watchdog,
     pub(crate) systemd: Systemd,
+    pub(crate) upgrade: Upgrade,
     /// What a [`Handle`](crate::Handle) reaches: this state while the run lasts, its answer after.
     pub(crate) public: Arc<crate::handle::Inner>,
 }
@@ -38,6 +40,7 @@ impl Shared {
     pub(crate) fn new(config: Config, public: Arc<crate::handle::Inner>) -> Arc<Shared> {
         // `#[graceful::test]` runs are not the service the manager watches.
         let systemd = Systemd::from_env(config.exits_process);
+        let upgrade = Upgrade::new(config.exits_process, config.upgrade_command.clone());
         Arc::new_cyclic(|runtime| Shared {
             registry: Registry::new(),
             shutdown: Shutdown::new(public.root(), runtime.clone()),
@@ -46,6 +49,7 @@ impl Shared {
             report: Reporter::default(),
             watchdog: Watchdog::default(),
             systemd,
+            upgrade,
             public,
         })
     }
@@ -82,12 +86,20 @@ impl Shared {
     /// Starts the shutdown unless it has started; returns whether this call started it.
     ///
     /// Everyone who must know hears it before the sequence wakes: the registry makes its counts
-    /// exact, the watchdog arms, systemd hears `STOPPING=1`.
+    /// exact, the watchdog arms, systemd hears `STOPPING=1`, an upgrade's unready new process is
+    /// killed, and the listeners kept for an upgrade are let go.
     pub(crate) fn start_shutdown(&self, reason: Reason) -> bool {
         let trigger = &self.shutdown.trigger;
+        let upgraded = reason == Reason::Upgraded;
         let Some(started) = trigger.start(reason, self.config.grace) else {
             return false;
         };
+        if !upgraded {
+            self.upgrade.abandon();
+        }
+        if self.config.exits_process {
+            crate::listen::forget();
+        }
         self.registry.watch();
         self.watchdog.arm(started.at, started.deadline);
         self.systemd.stopping(self.config.grace);

@@ -100,7 +100,7 @@ fn die(_signal: Signal) -> ! {
 }
 
 /// The status once the sequence has finished, in this order:
-/// panic > signal > failed service > `shutdown_with_code` > `main`'s value.
+/// panic > signal > failed service > `shutdown_with_code` > upgraded > `main`'s value.
 ///
 /// A shutdown that was not `clean` (work aborted or abandoned, hooks not run at the deadline)
 /// never exits 0, whoever chose the 0 (`signal_exit_code = 0`, `shutdown_with_code(0)`, `main`
@@ -133,6 +133,11 @@ fn decided(shared: &Shared, main: MainOutcome) -> ExitCode {
     }
     if let Some(code) = shared.shutdown.trigger.code() {
         return ExitCode::from(code);
+    }
+    if shared.shutdown.trigger.started().map(|s| &s.reason)
+        == Some(&crate::shutdown::Reason::Upgraded)
+    {
+        return ExitCode::SUCCESS;
     }
     match main {
         MainOutcome::Returned(code) => code,

@@ -22,6 +22,7 @@ mod supervise;
 mod systemd;
 mod task;
 mod tracked;
+mod upgrade;
 mod watchdog;
 
 pub use blocking::{spawn_blocking, StopFlag};
@@ -41,6 +42,7 @@ pub use spawn::{shutdown_waits_for, spawn, spawn_service, ServiceOutput, Shutdow
 pub use supervise::{supervise, Restart, Stopped, Supervisor};
 pub use systemd::ready;
 pub use task::{TaskInfo, TaskKind};
+pub use upgrade::{is_upgrade, upgrade, UpgradeError};
 
 /// A snapshot of the live tracked work of this thread's graceful runtime: name, kind, spawn
 /// location and age of each (asyncio's `all_tasks()`). `main` is in it as the service `main`.

@@ -249,6 +249,28 @@ pub(crate) fn scope_aborted(path: &str, items: &[TaskInfo]) {
     }
 }
 
+/// An upgrade that failed, was refused or was abandoned: the process serves on, and says why.
+pub(crate) fn upgrade_warning(message: &str) {
+    if to_stderr() {
+        stderr_line(format_args!("{message}"));
+    } else {
+        tracing::warn!(target: "graceful", phase = "upgrade", "{message}");
+    }
+}
+
+/// The same, from a thread that must not block (the signal thread).
+pub(crate) fn upgrade_warning_later(shared: &Shared, message: String) {
+    shared.report.deferred.send(Line::Warn {
+        phase: "upgrade",
+        message,
+    });
+}
+
+/// An upgrade's progress: the new process started, or ready and handed the service.
+pub(crate) fn upgrade_progress(message: &str) {
+    tracing::info!(target: "graceful", phase = "upgrade", "{message}");
+}
+
 /// What is still running, main first, services next, tasks last: the order a reader cares about.
 pub(crate) fn running(shared: &Shared) -> Vec<TaskInfo> {
     let mut items = shared.registry.snapshot();
@@ -616,6 +638,7 @@ impl fmt::Display for Cause<'_> {
             Reason::MainFailed => f.write_str("main failed"),
             Reason::Panic { task } => write!(f, "{task} panicked"),
             Reason::Failed { task } => write!(f, "service {task:?} failed"),
+            Reason::Upgraded => f.write_str("upgraded"),
         }
     }
 }

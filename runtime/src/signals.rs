@@ -115,6 +115,10 @@ fn on_signal(shared: &Arc<Shared>, signal: Signal, at: Instant) {
         report::dump(shared);
         return;
     }
+    if shared.config.upgrade() == Some(signal) {
+        crate::upgrade::on_signal(shared);
+        return;
+    }
     match classify(&shared.shutdown.trigger.first_signal, signal, at) {
         Delivery::First => {
             shared.start_shutdown(Reason::Signal(signal.name));
@@ -130,6 +134,7 @@ fn on_signal(shared: &Arc<Shared>, signal: Signal, at: Instant) {
 fn wanted(shared: &Shared) -> Vec<Signal> {
     let mut wanted = shared.config.signals();
     wanted.extend(shared.config.dump());
+    wanted.extend(shared.config.upgrade());
     wanted
 }
 

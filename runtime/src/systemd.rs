@@ -16,6 +16,8 @@ pub(crate) struct Notifier {
     address: std::os::unix::net::SocketAddr,
     /// Half of `WATCHDOG_USEC`, when the manager expects pings from this process.
     pub(crate) ping_every: Option<Duration>,
+    /// Set once an upgrade handed the service to the new process: this one says nothing more.
+    silent: AtomicBool,
 }
 
 impl Notifier {
@@ -44,6 +46,7 @@ impl Notifier {
             socket,
             address,
             ping_every: watchdog_period().map(|period| period / 2),
+            silent: AtomicBool::new(false),
         })
     }
 
@@ -53,6 +56,9 @@ impl Notifier {
     }
 
     pub(crate) fn send(&self, message: &str) {
+        if self.silent.load(Ordering::SeqCst) {
+            return;
+        }
         // Best effort, like sd_notify: a manager that went away is no reason to fail.
         #[cfg(all(unix, feature = "systemd"))]
         let _ = self.socket.send_to_addr(message.as_bytes(), &self.address);
@@ -61,11 +67,13 @@ impl Notifier {
     }
 }
 
-/// `WATCHDOG_USEC`, if it is meant for this process (`WATCHDOG_PID` unset or ours).
+/// `WATCHDOG_USEC`, if it is meant for this process: `WATCHDOG_PID` unset, ours, or, in the new
+/// process of an upgrade, the old one's (the manager set it before the hand-over).
 #[cfg(all(unix, feature = "systemd"))]
 fn watchdog_period() -> Option<Duration> {
     if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
-        if pid.to_str()?.parse::<u32>().ok()? != std::process::id() {
+        let pid = pid.to_str()?.parse::<u32>().ok()?;
+        if pid != std::process::id() && Some(pid) != crate::upgrade::old_pid() {
             return None;
         }
     }
@@ -115,14 +123,24 @@ impl Systemd {
         }
     }
 
-    /// `READY=1`, once.
+    /// `READY=1`, once; in the new process of an upgrade, the old one hears it too.
     pub(crate) fn ready(&self) {
-        // Start-up is over: passed sockets the program did not claim will never be used.
+        // Start-up is over: given sockets the program did not claim will never be used.
         crate::listen::close_unclaimed();
+        crate::upgrade::tell_old_process();
         if let Some(notifier) = &self.notifier {
             if !self.ready_sent.swap(true, Ordering::SeqCst) {
                 notifier.send("READY=1");
             }
+        }
+    }
+
+    /// An upgrade's new process `pid` is ready: the manager is told it is the main process now
+    /// (the unit needs `NotifyAccess=all`), and from here on this process sends nothing more.
+    pub(crate) fn hand_over(&self, pid: u32) {
+        if let Some(notifier) = &self.notifier {
+            notifier.send(&format!("MAINPID={pid}"));
+            notifier.silent.store(true, Ordering::SeqCst);
         }
     }
 

@@ -292,6 +292,11 @@ impl Running {
         self.child.as_ref().unwrap().id() as i32
     }
 
+    /// Everything the program (and whatever shares its stdout) printed so far.
+    pub fn stdout_so_far(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
     /// Waits until the program prints a line containing `marker`; panics (killing it) on timeout.
     pub fn wait_for_line(&mut self, marker: &str) -> String {
         self.wait_on(marker, false)
@@ -378,6 +383,24 @@ impl Running {
         let rc = unsafe { libc::kill(self.pid(), signal) };
         assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
         self.signalled.get_or_insert_with(Instant::now);
+    }
+
+    /// Waits for the exit (bounded by [`TIMEOUT`]) without collecting the output: a process the
+    /// child started may still hold its pipes. [`wait`](Self::wait) collects later.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("already waited");
+        let end = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{}: still running after {TIMEOUT:?}", self.name);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits for the exit (bounded by [`TIMEOUT`]) and collects everything.

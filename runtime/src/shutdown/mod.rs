@@ -79,6 +79,9 @@ pub enum Reason {
         /// The service's name.
         task: Cow<'static, str>,
     },
+    /// A restart without downtime handed the service to the new process, which is ready: this
+    /// one drains and exits 0 (see [`upgrade()`](crate::upgrade)).
+    Upgraded,
 }
 
 /// `at + d`, or a moment so far ahead that no program will see it when that overflows: a grace of
