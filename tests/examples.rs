@@ -135,3 +135,95 @@ fn axum_server_finishes_requests_in_flight_and_refuses_new_connections() {
         .assert_killed_by(SIGTERM)
         .assert_stdout_has("every request answered");
 }
+
+/// One HTTP/1.1 request on `stream`, kept alive: the response's head (lowercased) and body.
+#[cfg(unix)]
+fn get(stream: &mut std::io::BufReader<TcpStream>, path: &str) -> (String, String) {
+    use std::io::BufRead;
+    write!(
+        stream.get_mut(),
+        "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).unwrap();
+        assert!(
+            !line.is_empty(),
+            "the connection closed mid-response: {head}"
+        );
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("a content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
+    (head, String::from_utf8(body).unwrap())
+}
+
+#[cfg(unix)]
+#[test]
+fn upgrade_server_hands_over_on_sigusr2_and_tells_kept_alive_clients_to_reconnect() {
+    use std::io::BufReader;
+
+    let connect = |addr: &str| {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(support::TIMEOUT)).unwrap();
+        BufReader::new(stream)
+    };
+    let mut server = example("upgrade_server").arg("127.0.0.1:0").start();
+    let old = server.pid();
+    let addr = address(
+        server
+            .wait_for_line("listening on")
+            .trim_end_matches(" (started)"),
+    );
+    // Two kept-alive connections the old process accepted: one with a request in flight across
+    // the hand-over, one idle.
+    let (mut busy, mut idle) = (connect(&addr), connect(&addr));
+    assert_eq!(get(&mut busy, "/").1, format!("pid {old}\n"));
+    assert_eq!(get(&mut idle, "/").1, format!("pid {old}\n"));
+    write!(busy.get_mut(), "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+
+    server.signal(libc::SIGUSR2);
+    let took_over = server.wait_for_line("took over");
+    let new: i32 = took_over.split(' ').nth(1).unwrap().parse().unwrap();
+    let _new_process = support::Orphans(vec![new as u32]);
+    assert_ne!(new, old);
+    server.wait_for_line(&format!("pid {old} stopped accepting (Upgraded)"));
+
+    // The idle connection's next request is answered by the old process, which asks the client
+    // to reconnect, and closes it.
+    let (head, body) = get(&mut idle, "/");
+    assert_eq!(body, format!("pid {old}\n"));
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = String::new();
+    assert_eq!(
+        idle.read_to_string(&mut rest).unwrap(),
+        0,
+        "closed after it"
+    );
+    // The request in flight is answered where it started; new connections go to the new process.
+    let mut slow = String::new();
+    busy.read_to_string(&mut slow).unwrap();
+    assert!(slow.ends_with(&format!("pid {old}, after 2s\n")), "{slow}");
+    assert_eq!(get(&mut connect(&addr), "/").1, format!("pid {new}\n"));
+    assert_eq!(
+        server.wait_exit().code(),
+        Some(0),
+        "the old process exits 0"
+    );
+
+    support::kill(new as u32, SIGTERM);
+    support::wait_gone(new as u32);
+    server.wait();
+}

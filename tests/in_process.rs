@@ -332,3 +332,43 @@ fn the_report_names_what_did_not_end_well_and_the_status_is_not_0() {
     assert!(report.panicked.is_empty());
     assert!(!report.is_clean());
 }
+
+#[test]
+fn an_upgrade_is_refused_with_its_reason_where_it_cannot_run() {
+    let refused = graceful::upgrade().unwrap_err();
+    assert!(matches!(refused, graceful::UpgradeError::NotTheProgram));
+    assert_eq!(
+        refused.to_string(),
+        "an upgrade needs the program's own run (#[graceful::main] or Builder::run)"
+    );
+    let code = builder().run(async {
+        assert!(!graceful::is_upgrade(), "started by the test harness");
+        #[cfg(windows)]
+        assert!(matches!(
+            graceful::upgrade(),
+            Err(graceful::UpgradeError::Unsupported)
+        ));
+        graceful::shutdown();
+        let refused = graceful::upgrade().unwrap_err();
+        #[cfg(unix)]
+        assert!(
+            matches!(refused, graceful::UpgradeError::ShuttingDown),
+            "{refused}"
+        );
+        #[cfg(windows)]
+        assert_eq!(
+            refused.to_string(),
+            "restart without downtime is supported on Unix only"
+        );
+    });
+    assert_eq!(code, ExitCode::SUCCESS);
+}
+
+/// `#[graceful::test]` is not a program that can replace itself.
+#[graceful::test]
+async fn an_upgrade_is_refused_in_a_test() {
+    assert!(matches!(
+        graceful::upgrade(),
+        Err(graceful::UpgradeError::NotTheProgram)
+    ));
+}

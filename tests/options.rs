@@ -86,6 +86,32 @@ fn twins() -> Vec<Twin> {
                     .run(async {});
             },
         },
+        Twin {
+            case: "bad_upgrade_signal",
+            builder: || drop(Builder::new().upgrade_signal("SIGTERM")),
+        },
+        Twin {
+            case: "upgrade_signal_in_signals",
+            builder: || {
+                let _ = Builder::new()
+                    .signals(["SIGTERM", "SIGHUP"])
+                    .upgrade_signal("SIGHUP")
+                    .run(async {});
+            },
+        },
+        Twin {
+            case: "upgrade_signal_is_dump_signal",
+            builder: || {
+                let _ = Builder::new()
+                    .dump_signal("SIGUSR1")
+                    .upgrade_signal("SIGUSR1")
+                    .run(async {});
+            },
+        },
+        Twin {
+            case: "zero_upgrade_timeout",
+            builder: || drop(Builder::new().upgrade_timeout(Duration::ZERO)),
+        },
     ]
 }
 

@@ -13,54 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{fixture, fixture_under, Running, SIGTERM, TIMEOUT};
+use support::{fixture, fixture_under, kill as signal, runs, wait_gone, Orphans, Running};
+use support::{SIGTERM, TIMEOUT};
 
 const SIGUSR2: i32 = libc::SIGUSR2;
-
-/// The processes upgrades started. They are not the test's children, so nothing else would kill
-/// them if the test fails midway.
-#[derive(Default)]
-struct Generations(Vec<u32>);
-
-impl Drop for Generations {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            signal(pid, libc::SIGKILL);
-        }
-    }
-}
-
-fn signal(pid: u32, signal: i32) {
-    // SAFETY: `kill` has no memory preconditions; the pid is one this test started.
-    unsafe { libc::kill(pid as libc::pid_t, signal) };
-}
-
-/// Whether `pid` still runs: not gone, not a zombie nobody reaped yet.
-fn runs(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-        // No procfs (macOS): ask the kernel.
-        Err(_) if !std::path::Path::new("/proc/self").exists() => {
-            // SAFETY: signal 0 only checks that the process exists.
-            unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-        }
-        Err(_) => false,
-    }
-}
-
-fn wait_gone(pid: u32) {
-    let end = Instant::now() + TIMEOUT;
-    while runs(pid) {
-        assert!(
-            Instant::now() < end,
-            "pid {pid} still runs after {TIMEOUT:?}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// The pid a fixture line starts with.
 fn pid_of(line: &str) -> u32 {
@@ -203,7 +159,7 @@ fn serving(started: support::Fixture) -> (Running, u32, String) {
 #[test]
 fn upgrades_hand_over_without_refusing_a_connection_and_in_flight_requests_end_on_the_old_process()
 {
-    let mut generations = Generations::default();
+    let mut generations = Orphans::default();
     let (mut first, first_pid, address) = serving(fixture("upgrade"));
     let load = Load::start(&address);
     let mut old = first_pid;
@@ -218,15 +174,19 @@ fn upgrades_hand_over_without_refusing_a_connection_and_in_flight_requests_end_o
         let new = pid_of(&first.wait_for_line("upgrade true"));
         generations.0.push(new);
         assert_ne!(new, old);
-        first.wait_for_line(&format!("{new} ready"));
-        first.wait_for_line(&format!("{old} draining (Upgraded)"));
+        // The two processes' lines interleave.
+        let lines = first.wait_for_lines(&[
+            &format!("{new} ready"),
+            &format!("{old} draining (Upgraded)"),
+            &format!("{old} exits"),
+        ]);
         assert_eq!(
             answer(&in_flight),
             Ok(old),
             "answered by the process that read it"
         );
         assert_eq!(
-            first.wait_for_line(&format!("{old} exits")),
+            lines[2],
             format!("{old} exits ExitCode(unix_exit_status(0))")
         );
         if old == first_pid {
@@ -257,7 +217,7 @@ fn upgrades_hand_over_without_refusing_a_connection_and_in_flight_requests_end_o
 
 #[test]
 fn a_new_process_that_exits_before_it_is_ready_is_reported_and_the_old_one_serves_on() {
-    let mut generations = Generations::default();
+    let mut generations = Orphans::default();
     let (mut old, pid, address) = serving(fixture("upgrade").arg("serve").arg("crash"));
     // Twice: a failed upgrade leaves the way open for the next one.
     for _ in 0..2 {
@@ -280,7 +240,7 @@ fn a_new_process_that_exits_before_it_is_ready_is_reported_and_the_old_one_serve
 
 #[test]
 fn a_new_process_never_ready_is_killed_at_the_upgrade_timeout() {
-    let mut generations = Generations::default();
+    let mut generations = Orphans::default();
     let started = fixture("upgrade")
         .arg("serve")
         .arg("hang")
@@ -306,7 +266,7 @@ fn a_new_process_never_ready_is_killed_at_the_upgrade_timeout() {
 #[test]
 fn upgrade_signals_during_an_upgrade_or_a_shutdown_are_refused_and_a_shutdown_kills_the_unready_process(
 ) {
-    let mut generations = Generations::default();
+    let mut generations = Orphans::default();
     let (mut old, pid, address) = serving(fixture("upgrade").arg("serve").arg("hang"));
     old.signal(SIGUSR2);
     let hung = pid_of(&old.wait_for_line("hanging"));
@@ -425,7 +385,7 @@ fn under_systemd_the_new_process_takes_the_activated_socket_and_the_old_one_fall
 ) {
     use std::os::fd::AsRawFd;
 
-    let mut generations = Generations::default();
+    let mut generations = Orphans::default();
     let manager = Manager::new("upgrade-notify");
     // The socket unit's listener, passed as systemd does.
     let activated = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -449,7 +409,9 @@ fn under_systemd_the_new_process_takes_the_activated_socket_and_the_old_one_fall
     loop {
         let (sender, message) = manager.next();
         if sender == new {
-            from_new.push(message);
+            if message != "WATCHDOG=1" {
+                from_new.push(message);
+            }
         } else if message == format!("MAINPID={new}") {
             assert_eq!(sender, pid);
             break;
@@ -480,14 +442,53 @@ fn under_systemd_the_new_process_takes_the_activated_socket_and_the_old_one_fall
     }
     assert_eq!(from_new, ["READY=1"], "the new process's other messages");
     signal(new, SIGTERM);
-    let (sender, message) = manager.next();
-    let (sender, message) = if message == "WATCHDOG=1" {
-        manager.next()
-    } else {
-        (sender, message)
+    let (sender, message) = loop {
+        let (sender, message) = manager.next();
+        if message != "WATCHDOG=1" {
+            break (sender, message);
+        }
     };
     assert_eq!(sender, new);
     assert!(message.starts_with("STOPPING=1"), "{message}");
     wait_gone(new);
     old.wait();
+}
+
+/// The program as PID 1, the way a container runs it: a PID namespace of its own.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_upgrade_is_refused_under_pid_1() {
+    let permitted = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !permitted {
+        eprintln!("skipped: `unshare --pid` is not permitted here (it needs CAP_SYS_ADMIN)");
+        return;
+    }
+    let mut wrapper = fixture_under("unshare", &["--pid", "--fork"], "upgrade").start();
+    let address = address_of(&wrapper.wait_for_line("1 listening"));
+    wrapper.wait_for_line("1 ready");
+    // The program as the test sees it: `unshare`'s child.
+    let children = format!("/proc/{0}/task/{0}/children", wrapper.pid());
+    let pid: u32 = std::fs::read_to_string(children)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .expect("unshare's child")
+        .parse()
+        .unwrap();
+    signal(pid, SIGUSR2);
+    let refused = wrapper.wait_for_stderr("upgrade refused");
+    assert!(
+        refused.ends_with(
+            "upgrade refused: the process is PID 1: its exit would end the container and the new process"
+        ),
+        "{refused}"
+    );
+    assert_eq!(ask(&address), Ok(1), "still serving");
+    signal(pid, SIGTERM);
+    // PID 1 ignores a raised SIGTERM: the runtime exits 128 + 15 instead.
+    wrapper.wait().assert_code(143);
 }

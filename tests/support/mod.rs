@@ -302,6 +302,30 @@ impl Running {
         self.wait_on(marker, false)
     }
 
+    /// Waits until the program has printed a line with each of `markers`, in any order (two
+    /// processes sharing the stdout interleave): the lines, in the order of `markers`.
+    pub fn wait_for_lines(&mut self, markers: &[&str]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; markers.len()];
+        let end = Instant::now() + TIMEOUT;
+        while found.iter().any(Option::is_none) {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(i) = (0..markers.len())
+                        .find(|&i| found[i].is_none() && line.contains(markers[i]))
+                    {
+                        found[i] = Some(line);
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no lines with all of {markers:?} within {TIMEOUT:?} (found {found:?})",
+                    self.name
+                ),
+            }
+        }
+        found.into_iter().map(Option::unwrap).collect()
+    }
+
     /// Like [`wait_for_line`](Self::wait_for_line), but `None` if the program ends first.
     pub fn line_unless_exited(&mut self, marker: &str) -> Option<String> {
         self.unless_exited(marker, false)
@@ -532,6 +556,58 @@ impl Finished {
 }
 
 /// A file path in a fresh temporary directory, removed with the directory when dropped.
+/// Processes a test's program started that are not the test's children (the new process of an
+/// upgrade outlives the old one): killed when the test ends, whatever its outcome.
+#[cfg(unix)]
+#[derive(Default)]
+pub struct Orphans(pub Vec<u32>);
+
+#[cfg(unix)]
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Sends `signal` to `pid`, a process the test started (never the test process).
+#[cfg(unix)]
+pub fn kill(pid: u32, signal: i32) {
+    // SAFETY: `kill` has no memory preconditions.
+    unsafe { libc::kill(pid as libc::pid_t, signal) };
+}
+
+/// Whether `pid` still runs: not gone, and not a zombie nobody has reaped yet.
+#[cfg(unix)]
+pub fn runs(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        // No procfs (macOS): ask the kernel.
+        // SAFETY: signal 0 only checks that the process exists.
+        Err(_) if !Path::new("/proc/self").exists() => unsafe {
+            libc::kill(pid as libc::pid_t, 0) == 0
+        },
+        Err(_) => false,
+    }
+}
+
+/// Waits (bounded by [`TIMEOUT`]) until `pid` has ended.
+#[cfg(unix)]
+pub fn wait_gone(pid: u32) {
+    let end = Instant::now() + TIMEOUT;
+    while runs(pid) {
+        assert!(
+            Instant::now() < end,
+            "pid {pid} still runs after {TIMEOUT:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub struct TempDir(PathBuf);
 
 impl TempDir {

@@ -11,6 +11,8 @@
     drain_delay = "10ms",
     dump_signal = "SIGUSR1",
     second_signal = "ignore",
+    upgrade_signal = "SIGUSR2",
+    upgrade_timeout = "30s",
     crate = "::graceful"
 )]
 async fn main() {

@@ -1,0 +1,2 @@
+#[graceful::main(upgrade_signal = "SIGTERM")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[graceful::main(signals = ["SIGTERM", "SIGHUP"], upgrade_signal = "SIGHUP")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[graceful::main(upgrade_timeout = "0s")]
+async fn main() {}
