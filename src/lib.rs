@@ -122,6 +122,16 @@
 //! });
 //! assert_eq!(*order.lock().unwrap(), ["last query, sent while draining"]);
 //! ```
+//!
+//! # Restart without downtime
+//!
+//! On Unix a program can replace itself without refusing a connection: take listeners from
+//! [`listen_tcp`] (or [`listen_tcp_named`], [`listen_unix`]), call [`ready()`] once it can serve,
+//! and set `upgrade_signal` (or call [`upgrade()`]). The new process gets the listeners and
+//! [`is_upgrade()`] is true in it; once it is ready, the old one shuts down with
+//! [`Reason::Upgraded`] and exits 0. A new process that exits or is not ready within
+//! `upgrade_timeout` is killed and the old one serves on. See the README's timeline and
+//! `examples/upgrade_server.rs`.
 
 /// Runs `async fn main` under a graceful runtime: signals captured, tasks tracked, a bounded
 /// shutdown, and the exit status described in the crate docs.

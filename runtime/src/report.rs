@@ -250,6 +250,7 @@ pub(crate) fn scope_aborted(path: &str, items: &[TaskInfo]) {
 }
 
 /// An upgrade that failed, was refused or was abandoned: the process serves on, and says why.
+#[cfg(unix)]
 pub(crate) fn upgrade_warning(message: &str) {
     if to_stderr() {
         stderr_line(format_args!("{message}"));
@@ -267,6 +268,7 @@ pub(crate) fn upgrade_warning_later(shared: &Shared, message: String) {
 }
 
 /// An upgrade's progress: the new process started, or ready and handed the service.
+#[cfg(unix)]
 pub(crate) fn upgrade_progress(message: &str) {
     tracing::info!(target: "graceful", phase = "upgrade", "{message}");
 }

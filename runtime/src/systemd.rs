@@ -137,6 +137,7 @@ impl Systemd {
 
     /// An upgrade's new process `pid` is ready: the manager is told it is the main process now
     /// (the unit needs `NotifyAccess=all`), and from here on this process sends nothing more.
+    #[cfg(unix)]
     pub(crate) fn hand_over(&self, pid: u32) {
         if let Some(notifier) = &self.notifier {
             notifier.send(&format!("MAINPID={pid}"));

@@ -40,6 +40,7 @@ use crate::context::{self, Shared};
 
 /// What an upgrade starts.
 #[derive(Clone, Debug)]
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) struct Command {
     pub(crate) program: PathBuf,
     pub(crate) args: Vec<OsString>,
@@ -179,14 +180,18 @@ pub(crate) fn on_signal(shared: &Arc<Shared>) {
 }
 
 #[cfg(not(unix))]
-fn start(_shared: &Arc<Shared>) -> Result<(), UpgradeError> {
+fn start(shared: &Arc<Shared>) -> Result<(), UpgradeError> {
+    if !shared.config.exits_process {
+        return Err(UpgradeError::NotTheProgram);
+    }
     Err(UpgradeError::Unsupported)
 }
 
 /// One runtime's upgrade: what it starts, and the new process while it is not ready yet.
 #[derive(Default)]
 pub(crate) struct Upgrade {
-    /// The program as resolved when `run` started; `None` for a run that is not the program.
+    /// The program as resolved when `run` started; `None` for a run that is not the program, or
+    /// if the executable's path could not be resolved.
     #[cfg(unix)]
     command: Option<Command>,
     #[cfg(unix)]
@@ -326,8 +331,13 @@ fn kill(pid: u32) {
 #[cfg(unix)]
 fn start(shared: &Arc<Shared>) -> Result<(), UpgradeError> {
     let upgrade = &shared.upgrade;
-    let Some(command) = &upgrade.command else {
+    if !shared.config.exits_process {
         return Err(UpgradeError::NotTheProgram);
+    }
+    let Some(command) = &upgrade.command else {
+        return Err(UpgradeError::Start(std::io::Error::other(
+            "the executable's path could not be resolved when the program started",
+        )));
     };
     if std::process::id() == 1 {
         return Err(UpgradeError::Pid1);
