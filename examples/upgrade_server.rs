@@ -75,6 +75,8 @@ async fn slow(pid: u32) -> String {
 /// `Connection: close` (hyper then closes the connection after it), and a connection idle for
 /// [`IDLE_AFTER_SHUTDOWN`] is closed.
 async fn serve(stream: tokio::net::TcpStream, app: Router) -> Result<(), hyper::Error> {
+    // As `axum::serve` does: a response written in two parts must not wait for the client's ACK.
+    let _ = stream.set_nodelay(true);
     let app = TowerToHyperService::new(app);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let response = hyper::service::Service::call(&app, request);
