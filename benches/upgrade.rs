@@ -51,14 +51,20 @@ mod load {
 
     enum Outcome {
         /// The response, and whether the server asked to close the connection.
-        Answered { close: bool },
+        Answered {
+            close: bool,
+        },
         /// Nothing came back: the connection closed or reset before a byte of the response.
         Nothing,
         Failed,
     }
 
     fn request(stream: &mut BufReader<TcpStream>, keep_alive: bool) -> Outcome {
-        let connection = if keep_alive { "" } else { "Connection: close\r\n" };
+        let connection = if keep_alive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        };
         // One write: in pieces, Nagle's algorithm would hold the rest for the server's ACK.
         let request = format!("GET / HTTP/1.1\r\nHost: bench\r\n{connection}\r\n");
         let sent = stream.get_mut().write_all(request.as_bytes());
@@ -233,7 +239,11 @@ fn main() {
     for (keep_alive, upgrade, [answered, refused, unanswered, race, other], elapsed) in rows {
         println!(
             "| {} | {} | {answered} | {refused} | {unanswered} | {race} | {other} | {:.1}s |",
-            if keep_alive { "kept alive" } else { "one per request" },
+            if keep_alive {
+                "kept alive"
+            } else {
+                "one per request"
+            },
             if upgrade {
                 "upgrade (SIGUSR2)"
             } else {

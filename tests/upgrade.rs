@@ -492,3 +492,50 @@ fn an_upgrade_is_refused_under_pid_1() {
     // PID 1 ignores a raised SIGTERM: the runtime exits 128 + 15 instead.
     wrapper.wait().assert_code(143);
 }
+
+/// A deploy that renames a new build over the program's file: the upgrade runs the new file
+/// (the path resolved at start), and listeners asked for by name and by Unix path are handed on.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_upgrade_after_a_deploy_by_rename_runs_the_new_file_with_named_and_unix_listeners() {
+    let dir = support::TempDir::new("upgrade-rename");
+    let installed = dir.file("app");
+    std::fs::copy(support::fixture_path(), &installed).unwrap();
+    let socket = dir.file("app.sock");
+    let started = support::program(&installed, "app")
+        .env("GRACEFUL_FIXTURE", "upgrade")
+        .env("NAME", "web")
+        .env("UNIX_SOCKET", socket.to_str().unwrap());
+    let mut generations = Orphans::default();
+    let (mut old, pid, address) = serving(started);
+    // The deploy: a new file renamed over the old one, which the running process still executes.
+    let staged = dir.file("app.new");
+    std::fs::copy(support::fixture_path(), &staged).unwrap();
+    std::fs::rename(&staged, &installed).unwrap();
+    let running = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        running.to_string_lossy().ends_with(" (deleted)"),
+        "{running:?}"
+    );
+
+    old.signal(SIGUSR2);
+    let new = pid_of(&old.wait_for_line("upgrade true"));
+    generations.0.push(new);
+    old.wait_for_line(&format!("{new} ready"));
+    let stdout = old.stdout_so_far();
+    assert!(
+        stdout.contains(&format!("{new} exe {}\n", installed.display())),
+        "the new process runs the renamed file:\n{stdout}"
+    );
+    // Bound by the old process: binding the path again would have failed.
+    assert!(stdout.contains(&format!("{new} unix ")), "{stdout}");
+    assert_eq!(old.wait_exit().code(), Some(0));
+    assert_eq!(ask(&address), Ok(new));
+    // The old process is gone: the Unix socket listens because the new one holds it.
+    std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    // Descriptors: stdio, the two listeners, the readiness socket.
+    assert_eq!(descriptors_of(&old, new).len(), 6);
+    signal(new, SIGTERM);
+    wait_gone(new);
+    old.wait();
+}

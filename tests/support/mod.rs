@@ -86,6 +86,11 @@ fn json_string_after(line: &str, from: &str, key: &str) -> Option<String> {
     }
 }
 
+/// The fixture program's file, for a test that installs a copy of it.
+pub fn fixture_path() -> &'static Path {
+    program_path("fixture")
+}
+
 fn program_path(name: &str) -> &'static Path {
     programs()
         .get(name)
