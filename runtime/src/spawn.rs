@@ -10,14 +10,13 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::task::{ready, Context, Poll};
 
-use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
 use std::sync::Arc;
 
 use crate::context::{self, Shared};
 use crate::scope::{self, ScopeInner};
-use crate::task::{TaskInfo, TaskKind};
+use crate::task::TaskKind;
 use crate::tracked;
 
 /// What a service may return: a value that says whether the service failed.
@@ -73,36 +72,16 @@ impl ServiceOutput for Infallible {
     }
 }
 
-pin_project! {
-    /// A service's future: on completion, a failing output is reported (and under
-    /// `stop_on_error` starts the shutdown) before the value goes to the `JoinHandle`.
-    struct Checked<F> {
-        #[pin]
-        future: F,
-        name: Cow<'static, str>,
-        location: &'static Location<'static>,
-    }
-}
+/// A service's output check: a failing output is reported, described by the service's
+/// registry entry (and under `stop_on_error` starts the shutdown), before the value goes to the
+/// `JoinHandle`.
+enum ServiceCheck {}
 
-impl<F> Future for Checked<F>
-where
-    F: Future,
-    F::Output: ServiceOutput,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let output = ready!(this.future.poll(cx));
+impl<T: ServiceOutput> tracked::Check<T> for ServiceCheck {
+    fn check(slot: &tracked::Slot, output: &T) {
         if let Some(error) = output.failure() {
-            context::with(|shared| {
-                if let Some(shared) = shared {
-                    let info = TaskInfo::service(this.name.clone(), this.location);
-                    shared.service_failed(&info, &error);
-                }
-            });
+            slot.failed(&error);
         }
-        Poll::Ready(output)
     }
 }
 
@@ -223,14 +202,15 @@ where
     F: Future + Send + 'static,
     F::Output: ServiceOutput,
 {
-    let future = Checked {
-        future,
-        name: name.clone(),
-        location,
-    };
     match scope {
-        None => tracked::spawn(shared, TaskKind::Service, Some(name), location, future),
-        Some(scope) => tracked::spawn_in(
+        None => tracked::spawn_checked::<ServiceCheck, F>(
+            shared,
+            TaskKind::Service,
+            Some(name),
+            location,
+            future,
+        ),
+        Some(scope) => tracked::spawn_in_checked::<ServiceCheck, F>(
             shared,
             scope,
             TaskKind::Service,

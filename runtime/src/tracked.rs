@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -81,6 +82,22 @@ impl Slot {
             .unwrap_or(false)
     }
 
+    /// Reports a failure of this work (a service's `Err`), described by its entry.
+    pub(crate) fn failed(&self, error: &str) {
+        self.with_runtime(|shared| {
+            // `None` while the spawner has not filled the entry in: the work ran to its end on
+            // another worker first. The spawner is between tokio's spawn and the fill, running
+            // nothing of the user's, so the wait is short.
+            let info = loop {
+                match shared.registry.describe(self.at) {
+                    Some(info) => break info,
+                    None => std::thread::yield_now(),
+                }
+            };
+            shared.service_failed(&info, error);
+        });
+    }
+
     /// Hands a panic of this work to the trigger, which reports it and decides what it means.
     pub(crate) fn panicked(&mut self) {
         self.progress = Progress::Panicked;
@@ -104,19 +121,45 @@ impl Drop for Slot {
     }
 }
 
+/// What [`Tracked`] does with its work's output before the `JoinHandle` gets it: nothing, or a
+/// service's check for failure. A type rather than a field, so that it costs the task no bytes:
+/// the check describes the work from its registry entry.
+pub(crate) trait Check<T> {
+    fn check(slot: &Slot, output: &T);
+}
+
+/// The output goes to the `JoinHandle` as it is.
+pub(crate) enum Unchecked {}
+
+impl<T> Check<T> for Unchecked {
+    #[inline(always)]
+    fn check(_: &Slot, _: &T) {}
+}
+
 pin_project! {
     /// A spawned future and its registry entry: the entry goes when the future is dropped,
     /// however that happens (completion, cancellation, panic, runtime shutdown). The future is
     /// declared first so that it is dropped first: a panic in its `Drop` unwinds through the
     /// slot's, which reports it.
-    pub(crate) struct Tracked<F> {
+    pub(crate) struct Tracked<F, C = Unchecked> {
         #[pin]
         future: F,
         slot: Slot,
+        check: PhantomData<fn() -> C>,
     }
 }
 
-impl<F: Future> Future for Tracked<F> {
+impl<F, C> Tracked<F, C> {
+    pub(crate) fn new(future: F, slot: Slot) -> Tracked<F, C> {
+        Tracked {
+            future,
+            slot,
+            check: PhantomData,
+        }
+    }
+}
+
+impl<F: Future, C: Check<F::Output>> Future for Tracked<F, C> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -130,7 +173,11 @@ impl<F: Future> Future for Tracked<F> {
             }
         }
         match catch_unwind(AssertUnwindSafe(|| this.future.poll(cx))) {
-            Ok(poll) => poll,
+            Ok(Poll::Ready(output)) => {
+                C::check(this.slot, &output);
+                Poll::Ready(output)
+            }
+            Ok(Poll::Pending) => Poll::Pending,
             Err(payload) => {
                 this.slot.panicked();
                 resume_unwind(payload)
@@ -151,9 +198,25 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    spawn_checked::<Unchecked, F>(shared, kind, name, location, future)
+}
+
+/// [`spawn`], with `C` checking the output.
+pub(crate) fn spawn_checked<C, F>(
+    shared: &Shared,
+    kind: TaskKind,
+    name: Option<Cow<'static, str>>,
+    location: &'static Location<'static>,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    C: Check<F::Output> + 'static,
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     let at = shared.registry.reserve();
     let slot = Slot::new(shared, at, kind);
-    let handle = shared.tokio().spawn(Tracked { future, slot });
+    let handle = shared.tokio().spawn(Tracked::<F, C>::new(future, slot));
     let panicked = shared
         .registry
         .fill(at, kind, name, location, handle.abort_handle());
@@ -181,18 +244,50 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    spawn_in_checked::<Unchecked, F>(shared, scope, kind, name, location, future)
+}
+
+/// [`spawn_in`], with `C` checking the output.
+pub(crate) fn spawn_in_checked<C, F>(
+    shared: &Shared,
+    scope: &Arc<ScopeInner>,
+    kind: TaskKind,
+    name: Option<Cow<'static, str>>,
+    location: &'static Location<'static>,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    C: Check<F::Output> + 'static,
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     if scope.is_root() {
-        return spawn(shared, kind, name, location, future);
+        return spawn_checked::<C, F>(shared, kind, name, location, future);
     }
     let label = Label {
         name,
         ..Label::default()
     };
-    spawn_labelled(shared, scope, kind, label, location, future)
+    spawn_labelled_checked::<C, F>(shared, scope, kind, label, location, future)
 }
 
 /// Spawns `future` as tracked work with a label of the caller's making, in `scope` or the root.
 pub(crate) fn spawn_labelled<F>(
+    shared: &Shared,
+    scope: &Arc<ScopeInner>,
+    kind: TaskKind,
+    label: Label,
+    location: &'static Location<'static>,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    spawn_labelled_checked::<Unchecked, F>(shared, scope, kind, label, location, future)
+}
+
+fn spawn_labelled_checked<C, F>(
     shared: &Shared,
     scope: &Arc<ScopeInner>,
     kind: TaskKind,
@@ -201,13 +296,14 @@ pub(crate) fn spawn_labelled<F>(
     future: F,
 ) -> JoinHandle<F::Output>
 where
+    C: Check<F::Output> + 'static,
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let at = shared.registry.reserve();
     let mut slot = Slot::new(shared, at, kind);
     let handle = if scope.is_root() {
-        shared.tokio().spawn(Tracked { future, slot })
+        shared.tokio().spawn(Tracked::<F, C>::new(future, slot))
     } else {
         // `InScope` checks the scope's phase on the first poll, not the root's.
         slot.progress = Progress::Polled;
@@ -215,7 +311,7 @@ where
         let member = Member::new(scope.clone(), kind);
         shared
             .tokio()
-            .spawn(InScope::new(Tracked { future, slot }, member))
+            .spawn(InScope::new(Tracked::<F, C>::new(future, slot), member))
     };
     let panicked = shared
         .registry

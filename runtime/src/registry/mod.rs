@@ -212,6 +212,15 @@ impl Registry {
         self.shards.release(at);
     }
 
+    /// The description of the live work at `at`, for a report about it; `None` while its
+    /// spawner has not filled the entry in.
+    pub(crate) fn describe(&self, at: At) -> Option<TaskInfo> {
+        let now = self.now_us();
+        self.shards.update(at, |entry| {
+            (entry.state() == State::Armed).then(|| entry.info(now))
+        })
+    }
+
     /// The work at `at` panicked: its description, or `None` if its spawner has not filled the
     /// entry in yet. Then the entry is marked, and its `fill` returns the description.
     pub(crate) fn mark_panicked(&self, at: At) -> Option<TaskInfo> {

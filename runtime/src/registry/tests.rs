@@ -149,25 +149,52 @@ fn zero_crossing_notifies_only_while_watched() {
     assert!(waiter.is_ready());
 }
 
+/// Runs `f` on a thread whose shard is not `shard`: work ending away from its spawner.
+fn away_from<R: Send>(shard: usize, f: impl Fn() -> R + Sync) -> R {
+    loop {
+        // Each new thread takes the next shard; one in a row of two differs from `shard`.
+        let done = std::thread::scope(|scope| {
+            scope
+                .spawn(|| (shards::this_thread_shard() != shard).then(&f))
+                .join()
+                .unwrap()
+        });
+        if let Some(result) = done {
+            return result;
+        }
+    }
+}
+
+#[test]
+fn work_ending_on_its_spawners_thread_leaves_at_once() {
+    let registry = Registry::new();
+    let at = insert(&registry, TaskKind::Task);
+    registry.release(at);
+    assert_eq!(registry.shards.stored(), 0, "no grave, no batch");
+}
+
 #[test]
 fn released_keys_wait_in_their_grave_until_a_batch_or_a_count() {
     let registry = Registry::new();
     let keys: Vec<At> = (0..shards::BATCH)
         .map(|_| insert(&registry, TaskKind::Task))
         .collect();
-    for &at in &keys[..shards::BATCH - 1] {
-        registry.release(at);
-    }
-    assert_eq!(
-        registry.shards.stored(),
-        shards::BATCH,
-        "removals wait for a full batch"
-    );
-    registry.release(keys[shards::BATCH - 1]);
+    let shard = shards::Shards::shard_of(keys[0]);
+    away_from(shard, || {
+        for &at in &keys[..shards::BATCH - 1] {
+            registry.release(at);
+        }
+        assert_eq!(
+            registry.shards.stored(),
+            shards::BATCH,
+            "removals wait for a full batch"
+        );
+        registry.release(keys[shards::BATCH - 1]);
+    });
     // The batch went back to the shard; its own spawner removes it on its next insert.
     let next = insert(&registry, TaskKind::Task);
     assert_eq!(registry.shards.stored(), 1);
-    registry.release(next);
+    away_from(shard, || registry.release(next));
     assert_eq!(registry.shards.stored(), 1);
     // Counting makes everything released so far disappear.
     assert_eq!(registry.count(&[TaskKind::Task]), 0);

@@ -9,7 +9,7 @@ fn poll<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
 
 fn tracked<F>(shared: &Shared, kind: TaskKind, future: F) -> Tracked<F> {
     let slot = Slot::insert(shared, kind, Label::default(), Location::caller());
-    Tracked { future, slot }
+    Tracked::new(future, slot)
 }
 
 /// A runtime whose tasks give the tests real abort handles.
