@@ -23,8 +23,9 @@ mod shards;
 
 use entry::{clock_us, Entry, Meta, State};
 use origin::Origin;
-pub(crate) use shards::At;
+pub(crate) use origin::SharedLabel;
 use shards::Shards;
+pub(crate) use shards::{At, Position};
 
 /// What an entry says of its work beyond kind and location. Unlabelled work (most `spawn`s)
 /// costs no allocation; labelled work keeps its label in a box.
@@ -40,6 +41,11 @@ pub(crate) struct Label {
 }
 
 impl Label {
+    /// No name, no group yet, no restarts: work whose label its scope can share.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.name.is_none() && self.group.is_none() && self.restarts == 0 && !self.supervised
+    }
+
     pub(crate) fn named(name: Cow<'static, str>) -> Label {
         Label {
             name: Some(name),
@@ -190,6 +196,21 @@ impl Registry {
         self.shards.fill(at, kind, entry)
     }
 
+    /// [`fill`](Self::fill) with a label shared with other work: what one call site spawns into a
+    /// scope.
+    #[must_use]
+    pub(crate) fn fill_shared(
+        &self,
+        at: At,
+        kind: TaskKind,
+        label: &SharedLabel,
+        abort: AbortHandle,
+    ) -> Option<TaskInfo> {
+        let origin = Origin::shared(label);
+        self.shards
+            .fill(at, kind, self.entry(kind, origin, Some(abort)))
+    }
+
     /// [`fill`](Self::fill) with a whole label: a scope's work, a supervisor's.
     #[must_use]
     pub(crate) fn fill_labelled(
@@ -278,6 +299,29 @@ impl Registry {
         let mut count = 0;
         self.abort_each(kinds, which, |_| count += 1);
         count
+    }
+
+    /// Aborts as [`abort`](Self::abort) does, up to `max` entries from `from` on: how many it
+    /// aborted, and where to go on from (`None`: done). Between two slices nothing is locked, so
+    /// the work aborted so far can end and leave meanwhile.
+    pub(crate) fn abort_slice(
+        &self,
+        kinds: &[TaskKind],
+        which: Which<'_>,
+        from: Position,
+        max: usize,
+    ) -> (usize, Option<Position>) {
+        let mut count = 0;
+        let next = self.shards.for_each_armed_from(from, max, |entry| {
+            if !kinds.contains(&entry.kind()) || !which(entry.origin.group()) {
+                return;
+            }
+            if let Some(abort) = &entry.abort {
+                abort.abort();
+            }
+            count += 1;
+        });
+        (count, next)
     }
 
     /// Aborts as [`abort`](Self::abort) does, and describes what it aborted.

@@ -72,6 +72,17 @@ const SHARD_BITS: u32 = 5;
 const SHARDS: usize = 1 << SHARD_BITS;
 const KEY_BITS: u32 = u32::BITS - SHARD_BITS;
 
+/// Where a walk over the store has come to: [`Shards::for_each_armed_from`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Position {
+    shard: usize,
+    key: usize,
+}
+
+impl Position {
+    pub(crate) const START: Position = Position { shard: 0, key: 0 };
+}
+
 /// Where an entry lives: its shard in the top bits, its slab key below.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub(crate) struct At(u32);
@@ -258,6 +269,42 @@ impl Shards {
                 }
             }
         }
+    }
+
+    /// Calls `f` on up to `max` armed entries of the store, from the position `from` on, under
+    /// one shard's lock at a time; returns where to go on from, or `None` at the end. For work
+    /// done a slice at a time, letting go of the locks in between.
+    pub(super) fn for_each_armed_from(
+        &self,
+        from: Position,
+        max: usize,
+        mut f: impl FnMut(&Entry),
+    ) -> Option<Position> {
+        if from == Position::START {
+            self.flush();
+        }
+        let Position { mut shard, mut key } = from;
+        let mut seen = 0;
+        while shard < SHARDS {
+            let inner = lock(&self.shards[shard].inner);
+            let end = inner.entries.capacity();
+            while key < end {
+                if seen == max {
+                    return Some(Position { shard, key });
+                }
+                if let Some(entry) = inner.entries.get(key) {
+                    if entry.state() == State::Armed {
+                        f(entry);
+                        seen += 1;
+                    }
+                }
+                key += 1;
+            }
+            drop(inner);
+            shard += 1;
+            key = 0;
+        }
+        None
     }
 
     /// The work behind `at` has ended.

@@ -138,6 +138,10 @@ pub(crate) struct Ended {
 }
 
 /// Runs `main` and then the shutdown sequence.
+/// Tasks aborted before the aborting task yields: half a worker's local queue, so that the
+/// cancellations it queues stay on that worker.
+const ABORT_SLICE: usize = 128;
+
 pub(crate) async fn drive<F>(
     shared: &Arc<Shared>,
     future: F,
@@ -204,7 +208,26 @@ where
     // Step 2: cancel every `spawn` task and wait until each has been dropped.
     let step = Instant::now();
     shutdown.root.phase.begin_cancel();
-    summary.cancelled = registry.abort(&[TaskKind::Task], &registry::ungrouped);
+    // On a worker, a slice at a time: an abort there queues the task on that worker, which then
+    // runs the cancellations while their tasks are still in its cache. From this thread every
+    // abort would take the runtime's shared queue's lock.
+    let aborting = shared.clone();
+    let cancelling = shared.tokio().spawn(async move {
+        let (mut cancelled, mut from) = (0, Some(registry::Position::START));
+        while let Some(at) = from {
+            let (count, next) = aborting.registry.abort_slice(
+                &[TaskKind::Task],
+                &registry::ungrouped,
+                at,
+                ABORT_SLICE,
+            );
+            cancelled += count;
+            from = next;
+            tokio::task::yield_now().await;
+        }
+        cancelled
+    });
+    summary.cancelled = main.alongside(cancelling).await.unwrap_or(0);
     wait_for(
         &mut main,
         shared,
