@@ -38,9 +38,18 @@ async fn per_task(n: usize, spawn: impl Fn(Arc<AtomicUsize>)) -> f64 {
     (after - before) as f64 / n as f64
 }
 
-/// Bytes per task of each kind (tokio, graceful, service, peer) for `n` futures holding `SIZE`
-/// bytes across their `.await`.
-async fn at_size<const SIZE: usize>(n: usize) -> Figures {
+/// The kinds of task measured, in the order of the table's columns.
+#[derive(Clone, Copy)]
+enum Kind {
+    Tokio,
+    Graceful,
+    Service,
+    Peer,
+    Scoped,
+}
+
+/// Bytes per task of `kind` for `n` futures holding `SIZE` bytes across their `.await`.
+async fn at_size<const SIZE: usize>(n: usize, kind: Kind) -> f64 {
     macro_rules! idle {
         ($spawn:expr) => {
             per_task(n, |polled| {
@@ -54,44 +63,59 @@ async fn at_size<const SIZE: usize>(n: usize) -> Figures {
             .await
         };
     }
-    let tokio = idle!(tokio::spawn);
-    let graceful = idle!(graceful::spawn);
-    let service = idle!(|f| graceful::spawn_service("idle", f));
-    // A spawn into a scope two levels down: what scopes add per task.
-    let nested = graceful::scope("bench").scope("nested");
-    let scoped = idle!(|f| nested.spawn(f));
-    // The peer: what a tokio user writes by hand for a tracked, cancellable task.
-    let tracker = tokio_util::task::TaskTracker::new();
-    let token = tokio_util::sync::CancellationToken::new();
-    let peer = idle!(|f| {
-        let token = token.clone();
-        tracker.spawn(async move {
-            tokio::select! {
-                _ = token.cancelled() => {}
-                _ = f => {}
-            }
-        })
-    });
-    (tokio, graceful, service, peer, scoped)
+    match kind {
+        Kind::Tokio => idle!(tokio::spawn),
+        Kind::Graceful => idle!(graceful::spawn),
+        Kind::Service => idle!(|f| graceful::spawn_service("idle", f)),
+        Kind::Scoped => {
+            // A spawn into a scope two levels down: what scopes add per task.
+            let nested = graceful::scope("bench").scope("nested");
+            idle!(|f| nested.spawn(f))
+        }
+        Kind::Peer => {
+            // What a tokio user writes by hand for a tracked, cancellable task.
+            let tracker = tokio_util::task::TaskTracker::new();
+            let token = tokio_util::sync::CancellationToken::new();
+            idle!(|f| {
+                let token = token.clone();
+                tracker.spawn(async move {
+                    tokio::select! {
+                        _ = token.cancelled() => {}
+                        _ = f => {}
+                    }
+                })
+            })
+        }
+    }
 }
 
 type Figures = (f64, f64, f64, f64, f64);
 
-/// Every measurement runs in a runtime of its own, so one's idle tasks do not skew the next.
+/// Every kind is measured in a runtime of its own: one kind's idle tasks would leave the
+/// registry's slab grown for the next, which would then look cheaper than it is.
 fn measure<const SIZE: usize>(n: usize) -> Figures {
-    let result = Arc::new(std::sync::Mutex::new((0.0, 0.0, 0.0, 0.0, 0.0)));
-    let out = result.clone();
-    graceful::Builder::new()
-        .signals([])
-        .worker_threads(2)
-        .grace(std::time::Duration::from_millis(100))
-        // The idle services never return: their abort at the deadline is expected.
-        .run(async move {
-            *out.lock().unwrap() = at_size::<SIZE>(n).await;
-            graceful::shutdown();
-        });
-    let figures = *result.lock().unwrap();
-    figures
+    let one = |kind: Kind| {
+        let result = Arc::new(std::sync::Mutex::new(0.0));
+        let out = result.clone();
+        graceful::Builder::new()
+            .signals([])
+            .worker_threads(2)
+            .grace(std::time::Duration::from_millis(100))
+            // The idle services never return: their abort at the deadline is expected.
+            .run(async move {
+                *out.lock().unwrap() = at_size::<SIZE>(n, kind).await;
+                graceful::shutdown();
+            });
+        let figure = *result.lock().unwrap();
+        figure
+    };
+    (
+        one(Kind::Tokio),
+        one(Kind::Graceful),
+        one(Kind::Service),
+        one(Kind::Peer),
+        one(Kind::Scoped),
+    )
 }
 
 /// Prints one row per measurement and the mean overhead of each kind over bare `tokio::spawn`.

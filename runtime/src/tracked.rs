@@ -300,6 +300,8 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    // Unnamed work in a scope shares its call site's label with the work spawned there before.
+    let shared_label = (!scope.is_root() && label.is_plain()).then(|| scope.label_at(location));
     let at = shared.registry.reserve();
     let mut slot = Slot::new(shared, at, kind);
     let handle = if scope.is_root() {
@@ -307,15 +309,23 @@ where
     } else {
         // `InScope` checks the scope's phase on the first poll, not the root's.
         slot.progress = Progress::Polled;
-        label.group = Some(scope.path.clone());
         let member = Member::new(scope.clone(), kind);
         shared
             .tokio()
             .spawn(InScope::new(Tracked::<F, C>::new(future, slot), member))
     };
-    let panicked = shared
-        .registry
-        .fill_labelled(at, kind, label, location, handle.abort_handle());
+    let abort = handle.abort_handle();
+    let panicked = match &shared_label {
+        Some(shared_label) => shared.registry.fill_shared(at, kind, shared_label, abort),
+        None => {
+            if !scope.is_root() {
+                label.group = Some(scope.path.clone());
+            }
+            shared
+                .registry
+                .fill_labelled(at, kind, label, location, abort)
+        }
+    };
     if let Some(info) = panicked {
         shared.task_panicked(&info);
     }

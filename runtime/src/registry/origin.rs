@@ -8,7 +8,8 @@
 //! and location; for work with more of a label (a scope's group, a supervisor's restarts), a box
 //! of the whole label and the location. The pointer's two low bits tell the three apart (every
 //! pointee is aligned to at least 4, so they are always free), and a named root service keeps the
-//! small box.
+//! small box. A whole label is reference-counted, so that the work one call site spawns into a
+//! scope can share one ([`SharedLabel`]) instead of allocating a label per task.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -49,9 +50,9 @@ enum Pointee<'a> {
     Labelled(&'a Labelled),
 }
 
-// SAFETY: an `Origin` is either a shared `&'static Location` (which is `Send + Sync`) or owns a
-// `Box<Named>` or a `Box<Labelled>` (whose fields are `Send + Sync`); it hands out only shared
-// references to any of them.
+// SAFETY: an `Origin` is either a shared `&'static Location` (which is `Send + Sync`), or owns a
+// `Box<Named>` or one count of an `Arc<Labelled>` (whose fields are `Send + Sync`); it hands out
+// only shared references to any of them.
 unsafe impl Send for Origin {}
 // SAFETY: as above.
 unsafe impl Sync for Origin {}
@@ -74,12 +75,21 @@ impl Origin {
         if label.group.is_none() && label.restarts == 0 && !label.supervised {
             return Origin::new(location, label.name);
         }
-        Origin::boxed_as(Box::new(Labelled { label, location }), LABELLED)
+        Origin::shared(&SharedLabel(Arc::new(Labelled { label, location })))
+    }
+
+    /// A label shared with other work: one more count of it.
+    pub(super) fn shared(label: &SharedLabel) -> Origin {
+        // `into_raw` keeps the permission to give the count back; `drop` rebuilds this pointer
+        // from the stored one, never from a shared reference, so that permission survives.
+        let pointer = Arc::into_raw(label.0.clone()).cast_mut().cast::<u8>();
+        // SAFETY: `Arc::into_raw` never returns null.
+        let pointer = unsafe { NonNull::new_unchecked(pointer) };
+        Origin(pointer.map_addr(|addr| addr | LABELLED))
     }
 
     fn boxed_as<T>(boxed: Box<T>, tag: usize) -> Origin {
-        // `into_raw` keeps the permission to free the box; `drop` rebuilds this pointer from the
-        // stored one, never from a shared reference, so that permission survives.
+        // As in `shared`, for the box's permission to free it.
         let pointer = Box::into_raw(boxed).cast::<u8>();
         // SAFETY: `Box::into_raw` never returns null.
         let pointer = unsafe { NonNull::new_unchecked(pointer) };
@@ -99,10 +109,11 @@ impl Origin {
         match self.tag() {
             // SAFETY: with the bits clear, `new` stored a `&'static Location`, unchanged.
             0 => Pointee::Location(unsafe { self.0.cast::<Location<'static>>().as_ref() }),
-            // SAFETY: the tag is only set by `new`, on a pointer from `Box::into_raw` of the
+            // SAFETY: the tag is only set by `boxed_as`, on a pointer from `Box::into_raw` of the
             // tagged type that only `drop` frees; the reference cannot outlive `self`.
             NAMED => Pointee::Named(unsafe { &*self.boxed().cast::<Named>() }),
-            // SAFETY: as above.
+            // SAFETY: the tag is only set by `shared`, on a pointer from `Arc::into_raw` whose
+            // count only `drop` gives back; the reference cannot outlive `self`.
             _ => Pointee::Labelled(unsafe { &*self.boxed().cast::<Labelled>() }),
         }
     }
@@ -161,13 +172,29 @@ impl Origin {
         let boxed = self.boxed();
         match self.tag() {
             0 => {}
-            // SAFETY: `boxed` is the pointer `Box::into_raw` returned in `new` for this tag (only
-            // the tag bits were set and cleared again), no reference to the box is live, and
-            // this is its one drop.
+            // SAFETY: `boxed` is the pointer `Box::into_raw` returned in `boxed_as` for this tag
+            // (only the tag bits were set and cleared again), no reference to the box is live,
+            // and this is its one drop.
             NAMED => drop(unsafe { Box::from_raw(boxed.cast::<Named>()) }),
-            // SAFETY: as above.
-            _ => drop(unsafe { Box::from_raw(boxed.cast::<Labelled>()) }),
+            // SAFETY: `boxed` is the pointer `Arc::into_raw` returned in `shared` (only the tag
+            // bits were set and cleared again), and this gives back the one count it took.
+            _ => drop(unsafe { Arc::from_raw(boxed.cast::<Labelled>().cast_const()) }),
         }
+    }
+}
+
+/// A whole label, to be shared by the entries of many pieces of work: see
+/// [`Registry::fill_shared`](super::Registry::fill_shared).
+#[derive(Clone)]
+pub(crate) struct SharedLabel(Arc<Labelled>);
+
+impl SharedLabel {
+    pub(crate) fn new(location: &'static Location<'static>, label: Label) -> SharedLabel {
+        SharedLabel(Arc::new(Labelled { label, location }))
+    }
+
+    pub(crate) fn location(&self) -> &'static Location<'static> {
+        self.0.location
     }
 }
 
@@ -210,6 +237,31 @@ mod tests {
         assert_eq!(grouped.tag(), LABELLED);
         assert!(grouped.name().is_none());
         assert!(std::ptr::eq(grouped.location(), here));
+    }
+
+    #[test]
+    fn a_shared_label_is_counted_not_copied() {
+        let here = Location::caller();
+        let label = SharedLabel::new(
+            here,
+            Label {
+                group: Some(Arc::from("workers")),
+                ..Label::default()
+            },
+        );
+        let origins: Vec<Origin> = (0..3).map(|_| Origin::shared(&label)).collect();
+        assert_eq!(Arc::strong_count(&label.0), 4);
+        for origin in &origins {
+            assert_eq!(origin.tag(), LABELLED);
+            assert_eq!(origin.group().map(|g| &**g), Some("workers"));
+            assert!(std::ptr::eq(origin.location(), here));
+        }
+        drop(origins);
+        assert_eq!(
+            Arc::strong_count(&label.0),
+            1,
+            "each origin gave its count back"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blocking::StopFlag;
 use crate::context::{self, Shared};
+use crate::registry::{Label, SharedLabel};
 use crate::report::Report;
 use crate::shutdown::hooks::Hooks;
 use crate::shutdown::sequence::Phase;
@@ -128,12 +129,35 @@ pub(crate) struct ScopeInner {
     pub(crate) late: AtomicBool,
     /// The report of its partial shutdown, once over.
     pub(crate) report: OnceLock<Report>,
+    /// The label of the unnamed work last spawned here, shared by the next from the same call
+    /// site (a loop spawning handlers): no label is allocated per task.
+    label: Mutex<Option<SharedLabel>>,
 }
 
 /// `Scope` names are joined by `/` into paths.
 const SEPARATOR: char = '/';
 
 impl ScopeInner {
+    /// The label of unnamed work spawned here from `location`: the last one, if it was spawned
+    /// from there too.
+    pub(crate) fn label_at(&self, location: &'static Location<'static>) -> SharedLabel {
+        let mut last = self.label.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*last {
+            Some(label) if std::ptr::eq(label.location(), location) => label.clone(),
+            _ => {
+                let label = SharedLabel::new(
+                    location,
+                    Label {
+                        group: Some(self.path.clone()),
+                        ..Label::default()
+                    },
+                );
+                *last = Some(label.clone());
+                label
+            }
+        }
+    }
+
     /// The root scope of a runtime: the program.
     pub(crate) fn root(runtime: Weak<Shared>, token: CancellationToken) -> Arc<ScopeInner> {
         Arc::new(ScopeInner::new(
@@ -175,6 +199,7 @@ impl ScopeInner {
             done: CancellationToken::new(),
             late: AtomicBool::new(false),
             report: OnceLock::new(),
+            label: Mutex::new(None),
         }
     }
 
