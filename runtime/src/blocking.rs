@@ -229,9 +229,7 @@ where
         // the entry first, then the scope's count.
         let member = member;
         let mut slot = slot;
-        let _entered = member
-            .as_ref()
-            .map(|m| crate::scope::enter(m.scope.clone()));
+        let _entered = member.as_ref().map(|m| crate::scope::enter(&m.scope));
         match catch_unwind(AssertUnwindSafe(|| job(stop))) {
             Ok(value) => value,
             Err(payload) => {

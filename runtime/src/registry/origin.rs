@@ -193,8 +193,17 @@ impl SharedLabel {
         SharedLabel(Arc::new(Labelled { label, location }))
     }
 
-    pub(crate) fn location(&self) -> &'static Location<'static> {
-        self.0.location
+    /// Whether this is the label of unnamed work in the group `path` from `location`. The label
+    /// holds its group, so a group it compares equal to by pointer cannot be a new one that took
+    /// a freed one's address.
+    pub(crate) fn is_for(&self, path: &Arc<str>, location: &'static Location<'static>) -> bool {
+        std::ptr::eq(self.0.location, location)
+            && self
+                .0
+                .label
+                .group
+                .as_ref()
+                .is_some_and(|group| Arc::ptr_eq(group, path))
     }
 }
 

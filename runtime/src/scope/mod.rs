@@ -12,6 +12,7 @@
 //! connection costs nothing once the connection is done.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
@@ -129,33 +130,38 @@ pub(crate) struct ScopeInner {
     pub(crate) late: AtomicBool,
     /// The report of its partial shutdown, once over.
     pub(crate) report: OnceLock<Report>,
-    /// The label of the unnamed work last spawned here, shared by the next from the same call
-    /// site (a loop spawning handlers): no label is allocated per task.
-    label: Mutex<Option<SharedLabel>>,
 }
 
 /// `Scope` names are joined by `/` into paths.
 const SEPARATOR: char = '/';
 
 impl ScopeInner {
-    /// The label of unnamed work spawned here from `location`: the last one, if it was spawned
-    /// from there too.
+    /// The label of unnamed work spawned here from `location`: the one this thread made last, if
+    /// it was for this scope and this call site too (a loop spawning handlers shares one), so no
+    /// label is allocated per task. Kept per thread: no lock, and no two threads share a line.
     pub(crate) fn label_at(&self, location: &'static Location<'static>) -> SharedLabel {
-        let mut last = self.label.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*last {
-            Some(label) if std::ptr::eq(label.location(), location) => label.clone(),
-            _ => {
-                let label = SharedLabel::new(
-                    location,
-                    Label {
-                        group: Some(self.path.clone()),
-                        ..Label::default()
-                    },
-                );
-                *last = Some(label.clone());
-                label
-            }
-        }
+        let fresh = || {
+            SharedLabel::new(
+                location,
+                Label {
+                    group: Some(self.path.clone()),
+                    ..Label::default()
+                },
+            )
+        };
+        LAST_LABEL
+            .try_with(|last| {
+                let mut last = last.borrow_mut();
+                match &*last {
+                    Some(label) if label.is_for(&self.path, location) => label.clone(),
+                    _ => {
+                        let label = fresh();
+                        *last = Some(label.clone());
+                        label
+                    }
+                }
+            })
+            .unwrap_or_else(|_| fresh())
     }
 
     /// The root scope of a runtime: the program.
@@ -199,7 +205,6 @@ impl ScopeInner {
             done: CancellationToken::new(),
             late: AtomicBool::new(false),
             report: OnceLock::new(),
-            label: Mutex::new(None),
         }
     }
 
@@ -346,35 +351,51 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 thread_local! {
-    /// The scope of the work being polled on this thread, if it is not the root.
-    static CURRENT: RefCell<Option<Arc<ScopeInner>>> = const { RefCell::new(None) };
+    /// The label this thread last made for unnamed work in a scope: see `ScopeInner::label_at`.
+    static LAST_LABEL: RefCell<Option<SharedLabel>> = const { RefCell::new(None) };
+
+    /// The scope of the work being polled on this thread, if it is not the root: borrowed from
+    /// the `Arc` the work holds, for as long as an [`Entered`] guard lives (null otherwise).
+    /// A pointer rather than an `Arc`, so that entering a scope on every poll costs no atomic
+    /// reference-count operation.
+    static CURRENT: Cell<*const ScopeInner> = const { Cell::new(std::ptr::null()) };
 }
 
 /// The current scope of this thread, if work of a scope other than the root is running here.
 pub(crate) fn current() -> Option<Arc<ScopeInner>> {
-    CURRENT
-        .try_with(|cell| cell.try_borrow().ok().and_then(|c| c.clone()))
-        .ok()
-        .flatten()
+    let current = CURRENT.try_with(Cell::get).unwrap_or(std::ptr::null());
+    if current.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null pointer was set by `enter` from an `Arc` that its guard borrows, and
+    // the guard puts the previous pointer back when it drops: so the `Arc` this one came from is
+    // alive now, and taking one more count of it is sound.
+    unsafe {
+        Arc::increment_strong_count(current);
+        Some(Arc::from_raw(current))
+    }
 }
 
-/// Makes `scope` the current scope until the guard drops (unwinding included).
-pub(crate) struct Entered {
-    previous: Option<Arc<ScopeInner>>,
+/// Makes `scope` the current scope until the guard drops (unwinding included). The guard borrows
+/// the `Arc`, so the scope outlives its time as the current one.
+pub(crate) struct Entered<'a> {
+    previous: *const ScopeInner,
+    _scope: std::marker::PhantomData<&'a Arc<ScopeInner>>,
 }
 
-pub(crate) fn enter(scope: Arc<ScopeInner>) -> Entered {
+pub(crate) fn enter(scope: &Arc<ScopeInner>) -> Entered<'_> {
     let previous = CURRENT
-        .try_with(|cell| cell.replace(Some(scope)))
-        .ok()
-        .flatten();
-    Entered { previous }
+        .try_with(|cell| cell.replace(Arc::as_ptr(scope)))
+        .unwrap_or(std::ptr::null());
+    Entered {
+        previous,
+        _scope: std::marker::PhantomData,
+    }
 }
 
-impl Drop for Entered {
+impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        let previous = self.previous.take();
-        let _ = CURRENT.try_with(|cell| cell.replace(previous));
+        let _ = CURRENT.try_with(|cell| cell.set(self.previous));
     }
 }
 
@@ -431,7 +452,7 @@ impl<F: Future> Future for InScope<F> {
                 return Poll::Pending;
             }
         }
-        let _entered = enter(this.member.scope.clone());
+        let _entered = enter(&this.member.scope);
         this.future.poll(cx)
     }
 }
