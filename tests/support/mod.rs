@@ -434,19 +434,9 @@ impl Running {
 
     /// Waits for the exit (bounded by [`TIMEOUT`]) and collects everything.
     pub fn wait(&mut self) -> Finished {
-        let mut child = self.child.take().expect("waited twice");
-        let end = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= end {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{}: still running after {TIMEOUT:?}", self.name);
-            }
-            thread::sleep(Duration::from_millis(5));
-        };
+        let status = self.wait_exit();
+        // Reaped already: this only takes the child out, so the guard's `Drop` leaves it be.
+        let _ = self.child.take().expect("waited twice").wait();
         let exited = Instant::now();
         let stderr_lines = self.stderr_reader.take().unwrap().join().unwrap();
         self.stdout_reader.take().unwrap().join().unwrap();
