@@ -939,3 +939,48 @@ impl fmt::Debug for Scope {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Arc<ScopeInner> {
+        ScopeInner::root(Weak::new(), CancellationToken::new())
+    }
+
+    #[test]
+    fn entering_nests_and_puts_the_previous_scope_back() {
+        let (outer, inner) = (scope(), scope());
+        assert!(current().is_none());
+        {
+            let _outer = enter(&outer);
+            assert!(Arc::ptr_eq(&current().unwrap(), &outer));
+            {
+                let _inner = enter(&inner);
+                let seen = current().unwrap();
+                assert!(Arc::ptr_eq(&seen, &inner));
+                // `current` hands out a count of its own: the scope is shared, not borrowed.
+                assert_eq!(Arc::strong_count(&inner), 2);
+                drop(seen);
+            }
+            assert!(Arc::ptr_eq(&current().unwrap(), &outer));
+        }
+        assert!(current().is_none());
+        // Entering took no count.
+        assert_eq!(Arc::strong_count(&outer), 1);
+        assert_eq!(Arc::strong_count(&inner), 1);
+    }
+
+    #[test]
+    fn a_panic_while_entered_still_puts_the_previous_scope_back() {
+        let outer = scope();
+        let _outer = enter(&outer);
+        let inner = scope();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _inner = enter(&inner);
+            panic!("work of the inner scope panicked");
+        }));
+        assert!(caught.is_err());
+        assert!(Arc::ptr_eq(&current().unwrap(), &outer));
+    }
+}
