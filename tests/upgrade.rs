@@ -390,10 +390,12 @@ fn under_systemd_the_new_process_takes_the_activated_socket_and_the_old_one_fall
     // The socket unit's listener, passed as systemd does.
     let activated = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = activated.local_addr().unwrap().to_string();
-    let script = r#"LISTEN_PID=$$ LISTEN_FDS=1 WATCHDOG_PID=$$ exec "$0""#;
+    let script = r#"LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web WATCHDOG_PID=$$ exec "$0""#;
     let started = fixture_under("sh", &["-c", script], "upgrade")
         .pass_fds(vec![activated.as_raw_fd()])
-        .env("ADDR", &address)
+        // Claimed by its `FileDescriptorName=`, then handed on under that name.
+        .env("NAME", "web")
+        .env("ADDR", "127.0.0.1:0")
         .env("NOTIFY_SOCKET", manager.path.to_str().unwrap())
         .env("WATCHDOG_USEC", "400000");
     let (mut old, pid, bound) = serving(started);
