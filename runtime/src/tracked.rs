@@ -78,6 +78,10 @@ impl Slot {
 
     /// Whether the work must not start: see `Phase::cancels_at_once`.
     fn cancels_at_once(&self) -> bool {
+        // Until some shutdown of the process begins, the runtime need not be looked up.
+        if !crate::shutdown::sequence::any_phase_left_running() {
+            return false;
+        }
         self.with_runtime(|shared| shared.shutdown.root.phase.cancels_at_once(self.kind))
             .unwrap_or(false)
     }

@@ -49,12 +49,33 @@ impl Phase {
     }
 
     pub(crate) fn begin_cancel(&self) {
+        self.leave_running();
         self.0.fetch_max(CANCELLING, Ordering::SeqCst);
     }
 
     pub(crate) fn begin_abort(&self) {
+        self.leave_running();
         self.0.fetch_max(ABORTING, Ordering::SeqCst);
     }
+
+    /// Counted before the phase moves, so that a reader who finds no phase of the process
+    /// started would have found this one running too (`SeqCst` on both sides).
+    fn leave_running(&self) {
+        if self.0.load(Ordering::SeqCst) == RUNNING {
+            LEFT_RUNNING.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// How many phases of this process, of any runtime and scope, have left `RUNNING` (a race may
+/// count one twice; it only ever grows). While it is zero, no work anywhere is to be cancelled
+/// at once, and a tracked future's first poll need not look its runtime up to learn that.
+static LEFT_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether some phase of the process may have left `RUNNING`: if not, nothing cancels at once.
+#[inline]
+pub(crate) fn any_phase_left_running() -> bool {
+    LEFT_RUNNING.load(Ordering::SeqCst) != 0
 }
 
 use crate::scope::turn::ASYNC_KINDS;
