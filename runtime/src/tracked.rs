@@ -268,11 +268,17 @@ where
     if scope.is_root() {
         return spawn_checked::<C, F>(shared, kind, name, location, future);
     }
-    let label = Label {
-        name,
-        ..Label::default()
-    };
-    spawn_labelled_checked::<C, F>(shared, scope, kind, label, location, future)
+    match name {
+        // Unnamed work shares its call site's label with the work spawned there before.
+        None => spawn_filled::<C, F>(shared, scope, kind, future, |at, abort| {
+            let label = scope.label_at(location);
+            shared.registry.fill_shared(at, kind, label, abort)
+        }),
+        Some(name) => {
+            let label = Label::named(name);
+            spawn_labelled_checked::<C, F>(shared, scope, kind, label, location, future)
+        }
+    }
 }
 
 /// Spawns `future` as tracked work with a label of the caller's making, in `scope` or the root.
@@ -304,8 +310,29 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    // Unnamed work in a scope shares its call site's label with the work spawned there before.
-    let shared_label = (!scope.is_root() && label.is_plain()).then(|| scope.label_at(location));
+    if !scope.is_root() {
+        label.group = Some(scope.path.clone());
+    }
+    spawn_filled::<C, F>(shared, scope, kind, future, |at, abort| {
+        shared
+            .registry
+            .fill_labelled(at, kind, label, location, abort)
+    })
+}
+
+/// Spawns `future` in `scope` (or the root) with a reserved entry that `fill` fills in.
+fn spawn_filled<C, F>(
+    shared: &Shared,
+    scope: &Arc<ScopeInner>,
+    kind: TaskKind,
+    future: F,
+    fill: impl FnOnce(At, tokio::task::AbortHandle) -> Option<crate::task::TaskInfo>,
+) -> JoinHandle<F::Output>
+where
+    C: Check<F::Output> + 'static,
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     let at = shared.registry.reserve();
     let mut slot = Slot::new(shared, at, kind);
     let handle = if scope.is_root() {
@@ -318,19 +345,7 @@ where
             .tokio()
             .spawn(InScope::new(Tracked::<F, C>::new(future, slot), member))
     };
-    let abort = handle.abort_handle();
-    let panicked = match &shared_label {
-        Some(shared_label) => shared.registry.fill_shared(at, kind, shared_label, abort),
-        None => {
-            if !scope.is_root() {
-                label.group = Some(scope.path.clone());
-            }
-            shared
-                .registry
-                .fill_labelled(at, kind, label, location, abort)
-        }
-    };
-    if let Some(info) = panicked {
+    if let Some(info) = fill(at, handle.abort_handle()) {
         shared.task_panicked(&info);
     }
     // Checked after filling: either the step saw the live entry, or we see its phase.

@@ -41,11 +41,6 @@ pub(crate) struct Label {
 }
 
 impl Label {
-    /// No name, no group yet, no restarts: work whose label its scope can share.
-    pub(crate) fn is_plain(&self) -> bool {
-        self.name.is_none() && self.group.is_none() && self.restarts == 0 && !self.supervised
-    }
-
     pub(crate) fn named(name: Cow<'static, str>) -> Label {
         Label {
             name: Some(name),
@@ -203,7 +198,7 @@ impl Registry {
         &self,
         at: At,
         kind: TaskKind,
-        label: &SharedLabel,
+        label: SharedLabel,
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
         let origin = Origin::shared(label);

@@ -75,14 +75,14 @@ impl Origin {
         if label.group.is_none() && label.restarts == 0 && !label.supervised {
             return Origin::new(location, label.name);
         }
-        Origin::shared(&SharedLabel(Arc::new(Labelled { label, location })))
+        Origin::shared(SharedLabel(Arc::new(Labelled { label, location })))
     }
 
-    /// A label shared with other work: one more count of it.
-    pub(super) fn shared(label: &SharedLabel) -> Origin {
+    /// A label shared with other work: the origin keeps the count it is given.
+    pub(super) fn shared(label: SharedLabel) -> Origin {
         // `into_raw` keeps the permission to give the count back; `drop` rebuilds this pointer
         // from the stored one, never from a shared reference, so that permission survives.
-        let pointer = Arc::into_raw(label.0.clone()).cast_mut().cast::<u8>();
+        let pointer = Arc::into_raw(label.0).cast_mut().cast::<u8>();
         // SAFETY: `Arc::into_raw` never returns null.
         let pointer = unsafe { NonNull::new_unchecked(pointer) };
         Origin(pointer.map_addr(|addr| addr | LABELLED))
@@ -258,7 +258,7 @@ mod tests {
                 ..Label::default()
             },
         );
-        let origins: Vec<Origin> = (0..3).map(|_| Origin::shared(&label)).collect();
+        let origins: Vec<Origin> = (0..3).map(|_| Origin::shared(label.clone())).collect();
         assert_eq!(Arc::strong_count(&label.0), 4);
         for origin in &origins {
             assert_eq!(origin.tag(), LABELLED);
