@@ -552,10 +552,11 @@ fn watch(
     } else {
         "; this process goes on serving"
     };
+    // Before the report: whoever reads that the upgrade failed may start the next one at once.
+    upgrade.running.store(false, Ordering::SeqCst);
     crate::report::upgrade_warning(&format!(
         "upgrade failed: the new process (pid {pid}) {what}{serving}"
     ));
-    upgrade.running.store(false, Ordering::SeqCst);
 }
 
 #[cfg(unix)]
