@@ -116,7 +116,7 @@ pub(crate) fn take_given() {
 ///
 /// `fd` must be a descriptor handed to this process for it to own, and taken once.
 #[cfg(unix)]
-unsafe fn adopt(fd: RawFd) -> Option<OwnedFd> {
+pub(crate) unsafe fn adopt(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: `fcntl` on a descriptor number reads or sets its flags, nothing else; an invalid
     // number makes it fail, which is checked.
     let valid = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0;

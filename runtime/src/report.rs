@@ -251,20 +251,20 @@ pub(crate) fn scope_aborted(path: &str, items: &[TaskInfo]) {
 
 /// An upgrade that failed, was refused or was abandoned: the process serves on, and says why.
 #[cfg(unix)]
-pub(crate) fn upgrade_warning(message: &str) {
-    if to_stderr() {
-        stderr_line(format_args!("{message}"));
-    } else {
-        tracing::warn!(target: "graceful", phase = "upgrade", "{message}");
-    }
+pub(crate) fn upgrade_warning(message: String) {
+    upgrade_line(message).write();
 }
 
 /// The same, from a thread that must not block (the signal thread).
 pub(crate) fn upgrade_warning_later(shared: &Shared, message: String) {
-    shared.report.deferred.send(Line::Warn {
+    shared.report.deferred.send(upgrade_line(message));
+}
+
+fn upgrade_line(message: String) -> Line {
+    Line::Warn {
         phase: "upgrade",
         message,
-    });
+    }
 }
 
 /// An upgrade's progress: the new process started, or ready and handed the service.

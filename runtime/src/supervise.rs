@@ -364,7 +364,7 @@ impl Scope {
         Fut::Output: ServiceOutput,
     {
         let location = Location::caller();
-        let shared = self.inner.runtime().unwrap_or_else(|| Shared::ended(None));
+        let shared = self.runtime();
         start(&shared, &self.inner, name.into(), policy, location, factory)
     }
 }

@@ -73,7 +73,7 @@ impl Notifier {
 fn watchdog_period() -> Option<Duration> {
     if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
         let pid = pid.to_str()?.parse::<u32>().ok()?;
-        if pid != std::process::id() && Some(pid) != crate::upgrade::old_pid() {
+        if pid != std::process::id() && Some(pid) != crate::upgrade::parent() {
             return None;
         }
     }

@@ -218,20 +218,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let at = shared.registry.reserve();
-    let slot = Slot::new(shared, at, kind);
-    let handle = shared.tokio().spawn(Tracked::<F, C>::new(future, slot));
-    let panicked = shared
-        .registry
-        .fill(at, kind, name, location, handle.abort_handle());
-    if let Some(info) = panicked {
-        shared.task_panicked(&info);
-    }
-    // Checked after filling: either the step saw the live entry, or we see its phase.
-    if shared.shutdown.root.phase.cancels_at_once(kind) {
-        handle.abort();
-    }
-    handle
+    let root = &shared.shutdown.root;
+    spawn_filled::<C, F>(shared, root, kind, future, |at, abort| {
+        shared.registry.fill(at, kind, name, location, abort)
+    })
 }
 
 /// Spawns `future` as tracked work of `kind` in `scope`: grouped under the scope's path, counted
@@ -321,6 +311,7 @@ where
 }
 
 /// Spawns `future` in `scope` (or the root) with a reserved entry that `fill` fills in.
+#[inline(always)]
 fn spawn_filled<C, F>(
     shared: &Shared,
     scope: &Arc<ScopeInner>,

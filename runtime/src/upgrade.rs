@@ -251,8 +251,9 @@ const READY: &str = "GRACEFUL_UPGRADE_READY";
 const LISTENER: &str = "GRACEFUL_UPGRADE_FD_";
 
 /// The old process's pid, if this process is the new one of an upgrade (see the module docs).
+/// The service manager may name it in `WATCHDOG_PID` for this process.
 #[cfg(unix)]
-fn parent() -> Option<u32> {
+pub(crate) fn parent() -> Option<u32> {
     static PARENT_PID: OnceLock<Option<u32>> = OnceLock::new();
     *PARENT_PID.get_or_init(|| {
         let named: u32 = std::env::var(PARENT).ok()?.parse().ok()?;
@@ -260,12 +261,6 @@ fn parent() -> Option<u32> {
         let actual = unsafe { libc::getppid() };
         (u32::try_from(actual).ok()? == named).then_some(named)
     })
-}
-
-/// For the watchdog: the pid the service manager may name in `WATCHDOG_PID` for this process.
-#[cfg(unix)]
-pub(crate) fn old_pid() -> Option<u32> {
-    parent()
 }
 
 /// The listeners the old process handed over: descriptor numbers and requests. Read once, when
@@ -288,18 +283,13 @@ pub(crate) fn inherited_listeners() -> Vec<(std::os::fd::RawFd, crate::listen::K
 /// The new process's end of the readiness pair, until `ready()` writes to it.
 #[cfg(unix)]
 fn ready_pipe() -> &'static Mutex<Option<std::os::unix::net::UnixStream>> {
-    use std::os::fd::FromRawFd;
     static READY_PIPE: OnceLock<Mutex<Option<std::os::unix::net::UnixStream>>> = OnceLock::new();
     READY_PIPE.get_or_init(|| {
         let stream = parent().and_then(|_| {
             let fd: std::os::fd::RawFd = std::env::var(READY).ok()?.parse().ok()?;
-            // SAFETY: setting a flag; an invalid number fails, which is checked.
-            if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-                return None;
-            }
             // SAFETY: the old process (our parent, checked) handed this descriptor to this
             // process to own; the `OnceLock` takes it once.
-            Some(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
+            unsafe { crate::listen::adopt(fd) }.map(std::os::unix::net::UnixStream::from)
         });
         Mutex::new(stream)
     })
@@ -554,7 +544,7 @@ fn watch(
     };
     // Before the report: whoever reads that the upgrade failed may start the next one at once.
     upgrade.running.store(false, Ordering::SeqCst);
-    crate::report::upgrade_warning(&format!(
+    crate::report::upgrade_warning(format!(
         "upgrade failed: the new process (pid {pid}) {what}{serving}"
     ));
 }

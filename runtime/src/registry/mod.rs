@@ -291,9 +291,8 @@ impl Registry {
     /// Aborts the live work of these kinds in the groups `which` picks; returns how many. Work
     /// without an abort handle (`main`) is counted, and is for the caller to drop.
     pub(crate) fn abort(&self, kinds: &[TaskKind], which: Which<'_>) -> usize {
-        let mut count = 0;
-        self.abort_each(kinds, which, |_| count += 1);
-        count
+        self.abort_slice(kinds, which, Position::START, usize::MAX)
+            .0
     }
 
     /// Aborts as [`abort`](Self::abort) does, up to `max` entries from `from` on: how many it
@@ -307,15 +306,7 @@ impl Registry {
         max: usize,
     ) -> (usize, Option<Position>) {
         let mut count = 0;
-        let next = self.shards.for_each_armed_from(from, max, |entry| {
-            if !kinds.contains(&entry.kind()) || !which(entry.origin.group()) {
-                return;
-            }
-            if let Some(abort) = &entry.abort {
-                abort.abort();
-            }
-            count += 1;
-        });
+        let next = self.abort_each(kinds, which, from, max, |_| count += 1);
         (count, next)
     }
 
@@ -323,12 +314,21 @@ impl Registry {
     pub(crate) fn abort_listing(&self, kinds: &[TaskKind], which: Which<'_>) -> Vec<TaskInfo> {
         let now = self.now_us();
         let mut aborted = Vec::new();
-        self.abort_each(kinds, which, |entry| aborted.push(entry.info(now)));
+        self.abort_each(kinds, which, Position::START, usize::MAX, |entry| {
+            aborted.push(entry.info(now))
+        });
         aborted
     }
 
-    fn abort_each(&self, kinds: &[TaskKind], which: Which<'_>, mut seen: impl FnMut(&Entry)) {
-        self.shards.for_each_armed(|entry| {
+    fn abort_each(
+        &self,
+        kinds: &[TaskKind],
+        which: Which<'_>,
+        from: Position,
+        max: usize,
+        mut seen: impl FnMut(&Entry),
+    ) -> Option<Position> {
+        self.shards.for_each_armed_from(from, max, |entry| {
             if !kinds.contains(&entry.kind()) || !which(entry.origin.group()) {
                 return;
             }
@@ -336,7 +336,7 @@ impl Registry {
                 abort.abort();
             }
             seen(entry);
-        });
+        })
     }
 }
 

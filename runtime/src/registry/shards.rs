@@ -259,16 +259,8 @@ impl Shards {
     }
 
     /// Calls `f` on every armed entry, a shard at a time under its lock.
-    pub(super) fn for_each_armed(&self, mut f: impl FnMut(&Entry)) {
-        self.flush();
-        for shard in self.shards.iter() {
-            let inner = lock(&shard.inner);
-            for (_, entry) in inner.entries.iter() {
-                if entry.state() == State::Armed {
-                    f(entry);
-                }
-            }
-        }
+    pub(super) fn for_each_armed(&self, f: impl FnMut(&Entry)) {
+        self.for_each_armed_from(Position::START, usize::MAX, f);
     }
 
     /// Calls `f` on up to `max` armed entries of the store, from the position `from` on, under

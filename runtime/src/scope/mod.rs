@@ -926,7 +926,7 @@ impl Scope {
 
     /// The scope's runtime; once it has ended, what a thread of an ended runtime sees, so
     /// spawned work never runs and its handle yields a cancelled `JoinError`.
-    fn runtime(&self) -> Arc<Shared> {
+    pub(crate) fn runtime(&self) -> Arc<Shared> {
         self.inner.runtime().unwrap_or_else(|| Shared::ended(None))
     }
 }

@@ -158,11 +158,11 @@ pub(crate) struct Ended {
     pub(crate) report: Report,
 }
 
-/// Runs `main` and then the shutdown sequence.
 /// Tasks aborted before the aborting task yields: half a worker's local queue, so that the
 /// cancellations it queues stay on that worker.
 const ABORT_SLICE: usize = 128;
 
+/// Runs `main` and then the shutdown sequence.
 pub(crate) async fn drive<F>(
     shared: &Arc<Shared>,
     future: F,
