@@ -21,12 +21,14 @@ mod support;
 
 #[cfg(unix)]
 mod load {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::BufReader;
     use std::net::TcpStream;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     use std::thread;
     use std::time::Duration;
+
+    use super::support::HttpFailure;
 
     #[derive(Default)]
     pub struct Counts {
@@ -49,6 +51,7 @@ mod load {
         }
     }
 
+    /// One request, classified as the counts need it.
     enum Outcome {
         /// The response, and whether the server asked to close the connection.
         Answered {
@@ -65,40 +68,13 @@ mod load {
         } else {
             "Connection: close\r\n"
         };
-        // One write: in pieces, Nagle's algorithm would hold the rest for the server's ACK.
         let request = format!("GET / HTTP/1.1\r\nHost: bench\r\n{connection}\r\n");
-        let sent = stream.get_mut().write_all(request.as_bytes());
-        if sent.is_err() {
-            return Outcome::Nothing;
-        }
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            match stream.read_line(&mut line) {
-                Ok(0) if head.is_empty() => return Outcome::Nothing,
-                Err(err)
-                    if head.is_empty() && err.kind() == std::io::ErrorKind::ConnectionReset =>
-                {
-                    return Outcome::Nothing
-                }
-                Ok(0) | Err(_) => return Outcome::Failed,
-                Ok(_) if line == "\r\n" => break,
-                Ok(_) => head.push_str(&line.to_ascii_lowercase()),
-            }
-        }
-        let Some(length) = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .and_then(|n| n.trim().parse::<usize>().ok())
-        else {
-            return Outcome::Failed;
-        };
-        let mut body = vec![0; length];
-        if stream.read_exact(&mut body).is_err() || !head.starts_with("http/1.1 200") {
-            return Outcome::Failed;
-        }
-        Outcome::Answered {
-            close: head.contains("connection: close"),
+        match super::support::http_exchange(stream, &request) {
+            Ok((head, _)) if head.starts_with("http/1.1 200") => Outcome::Answered {
+                close: head.contains("connection: close"),
+            },
+            Ok(_) | Err(HttpFailure::Broken) => Outcome::Failed,
+            Err(HttpFailure::Nothing) => Outcome::Nothing,
         }
     }
 

@@ -139,35 +139,8 @@ fn axum_server_finishes_requests_in_flight_and_refuses_new_connections() {
 /// One HTTP/1.1 request on `stream`, kept alive: the response's head (lowercased) and body.
 #[cfg(unix)]
 fn get(stream: &mut std::io::BufReader<TcpStream>, path: &str) -> (String, String) {
-    use std::io::BufRead;
-    write!(
-        stream.get_mut(),
-        "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        stream.read_line(&mut line).unwrap();
-        assert!(
-            !line.is_empty(),
-            "the connection closed mid-response: {head}"
-        );
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line.to_ascii_lowercase());
-    }
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .expect("a content-length")
-        .trim()
-        .parse()
-        .unwrap();
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).unwrap();
-    (head, String::from_utf8(body).unwrap())
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    support::http_exchange(stream, &request).expect("a whole response")
 }
 
 #[cfg(unix)]

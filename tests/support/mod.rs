@@ -603,6 +603,52 @@ pub fn wait_gone(pid: u32) {
     }
 }
 
+/// How one HTTP/1.1 exchange on a connection went wrong.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HttpFailure {
+    /// Nothing came back: the request could not be sent, or the connection closed or was reset
+    /// before a byte of the response.
+    Nothing,
+    /// The response broke off, or was not one.
+    Broken,
+}
+
+/// Sends `request` on `stream` in one write (in pieces, Nagle's algorithm would hold the rest
+/// for the server's ACK) and reads the response: its head, lowercased, and its body.
+pub fn http_exchange(
+    stream: &mut BufReader<std::net::TcpStream>,
+    request: &str,
+) -> Result<(String, String), HttpFailure> {
+    use std::io::{Read, Write};
+    if stream.get_mut().write_all(request.as_bytes()).is_err() {
+        return Err(HttpFailure::Nothing);
+    }
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match stream.read_line(&mut line) {
+            Ok(0) if head.is_empty() => return Err(HttpFailure::Nothing),
+            Err(err) if head.is_empty() && err.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Err(HttpFailure::Nothing)
+            }
+            Ok(0) | Err(_) => return Err(HttpFailure::Broken),
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => head.push_str(&line.to_ascii_lowercase()),
+        }
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .ok_or(HttpFailure::Broken)?;
+    let mut body = vec![0; length];
+    stream
+        .read_exact(&mut body)
+        .map_err(|_| HttpFailure::Broken)?;
+    let body = String::from_utf8(body).map_err(|_| HttpFailure::Broken)?;
+    Ok((head, body))
+}
+
 pub struct TempDir(PathBuf);
 
 impl TempDir {
