@@ -395,6 +395,8 @@ fn under_systemd_the_new_process_takes_the_activated_socket_and_the_old_one_fall
         .pass_fds(vec![activated.as_raw_fd()])
         // Claimed by its `FileDescriptorName=`, then handed on under that name.
         .env("NAME", "web")
+        // The program's own variable, though it looks like systemd's: the new process keeps it.
+        .env("LISTEN_ADDRESS", "kept")
         .env("ADDR", "127.0.0.1:0")
         .env("NOTIFY_SOCKET", manager.path.to_str().unwrap())
         .env("WATCHDOG_USEC", "400000");
@@ -427,6 +429,11 @@ fn under_systemd_the_new_process_takes_the_activated_socket_and_the_old_one_fall
     }
     assert_eq!(old.wait_exit().code(), Some(0));
     assert_eq!(ask(&address), Ok(new));
+    assert!(
+        old.stdout_so_far()
+            .contains(&format!("{new} env LISTEN_ADDRESS=kept\n")),
+        "the new process has the program's environment"
+    );
     // After MAINPID: the new process's READY and pings (WATCHDOG_PID names the old one), and
     // nothing from the old one, neither STOPPING nor a ping.
     let mut pings = 0;

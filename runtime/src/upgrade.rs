@@ -241,7 +241,10 @@ impl Upgrade {
     }
 }
 
-/// The variables the new process reads; removed from its own children's environment.
+/// The variables the new process reads, all with this prefix; removed from its own children's
+/// environment.
+#[cfg(unix)]
+const UPGRADE_PREFIX: &str = "GRACEFUL_UPGRADE_";
 #[cfg(unix)]
 const PARENT: &str = "GRACEFUL_UPGRADE_PARENT";
 #[cfg(unix)]
@@ -356,13 +359,15 @@ fn spawn(shared: &Arc<Shared>, command: &Command) -> std::io::Result<()> {
     let (waiting, ready) = std::os::unix::net::UnixStream::pair()?;
     let mut child = std::process::Command::new(&command.program);
     child.args(&command.args);
+    // The same environment, but for what names this process's descriptors: the previous
+    // upgrade's variables, and systemd's socket activation (its `LISTEN_PID` is not the child's).
     for (name, _) in std::env::vars_os() {
-        let ours = name
-            .to_str()
-            .is_some_and(|n| n.starts_with("GRACEFUL_UPGRADE_") || n.starts_with("LISTEN_"));
-        if ours {
+        if name.to_str().is_some_and(|n| n.starts_with(UPGRADE_PREFIX)) {
             child.env_remove(name);
         }
+    }
+    for activation in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        child.env_remove(activation);
     }
     child.env(PARENT, std::process::id().to_string());
     child.env(READY, ready.as_raw_fd().to_string());
