@@ -31,9 +31,13 @@ pub(super) struct Entry {
 /// Start time (microseconds since the registry's epoch: 2^56 µs is two thousand years), kind,
 /// state, the `main` flag and the panicked flag, in one word.
 #[derive(Clone, Copy)]
-pub(super) struct Meta(u64);
+pub(super) struct Meta(pub(super) u64);
 
 impl Meta {
+    /// A reserved entry's, untouched: anything else is a reservation whose work ended or
+    /// panicked.
+    pub(super) const RESERVED: Meta = Meta(0);
+
     pub(super) fn new(started_us: u64, kind: TaskKind, state: State, is_main: bool) -> Meta {
         let state = match state {
             State::Reserved => 0,
@@ -97,7 +101,7 @@ impl Entry {
         Entry {
             abort: None,
             origin: Origin::new(Location::caller(), None),
-            meta: Meta::new(0, TaskKind::Task, State::Reserved, false),
+            meta: Meta::RESERVED,
         }
     }
 
@@ -174,6 +178,14 @@ mod tests {
         assert!(meta.state() == State::Finished && meta.is_main() && meta.has_panicked());
         assert!(meta.is_grouped());
         assert_eq!(meta.started_us(), 123_456_789);
+    }
+
+    #[test]
+    fn a_reservation_is_all_zeros() {
+        let fresh = Meta::new(0, TaskKind::Task, State::Reserved, false);
+        assert_eq!(fresh.0, Meta::RESERVED.0);
+        assert_ne!(fresh.with_panicked().0, Meta::RESERVED.0);
+        assert_ne!(fresh.with_state(State::Finished).0, Meta::RESERVED.0);
     }
 
     #[test]

@@ -175,6 +175,7 @@ impl Registry {
     /// Returns the work's description if it panicked before this (it ran on another worker
     /// first), for the caller to report.
     #[must_use]
+    #[inline]
     pub(crate) fn fill(
         &self,
         at: At,

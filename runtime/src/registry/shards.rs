@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use slab::Slab;
 use tokio::sync::Notify;
 
-use super::entry::{Entry, State};
+use super::entry::{Entry, Meta, State};
 use crate::task::{TaskInfo, TaskKind, KINDS};
 
 #[repr(align(64))]
@@ -206,8 +206,29 @@ impl Shards {
     #[inline]
     pub(super) fn fill(&self, at: At, kind: TaskKind, entry: Entry) -> Option<TaskInfo> {
         let shard = &self.shards[at.shard()];
-        let grouped = entry.meta.is_grouped();
         let mut inner = self.lock_to_add(shard);
+        let reserved = &mut inner.entries[at.key()];
+        if reserved.meta.0 != Meta::RESERVED.0 {
+            // It ended or panicked while reserved: rare, and out of the way.
+            return self.fill_late(shard, inner, at, kind, entry);
+        }
+        let grouped = entry.meta.is_grouped();
+        *reserved = entry;
+        inner.live[usize::from(grouped)][kind.index()] += 1;
+        Self::keep_spare(shard, &mut inner);
+        None
+    }
+
+    /// [`fill`](Self::fill) for work that ended or panicked before its spawner filled it in.
+    #[cold]
+    fn fill_late(
+        &self,
+        shard: &Shard,
+        mut inner: MutexGuard<'_, ShardInner>,
+        at: At,
+        kind: TaskKind,
+        entry: Entry,
+    ) -> Option<TaskInfo> {
         let reserved = &inner.entries[at.key()];
         let panicked = reserved
             .meta
@@ -217,10 +238,20 @@ impl Shards {
             // Never counted: it ended while reserved.
             Some(inner.entries.remove(at.key()))
         } else {
+            let grouped = entry.meta.is_grouped();
             inner.entries[at.key()] = entry;
             inner.live[usize::from(grouped)][kind.index()] += 1;
             None
         };
+        Self::keep_spare(shard, &mut inner);
+        drop(inner);
+        drop(ended);
+        panicked
+    }
+
+    /// Reserves a key for the next [`reserve`](Self::reserve) on this shard, if none is spare.
+    #[inline]
+    fn keep_spare(shard: &Shard, inner: &mut ShardInner) {
         // Only `fill`s store a spare, under the lock; a `reserve` only takes it.
         if shard.spare.load(Ordering::Relaxed) == NO_SPARE {
             let key = inner.entries.insert(Entry::reserved());
@@ -228,9 +259,6 @@ impl Shards {
                 shard.spare.store(key, Ordering::Release);
             }
         }
-        drop(inner);
-        drop(ended);
-        panicked
     }
 
     /// Locks a shard to add to it, first removing what other threads handed back: the thread
