@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::context::{self, Shared};
 use crate::registry::Label;
-use crate::scope::{Member, ScopeInner};
+use crate::scope::ScopeInner;
 use crate::task::TaskKind;
 use crate::tracked::Slot;
 
@@ -218,18 +218,16 @@ where
         group: scope.as_ref().map(|s| s.path.clone()),
         ..Label::default()
     };
-    let slot = Slot::insert(shared, TaskKind::Blocking, label, location);
     let stop = match &scope {
         Some(scope) => scope.stop.clone(),
         None => shared.shutdown.root.stop.clone(),
     };
-    let member = scope.map(|scope| Member::new(scope, TaskKind::Blocking));
+    let slot = Slot::insert_in(shared, TaskKind::Blocking, label, location, scope);
     shared.tokio().spawn_blocking(move || {
         // Dropped when the job ends, even by unwinding, or unrun when the pool shuts down first:
         // the entry first, then the scope's count.
-        let member = member;
-        let mut slot = slot;
-        let _entered = member.as_ref().map(|m| crate::scope::enter(&m.scope));
+        let slot = slot;
+        let _entered = slot.enter();
         match catch_unwind(AssertUnwindSafe(|| job(stop))) {
             Ok(value) => value,
             Err(payload) => {

@@ -78,7 +78,7 @@ impl ServiceOutput for Infallible {
 enum ServiceCheck {}
 
 impl<T: ServiceOutput> tracked::Check<T> for ServiceCheck {
-    fn check(slot: &tracked::Slot, output: &T) {
+    fn check<P: tracked::Place>(slot: &tracked::Slot<P>, output: &T) {
         if let Some(error) = output.failure() {
             slot.failed(&error);
         }

@@ -5,6 +5,7 @@
 //! where its panics are handed to the trigger (which decides what they mean).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::context::{self, Shared};
 use crate::registry::{At, Label, RegistryId};
-use crate::scope::{InScope, Member, ScopeInner};
+use crate::scope::{Entered, ScopeInner};
 use crate::task::TaskKind;
 
 /// Owned by the tracked work; its entry goes when it is dropped (completion, cancellation, panic).
@@ -27,11 +28,47 @@ use crate::task::TaskKind;
 /// (or, once the runtime has shut down, on the thread that spawns it), and blocking jobs end on
 /// the runtime's blocking threads. An `Arc` here would bounce its counter between the spawning
 /// core and the completing one on every task.
-pub(crate) struct Slot {
+///
+/// It also keeps the work's [`Place`]: nothing for the root's work, the scope for a scope's.
+pub(crate) struct Slot<P: Place = Root> {
     at: At,
     registry: RegistryId,
     kind: TaskKind,
-    pub(crate) progress: Progress,
+    /// A `Cell`, so that a panic can be marked while the slot's scope is entered.
+    progress: Cell<Progress>,
+    place: P,
+}
+
+/// Where tracked work belongs, kept in its [`Slot`]: the scope it is counted in, polled in and
+/// cancelled with. A type rather than an `Option`, so that the root's work, most of it, keeps
+/// nothing.
+pub(crate) trait Place {
+    fn scope(&self) -> Option<&Arc<ScopeInner>>;
+}
+
+/// The root's work: its scope is the runtime's, found through the thread.
+pub(crate) struct Root;
+
+impl Place for Root {
+    #[inline(always)]
+    fn scope(&self) -> Option<&Arc<ScopeInner>> {
+        None
+    }
+}
+
+/// A scope's work (never the root scope's: see [`Root`]).
+impl Place for Arc<ScopeInner> {
+    #[inline(always)]
+    fn scope(&self) -> Option<&Arc<ScopeInner>> {
+        Some(self)
+    }
+}
+
+/// Work that may be either, chosen at run time: a blocking job.
+impl Place for Option<Arc<ScopeInner>> {
+    fn scope(&self) -> Option<&Arc<ScopeInner>> {
+        self.as_ref()
+    }
 }
 
 /// How far the tracked work has come, as its wrapper sees it.
@@ -46,29 +83,49 @@ pub(crate) enum Progress {
 }
 
 impl Slot {
-    fn new(shared: &Shared, at: At, kind: TaskKind) -> Slot {
+    /// `main`'s entry: a service the sequence drops itself.
+    pub(crate) fn main(shared: &Shared, location: &'static Location<'static>) -> Slot {
+        let at = shared.registry.insert_main(location);
+        Slot::new(shared, at, TaskKind::Service, Root)
+    }
+}
+
+impl<P: Place> Slot<P> {
+    /// The slot of the work at `at`, counted in its place's scope until it drops.
+    #[inline]
+    pub(crate) fn new(shared: &Shared, at: At, kind: TaskKind, place: P) -> Slot<P> {
+        if let Some(scope) = place.scope() {
+            scope.counted(kind);
+        }
         Slot {
             at,
             registry: shared.registry.id(),
             kind,
-            progress: Progress::Fresh,
+            progress: Cell::new(Progress::Fresh),
+            place,
         }
     }
 
-    /// An entry for work with no abort handle: a blocking job.
-    pub(crate) fn insert(
+    /// An entry for work with no abort handle (a blocking job) in `place`.
+    pub(crate) fn insert_in(
         shared: &Shared,
         kind: TaskKind,
         label: Label,
         location: &'static Location<'static>,
-    ) -> Slot {
-        Slot::new(shared, shared.registry.insert(kind, label, location), kind)
+        place: P,
+    ) -> Slot<P> {
+        Slot::new(
+            shared,
+            shared.registry.insert(kind, label, location),
+            kind,
+            place,
+        )
     }
 
-    /// `main`'s entry: a service the sequence drops itself.
-    pub(crate) fn main(shared: &Shared, location: &'static Location<'static>) -> Slot {
-        let at = shared.registry.insert_main(location);
-        Slot::new(shared, at, TaskKind::Service)
+    /// Makes the work's scope the current one until the guard drops: `None` for the root's.
+    #[inline]
+    pub(crate) fn enter(&self) -> Option<Entered<'_>> {
+        self.place.scope().map(crate::scope::enter)
     }
 
     /// Runs `f` with the runtime this slot's work belongs to: the one of the thread it runs on.
@@ -78,6 +135,9 @@ impl Slot {
 
     /// Whether the work must not start: see `Phase::cancels_at_once`.
     fn cancels_at_once(&self) -> bool {
+        if let Some(scope) = self.place.scope() {
+            return scope.phase.cancels_at_once(self.kind);
+        }
         // Until some shutdown of the process begins, the runtime need not be looked up.
         if !crate::shutdown::sequence::any_phase_left_running() {
             return false;
@@ -103,8 +163,8 @@ impl Slot {
     }
 
     /// Hands a panic of this work to the trigger, which reports it and decides what it means.
-    pub(crate) fn panicked(&mut self) {
-        self.progress = Progress::Panicked;
+    pub(crate) fn panicked(&self) {
+        self.progress.set(Progress::Panicked);
         self.with_runtime(|shared| {
             if let Some(info) = shared.registry.mark_panicked(self.at) {
                 shared.task_panicked(&info);
@@ -113,15 +173,19 @@ impl Slot {
     }
 }
 
-impl Drop for Slot {
+impl<P: Place> Drop for Slot<P> {
     fn drop(&mut self) {
         // The slot is dropped after the future it tracks (see `Tracked`): unwinding here means
         // that future panicked while being dropped — a `Drop` in cancelled work. tokio catches
         // it; it must still be reported and counted like any panic of tracked work.
-        if std::thread::panicking() && self.progress != Progress::Panicked {
+        if std::thread::panicking() && self.progress.get() != Progress::Panicked {
             self.panicked();
         }
         self.with_runtime(|shared| shared.registry.release(self.at));
+        // The entry first, then the scope's count: whoever the count wakes finds no entry left.
+        if let Some(scope) = self.place.scope() {
+            scope.uncounted(self.kind);
+        }
     }
 }
 
@@ -129,7 +193,7 @@ impl Drop for Slot {
 /// service's check for failure. A type rather than a field, so that it costs the task no bytes:
 /// the check describes the work from its registry entry.
 pub(crate) trait Check<T> {
-    fn check(slot: &Slot, output: &T);
+    fn check<P: Place>(slot: &Slot<P>, output: &T);
 }
 
 /// The output goes to the `JoinHandle` as it is.
@@ -137,7 +201,7 @@ pub(crate) enum Unchecked {}
 
 impl<T> Check<T> for Unchecked {
     #[inline(always)]
-    fn check(_: &Slot, _: &T) {}
+    fn check<P: Place>(_: &Slot<P>, _: &T) {}
 }
 
 pin_project! {
@@ -145,16 +209,16 @@ pin_project! {
     /// however that happens (completion, cancellation, panic, runtime shutdown). The future is
     /// declared first so that it is dropped first: a panic in its `Drop` unwinds through the
     /// slot's, which reports it.
-    pub(crate) struct Tracked<F, C = Unchecked> {
+    pub(crate) struct Tracked<F, C = Unchecked, P: Place = Root> {
         #[pin]
         future: F,
-        slot: Slot,
+        slot: Slot<P>,
         check: PhantomData<fn() -> C>,
     }
 }
 
-impl<F, C> Tracked<F, C> {
-    pub(crate) fn new(future: F, slot: Slot) -> Tracked<F, C> {
+impl<F, C, P: Place> Tracked<F, C, P> {
+    pub(crate) fn new(future: F, slot: Slot<P>) -> Tracked<F, C, P> {
         Tracked {
             future,
             slot,
@@ -163,19 +227,21 @@ impl<F, C> Tracked<F, C> {
     }
 }
 
-impl<F: Future, C: Check<F::Output>> Future for Tracked<F, C> {
+impl<F: Future, C: Check<F::Output>, P: Place> Future for Tracked<F, C, P> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        if this.slot.progress == Progress::Fresh {
-            this.slot.progress = Progress::Polled;
+        if this.slot.progress.get() == Progress::Fresh {
+            this.slot.progress.set(Progress::Polled);
             // Spawned after its step began: the spawner's abort is on its way. Never running the
             // body is what `spawn`'s docs promise ("cancelled before its first poll").
             if this.slot.cancels_at_once() {
                 return Poll::Pending;
             }
         }
+        // Entered for the whole poll: a panic or a failure reported below is the scope's.
+        let _entered = this.slot.enter();
         match catch_unwind(AssertUnwindSafe(|| this.future.poll(cx))) {
             Ok(Poll::Ready(output)) => {
                 C::check(this.slot, &output);
@@ -325,16 +391,12 @@ where
     F::Output: Send + 'static,
 {
     let at = shared.registry.reserve();
-    let mut slot = Slot::new(shared, at, kind);
     let handle = if scope.is_root() {
+        let slot = Slot::new(shared, at, kind, Root);
         shared.tokio().spawn(Tracked::<F, C>::new(future, slot))
     } else {
-        // `InScope` checks the scope's phase on the first poll, not the root's.
-        slot.progress = Progress::Polled;
-        let member = Member::new(scope.clone(), kind);
-        shared
-            .tokio()
-            .spawn(InScope::new(Tracked::<F, C>::new(future, slot), member))
+        let slot = Slot::new(shared, at, kind, scope.clone());
+        shared.tokio().spawn(Tracked::<F, C, _>::new(future, slot))
     };
     if let Some(info) = fill(at, handle.abort_handle()) {
         shared.task_panicked(&info);

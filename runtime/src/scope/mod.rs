@@ -17,13 +17,10 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -319,11 +316,11 @@ impl ScopeInner {
         push_pruned(&mut lock(&self.children), Arc::downgrade(child));
     }
 
-    fn counted(&self, kind: TaskKind) {
+    pub(crate) fn counted(&self, kind: TaskKind) {
         self.live[kind.index()].fetch_add(1, Ordering::SeqCst);
     }
 
-    fn uncounted(&self, kind: TaskKind) {
+    pub(crate) fn uncounted(&self, kind: TaskKind) {
         if self.live[kind.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
             // Whoever waits on this scope or on one above it (`finished`, a turn) looks again.
             let mut at = Some(self);
@@ -396,64 +393,6 @@ pub(crate) fn enter(scope: &Arc<ScopeInner>) -> Entered<'_> {
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
         let _ = CURRENT.try_with(|cell| cell.set(self.previous));
-    }
-}
-
-/// A piece of work's membership in a scope: counted while it lives.
-pub(crate) struct Member {
-    pub(crate) scope: Arc<ScopeInner>,
-    kind: TaskKind,
-}
-
-impl Member {
-    pub(crate) fn new(scope: Arc<ScopeInner>, kind: TaskKind) -> Member {
-        scope.counted(kind);
-        Member { scope, kind }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.scope.uncounted(self.kind);
-    }
-}
-
-pin_project! {
-    /// Tracked work of a scope: polled with the scope as the current scope, counted in it while
-    /// it lives. It wraps the `Tracked` future, so the registry entry goes first and the count
-    /// after, and a panic reported while polling sees the scope.
-    pub(crate) struct InScope<F> {
-        #[pin]
-        future: F,
-        member: Member,
-        polled: bool,
-    }
-}
-
-impl<F> InScope<F> {
-    pub(crate) fn new(future: F, member: Member) -> InScope<F> {
-        InScope {
-            future,
-            member,
-            polled: false,
-        }
-    }
-}
-
-impl<F: Future> Future for InScope<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        if !*this.polled {
-            *this.polled = true;
-            // Spawned after its scope's step began: the spawner's abort is on its way.
-            if this.member.scope.phase.cancels_at_once(this.member.kind) {
-                return Poll::Pending;
-            }
-        }
-        let _entered = enter(&this.member.scope);
-        this.future.poll(cx)
     }
 }
 

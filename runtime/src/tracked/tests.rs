@@ -8,7 +8,7 @@ fn poll<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
 }
 
 fn tracked<F>(shared: &Shared, kind: TaskKind, future: F) -> Tracked<F> {
-    let slot = Slot::insert(shared, kind, Label::default(), Location::caller());
+    let slot = Slot::insert_in(shared, kind, Label::default(), Location::caller(), Root);
     Tracked::new(future, slot)
 }
 
@@ -120,7 +120,7 @@ mod interleavings {
             let registry = &shared.registry;
             let task = rt.spawn(std::future::pending::<()>());
             let at = registry.reserve();
-            let mut slot = Some(Slot::new(&shared, at, TaskKind::Task));
+            let mut slot = Some(Slot::new(&shared, at, TaskKind::Task, Root));
             for step in order {
                 match step {
                     Step::Fill => {
@@ -164,6 +164,7 @@ mod interleavings {
 }
 
 #[test]
-fn a_slot_is_eight_bytes() {
+fn a_slot_is_eight_bytes_and_a_scope_adds_its_pointer() {
     assert_eq!(std::mem::size_of::<Slot>(), 8);
+    assert_eq!(std::mem::size_of::<Slot<Arc<ScopeInner>>>(), 16);
 }
