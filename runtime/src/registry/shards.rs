@@ -5,12 +5,15 @@
 //! do not fight over one lock: the thread the work ended on buries its key in its own [`Grave`];
 //! a full grave hands its keys back to their shards' [`Returned`] lists; the shard's own thread
 //! removes them the next time it adds (see [`Shards::lock_to_add`]). A count or a listing first
-//! flushes all three stages, so what it sees is exact. Nothing runs user code while holding a
-//! lock here, so a wedged task can never make the store unreadable for the watchdog.
+//! flushes all three stages, so what it sees is exact. Once someone waits for counts to fall (a
+//! shutdown), an end removes its entry at once if the shard's lock is free, and otherwise still
+//! buries it, waking the waiter so that its next count flushes it: two workers ending cancelled
+//! work spawned from one thread never queue on that thread's lock. Nothing runs user code while
+//! holding a lock here, so a wedged task can never make the store unreadable for the watchdog.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use slab::Slab;
 use tokio::sync::Notify;
@@ -110,6 +113,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // No user code runs under our locks; a poisoned lock only means a bug of ours panicked
     // mid-update of plain counters, which is no reason to stop shutting down.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`lock`], unless another thread holds it.
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 thread_local! {
@@ -343,19 +355,33 @@ impl Shards {
             drop(entry);
             return;
         }
-        let mut buried = lock(&self.graves[here].buried);
-        if !self.exact.load(Ordering::SeqCst) {
-            buried.push(at);
-            if buried.len() >= BATCH {
-                self.hand_back(&mut buried);
+        if self.exact.load(Ordering::SeqCst) {
+            // While someone counts, remove at once, unless another thread holds the shard: then
+            // bury instead of queueing behind it. In a shutdown every worker ends cancelled work
+            // spawned from the same thread, and waiting turned into a futex sleep per clash.
+            if let Some(mut inner) = try_lock(&self.shards[at.shard()].inner) {
+                let entry = self.finish(&mut inner, at.key());
+                drop(inner);
+                drop(entry);
+                return;
             }
-            return;
+        }
+        let mut buried = lock(&self.graves[here].buried);
+        buried.push(at);
+        let exact = self.exact.load(Ordering::SeqCst);
+        // Counted exactly, a buried key must not be missed: whoever waits is woken when a grave
+        // it may have emptied gets a key again, and when a grave hands its keys on. (A key pushed
+        // onto a grave already holding some is covered by the wake of the first: the count after
+        // that wake either took this key too or emptied the grave before it.)
+        let mut wake = exact && buried.len() == 1;
+        if buried.len() >= BATCH {
+            self.hand_back(&mut buried);
+            wake = exact;
         }
         drop(buried);
-        let mut inner = lock(&self.shards[at.shard()].inner);
-        let entry = self.finish(&mut inner, at.key());
-        drop(inner);
-        drop(entry);
+        if wake {
+            self.changed.notify_one();
+        }
     }
 
     /// Gives buried keys back to their shards, locking each shard's list once.
@@ -368,8 +394,12 @@ impl Shards {
             shard.returned.any.store(true, Ordering::Relaxed);
             let overflowing = keys.len() >= RETURNED_MAX;
             drop(keys);
+            // Held by someone else (its spawner, a walk), the shard is being looked after: the
+            // keys wait for the next add or count instead of this thread waiting.
             if overflowing {
-                self.reclaim(shard, &mut lock(&shard.inner));
+                if let Some(mut inner) = try_lock(&shard.inner) {
+                    self.reclaim(shard, &mut inner);
+                }
             }
         }
         buried.clear();
@@ -379,7 +409,7 @@ impl Shards {
     ///
     /// A release that saw `exact` false buried its key under its grave's lock. After
     /// [`set_exact`](Self::set_exact), this takes each of those locks, so it either finds the key
-    /// or the release saw the flag and removed the entry itself.
+    /// or the release saw the flag, and then removed the entry itself or woke the waiter.
     fn flush(&self) {
         for grave in self.graves.iter() {
             let mut buried = lock(&grave.buried);
@@ -450,6 +480,11 @@ impl Shards {
             (spare != NO_SPARE).then_some(spare as usize),
             lock(&shard.inner),
         )
+    }
+
+    /// `at`'s shard's lock, held as a count or a spawn there holds it.
+    pub(super) fn hold(&self, at: At) -> MutexGuard<'_, impl Sized> {
+        lock(&self.shards[at.shard()].inner)
     }
 
     pub(super) fn key_of(at: At) -> usize {

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -197,6 +198,63 @@ fn released_keys_wait_in_their_grave_until_a_batch_or_a_count() {
     away_from(shard, || registry.release(next));
     assert_eq!(registry.shards.stored(), 1);
     // Counting makes everything released so far disappear.
+    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    assert_eq!(registry.shards.stored(), 0);
+}
+
+/// Runs `f` on a thread away from `at`'s shard while this thread holds that shard's lock, as a
+/// count, a walk or the shard's spawner does. Fails, rather than hangs, if `f` waits for it.
+fn while_held<R: Send>(registry: &Registry, at: At, f: impl Fn() -> R + Sync) -> R {
+    let shard = shards::Shards::shard_of(at);
+    let mut held = Some(registry.shards.hold(at));
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let releasing = scope.spawn(|| {
+            let out = catch_unwind(AssertUnwindSafe(|| away_from(shard, &f)));
+            let _ = done.send(());
+            out.unwrap_or_else(|panic| resume_unwind(panic))
+        });
+        let waited = finished.recv_timeout(std::time::Duration::from_secs(10));
+        // Let go either way, so that a release stuck on the lock ends and the scope can join.
+        drop(held.take());
+        let out = releasing.join().unwrap();
+        assert!(waited.is_ok(), "a release waited for a shard another thread held");
+        out
+    })
+}
+
+#[test]
+fn counted_exactly_a_release_that_finds_its_shard_held_buries_and_wakes_the_count() {
+    let registry = Registry::new();
+    registry.watch();
+    let keys: Vec<At> = (0..2).map(|_| insert(&registry, TaskKind::Task)).collect();
+    let mut waiter = Waiter::new(registry.changed());
+    while_held(&registry, keys[0], || registry.release(keys[0]));
+    assert!(waiter.is_ready(), "a buried key wakes whoever counts");
+    assert_eq!(registry.count(&[TaskKind::Task]), 1, "the count took it");
+    assert_eq!(registry.shards.stored(), 1);
+}
+
+#[test]
+fn counted_exactly_a_grave_handing_its_keys_back_wakes_the_count() {
+    let registry = Registry::new();
+    registry.watch();
+    let keys: Vec<At> = (0..shards::BATCH)
+        .map(|_| insert(&registry, TaskKind::Task))
+        .collect();
+    while_held(&registry, keys[0], || {
+        let mut first = Waiter::new(registry.changed());
+        registry.release(keys[0]);
+        assert!(first.is_ready(), "the grave had no key");
+        let mut batch = Waiter::new(registry.changed());
+        for &at in &keys[1..shards::BATCH - 1] {
+            registry.release(at);
+        }
+        assert!(!batch.is_ready(), "the first key's wake covers the rest");
+        // The batch is full: its keys go back to their shard, out of any grave.
+        registry.release(keys[shards::BATCH - 1]);
+        assert!(batch.is_ready(), "the hand-back woke whoever counts");
+    });
     assert_eq!(registry.count(&[TaskKind::Task]), 0);
     assert_eq!(registry.shards.stored(), 0);
 }
