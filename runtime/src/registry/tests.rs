@@ -218,7 +218,10 @@ fn while_held<R: Send>(registry: &Registry, at: At, f: impl Fn() -> R + Sync) ->
         // Let go either way, so that a release stuck on the lock ends and the scope can join.
         drop(held.take());
         let out = releasing.join().unwrap();
-        assert!(waited.is_ok(), "a release waited for a shard another thread held");
+        assert!(
+            waited.is_ok(),
+            "a release waited for a shard another thread held"
+        );
         out
     })
 }

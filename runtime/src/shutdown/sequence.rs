@@ -229,26 +229,31 @@ where
     // Step 2: cancel every `spawn` task and wait until each has been dropped.
     let step = Instant::now();
     shutdown.root.phase.begin_cancel();
-    // On a worker, a slice at a time: an abort there queues the task on that worker, which then
-    // runs the cancellations while their tasks are still in its cache. From this thread every
-    // abort would take the runtime's shared queue's lock.
-    let aborting = shared.clone();
-    let cancelling = shared.tokio().spawn(async move {
-        let (mut cancelled, mut from) = (0, Some(registry::Position::START));
-        while let Some(at) = from {
-            let (count, next) = aborting.registry.abort_slice(
-                &[TaskKind::Task],
-                &registry::ungrouped,
-                at,
-                ABORT_SLICE,
-            );
-            cancelled += count;
-            from = next;
-            tokio::task::yield_now().await;
-        }
-        cancelled
-    });
-    summary.cancelled = main.alongside(cancelling).await.unwrap_or(0);
+    summary.cancelled = if registry.count(&[TaskKind::Task]) <= ABORT_SLICE {
+        // A slice's worth or less: not worth a trip to a worker and back.
+        registry.abort(&[TaskKind::Task], &registry::ungrouped)
+    } else {
+        // On a worker, a slice at a time: an abort there queues the task on that worker, which
+        // then runs the cancellations while their tasks are still in its cache. From this
+        // thread every abort would take the runtime's shared queue's lock.
+        let aborting = shared.clone();
+        let cancelling = shared.tokio().spawn(async move {
+            let (mut cancelled, mut from) = (0, Some(registry::Position::START));
+            while let Some(at) = from {
+                let (count, next) = aborting.registry.abort_slice(
+                    &[TaskKind::Task],
+                    &registry::ungrouped,
+                    at,
+                    ABORT_SLICE,
+                );
+                cancelled += count;
+                from = next;
+                tokio::task::yield_now().await;
+            }
+            cancelled
+        });
+        main.alongside(cancelling).await.unwrap_or(0)
+    };
     wait_for(
         &mut main,
         shared,
