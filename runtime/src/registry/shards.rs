@@ -348,13 +348,18 @@ impl Shards {
     #[inline]
     pub(super) fn release(&self, at: At) {
         let here = shard_hint();
-        if at.shard() == here {
-            let mut inner = lock(&self.shards[here].inner);
-            let entry = self.finish(&mut inner, at.key());
-            drop(inner);
-            drop(entry);
-            return;
+        if at.shard() != here {
+            return self.release_away(here, at);
         }
+        let mut inner = lock(&self.shards[here].inner);
+        let entry = self.finish(&mut inner, at.key());
+        drop(inner);
+        drop(entry);
+    }
+
+    /// [`release`](Self::release) of work spawned from another thread's shard.
+    #[inline(never)]
+    fn release_away(&self, here: usize, at: At) {
         if self.exact.load(Ordering::SeqCst) {
             // While someone counts, remove at once, unless another thread holds the shard: then
             // bury instead of queueing behind it. In a shutdown every worker ends cancelled work
