@@ -130,10 +130,18 @@ impl Registry {
         clock_us().saturating_sub(self.epoch_us)
     }
 
+    /// An armed entry; `grouped` says whether `origin`'s label has a group (known to the caller
+    /// without looking through the origin's pointer).
     #[inline]
-    fn entry(&self, kind: TaskKind, origin: Origin, abort: Option<AbortHandle>) -> Entry {
+    fn entry(
+        &self,
+        kind: TaskKind,
+        origin: Origin,
+        grouped: bool,
+        abort: Option<AbortHandle>,
+    ) -> Entry {
         let mut meta = Meta::new(self.now_us(), kind, State::Armed, false);
-        if origin.group().is_some() {
+        if grouped {
             meta = meta.with_grouped();
         }
         Entry {
@@ -150,8 +158,9 @@ impl Registry {
         label: Label,
         location: &'static Location<'static>,
     ) -> At {
+        let grouped = label.group.is_some();
         let origin = Origin::labelled(location, label);
-        self.shards.insert(self.entry(kind, origin, None))
+        self.shards.insert(self.entry(kind, origin, grouped, None))
     }
 
     /// `main` is a service named "main" with no abort handle: the sequence drops it itself.
@@ -195,6 +204,7 @@ impl Registry {
     /// [`fill`](Self::fill) with a label shared with other work: what one call site spawns into a
     /// scope.
     #[must_use]
+    #[inline]
     pub(crate) fn fill_shared(
         &self,
         at: At,
@@ -202,9 +212,10 @@ impl Registry {
         label: SharedLabel,
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
+        let grouped = label.is_grouped();
         let origin = Origin::shared(label);
         self.shards
-            .fill(at, kind, self.entry(kind, origin, Some(abort)))
+            .fill(at, kind, self.entry(kind, origin, grouped, Some(abort)))
     }
 
     /// [`fill`](Self::fill) with a whole label: a scope's work, a supervisor's.
@@ -217,9 +228,10 @@ impl Registry {
         location: &'static Location<'static>,
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
+        let grouped = label.group.is_some();
         let origin = Origin::labelled(location, label);
         self.shards
-            .fill(at, kind, self.entry(kind, origin, Some(abort)))
+            .fill(at, kind, self.entry(kind, origin, grouped, Some(abort)))
     }
 
     /// The work behind `at` has ended. Its entry may stay in the store a little longer (see

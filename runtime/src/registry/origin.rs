@@ -193,6 +193,10 @@ impl SharedLabel {
         SharedLabel(Arc::new(Labelled { label, location }))
     }
 
+    pub(crate) fn is_grouped(&self) -> bool {
+        self.0.label.group.is_some()
+    }
+
     /// Whether this is the label of unnamed work in the group `path` from `location`. The label
     /// holds its group, so a group it compares equal to by pointer cannot be a new one that took
     /// a freed one's address.

@@ -136,29 +136,30 @@ impl ScopeInner {
     /// The label of unnamed work spawned here from `location`: the one this thread made last, if
     /// it was for this scope and this call site too (a loop spawning handlers shares one), so no
     /// label is allocated per task. Kept per thread: no lock, and no two threads share a line.
+    #[inline]
     pub(crate) fn label_at(&self, location: &'static Location<'static>) -> SharedLabel {
-        let fresh = || {
-            SharedLabel::new(
-                location,
-                Label {
-                    group: Some(self.path.clone()),
-                    ..Label::default()
-                },
-            )
-        };
-        LAST_LABEL
-            .try_with(|last| {
-                let mut last = last.borrow_mut();
-                match &*last {
-                    Some(label) if label.is_for(&self.path, location) => label.clone(),
-                    _ => {
-                        let label = fresh();
-                        *last = Some(label.clone());
-                        label
-                    }
-                }
-            })
-            .unwrap_or_else(|_| fresh())
+        let hit = LAST_LABEL.try_with(|last| match &*last.borrow() {
+            Some(label) if label.is_for(&self.path, location) => Some(label.clone()),
+            _ => None,
+        });
+        match hit {
+            Ok(Some(label)) => label,
+            _ => self.new_label_at(location),
+        }
+    }
+
+    /// [`label_at`](Self::label_at) on a miss: a new label, kept as this thread's last.
+    #[cold]
+    fn new_label_at(&self, location: &'static Location<'static>) -> SharedLabel {
+        let label = SharedLabel::new(
+            location,
+            Label {
+                group: Some(self.path.clone()),
+                ..Label::default()
+            },
+        );
+        let _ = LAST_LABEL.try_with(|last| *last.borrow_mut() = Some(label.clone()));
+        label
     }
 
     /// The root scope of a runtime: the program.
