@@ -143,8 +143,8 @@ where
 {
     let location = Location::caller();
     context::with_expect("graceful::spawn", |shared| match scope::current() {
-        None => tracked::spawn(shared, TaskKind::Task, None, location, future),
-        Some(scope) => tracked::spawn_in(shared, &scope, TaskKind::Task, None, location, future),
+        None => tracked::spawn(shared, TaskKind::Task, location, future),
+        Some(scope) => tracked::spawn_in(shared, &scope, TaskKind::Task, location, future),
     })
 }
 
@@ -210,11 +210,11 @@ where
             location,
             future,
         ),
-        Some(scope) => tracked::spawn_in_checked::<ServiceCheck, F>(
+        Some(scope) => tracked::spawn_named_in::<ServiceCheck, F>(
             shared,
             scope,
             TaskKind::Service,
-            Some(name),
+            name,
             location,
             future,
         ),
@@ -269,10 +269,8 @@ where
     let handle = context::with_expect(
         "graceful::shutdown_waits_for",
         |shared| match scope::current() {
-            None => tracked::spawn(shared, TaskKind::Protected, None, location, future),
-            Some(scope) => {
-                tracked::spawn_in(shared, &scope, TaskKind::Protected, None, location, future)
-            }
+            None => tracked::spawn(shared, TaskKind::Protected, location, future),
+            Some(scope) => tracked::spawn_in(shared, &scope, TaskKind::Protected, location, future),
         },
     );
     ShutdownWaitsFor { handle }

@@ -256,11 +256,10 @@ impl<F: Future, C: Check<F::Output>, P: Place> Future for Tracked<F, C, P> {
     }
 }
 
-/// Spawns `future` on `shared`'s runtime as tracked work of `kind`, in the root scope.
+/// Spawns `future` on `shared`'s runtime as unnamed tracked work of `kind`, in the root scope.
 pub(crate) fn spawn<F>(
     shared: &Shared,
     kind: TaskKind,
-    name: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
     future: F,
 ) -> JoinHandle<F::Output>
@@ -268,7 +267,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    spawn_checked::<Unchecked, F>(shared, kind, name, location, future)
+    let root = &shared.shutdown.root;
+    spawn_filled::<Unchecked, F>(shared, root, kind, future, |at, abort| {
+        shared.registry.fill_unnamed(at, kind, location, abort)
+    })
 }
 
 /// [`spawn`], with `C` checking the output.
@@ -290,13 +292,12 @@ where
     })
 }
 
-/// Spawns `future` as tracked work of `kind` in `scope`: grouped under the scope's path, counted
-/// by the scope, polled with it as the current scope.
+/// Spawns `future` as unnamed tracked work of `kind` in `scope`: grouped under the scope's path,
+/// counted by the scope, polled with it as the current scope.
 pub(crate) fn spawn_in<F>(
     shared: &Shared,
     scope: &Arc<ScopeInner>,
     kind: TaskKind,
-    name: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
     future: F,
 ) -> JoinHandle<F::Output>
@@ -304,15 +305,39 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    spawn_in_checked::<Unchecked, F>(shared, scope, kind, name, location, future)
+    if scope.is_root() {
+        return spawn_in_root(shared, kind, location, future);
+    }
+    // Unnamed work shares its call site's label with the work spawned there before.
+    spawn_filled::<Unchecked, F>(shared, scope, kind, future, |at, abort| {
+        let label = scope.label_at(location);
+        shared.registry.fill_shared(at, kind, label, abort)
+    })
 }
 
-/// [`spawn_in`], with `C` checking the output.
-pub(crate) fn spawn_in_checked<C, F>(
+/// [`spawn`] for work that was to go in a scope that is the root: kept out of line, so that the
+/// scoped spawn path around it stays small.
+#[inline(never)]
+fn spawn_in_root<F>(
+    shared: &Shared,
+    kind: TaskKind,
+    location: &'static Location<'static>,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    spawn(shared, kind, location, future)
+}
+
+/// Spawns `future` as tracked work named `name` in `scope` (or the root), with `C` checking the
+/// output: a service.
+pub(crate) fn spawn_named_in<C, F>(
     shared: &Shared,
     scope: &Arc<ScopeInner>,
     kind: TaskKind,
-    name: Option<Cow<'static, str>>,
+    name: Cow<'static, str>,
     location: &'static Location<'static>,
     future: F,
 ) -> JoinHandle<F::Output>
@@ -322,19 +347,9 @@ where
     F::Output: Send + 'static,
 {
     if scope.is_root() {
-        return spawn_checked::<C, F>(shared, kind, name, location, future);
+        return spawn_checked::<C, F>(shared, kind, Some(name), location, future);
     }
-    match name {
-        // Unnamed work shares its call site's label with the work spawned there before.
-        None => spawn_filled::<C, F>(shared, scope, kind, future, |at, abort| {
-            let label = scope.label_at(location);
-            shared.registry.fill_shared(at, kind, label, abort)
-        }),
-        Some(name) => {
-            let label = Label::named(name);
-            spawn_labelled_checked::<C, F>(shared, scope, kind, label, location, future)
-        }
-    }
+    spawn_labelled_checked::<C, F>(shared, scope, kind, Label::named(name), location, future)
 }
 
 /// Spawns `future` as tracked work with a label of the caller's making, in `scope` or the root.

@@ -9,6 +9,7 @@
 //! entry's layout in `entry.rs`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::panic::Location;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -47,6 +48,32 @@ impl Label {
             ..Label::default()
         }
     }
+}
+
+thread_local! {
+    /// The label this thread made last for work named with a `&'static str`.
+    static LAST_NAMED: RefCell<Option<SharedLabel>> = const { RefCell::new(None) };
+}
+
+/// The label of ungrouped work named `name` from `location`: the one this thread made last if it
+/// is the same, so that a loop spawning one service shares a label.
+#[inline]
+fn named_label(location: &'static Location<'static>, name: &'static str) -> SharedLabel {
+    let hit = LAST_NAMED.try_with(|last| match &*last.borrow() {
+        Some(label) if label.is_named(location, name) => Some(label.clone()),
+        _ => None,
+    });
+    match hit {
+        Ok(Some(label)) => label,
+        _ => new_named_label(location, name),
+    }
+}
+
+#[cold]
+fn new_named_label(location: &'static Location<'static>, name: &'static str) -> SharedLabel {
+    let label = SharedLabel::new(location, Label::named(Cow::Borrowed(name)));
+    let _ = LAST_NAMED.try_with(|last| *last.borrow_mut() = Some(label.clone()));
+    label
 }
 
 /// Which entries an operation acts on, by their group.
@@ -193,9 +220,34 @@ impl Registry {
         location: &'static Location<'static>,
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
+        let origin = match name {
+            // Services and the like are mostly named with a literal: work spawned from one call
+            // site with one literal shares one label, as a scope's unnamed work does, instead of
+            // a box per piece of work.
+            Some(Cow::Borrowed(name)) => Origin::shared(named_label(location, name)),
+            name => Origin::new(location, name),
+        };
         let entry = Entry {
             abort: Some(abort),
-            origin: Origin::new(location, name),
+            origin,
+            meta: Meta::new(self.now_us(), kind, State::Armed, false),
+        };
+        self.shards.fill(at, kind, entry)
+    }
+
+    /// [`fill`](Self::fill) for unnamed work: the spawn path of `graceful::spawn`.
+    #[must_use]
+    #[inline]
+    pub(crate) fn fill_unnamed(
+        &self,
+        at: At,
+        kind: TaskKind,
+        location: &'static Location<'static>,
+        abort: AbortHandle,
+    ) -> Option<TaskInfo> {
+        let entry = Entry {
+            abort: Some(abort),
+            origin: Origin::new(location, None),
             meta: Meta::new(self.now_us(), kind, State::Armed, false),
         };
         self.shards.fill(at, kind, entry)
@@ -204,7 +256,7 @@ impl Registry {
     /// [`fill`](Self::fill) with a label shared with other work: what one call site spawns into a
     /// scope.
     #[must_use]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fill_shared(
         &self,
         at: At,

@@ -96,6 +96,12 @@ impl Origin {
         Origin(pointer.map_addr(|addr| addr | tag))
     }
 
+    /// The stored word, to tell shared origins apart in tests.
+    #[cfg(test)]
+    pub(super) fn addr(&self) -> usize {
+        self.0.addr().get()
+    }
+
     fn tag(&self) -> usize {
         self.0.addr().get() & TAG
     }
@@ -191,6 +197,21 @@ pub(crate) struct SharedLabel(Arc<Labelled>);
 impl SharedLabel {
     pub(crate) fn new(location: &'static Location<'static>, label: Label) -> SharedLabel {
         SharedLabel(Arc::new(Labelled { label, location }))
+    }
+
+    /// Whether this is the label of ungrouped work named `name` (a `&'static str`, compared by
+    /// address) from `location`: see `Registry::fill`.
+    pub(super) fn is_named(
+        &self,
+        location: &'static Location<'static>,
+        name: &'static str,
+    ) -> bool {
+        let label = &self.0.label;
+        std::ptr::eq(self.0.location, location)
+            && matches!(label.name, Some(Cow::Borrowed(own)) if std::ptr::eq(own, name))
+            && label.group.is_none()
+            && label.restarts == 0
+            && !label.supervised
     }
 
     pub(crate) fn is_grouped(&self) -> bool {

@@ -199,7 +199,7 @@ impl Shards {
 
     /// Takes a key in this thread's shard for an entry to be [`fill`](Self::fill)ed in. Usually
     /// takes no lock: the last `fill` left a key spare.
-    #[inline]
+    #[inline(always)]
     pub(super) fn reserve(&self) -> At {
         let index = shard_hint();
         let shard = &self.shards[index];
@@ -215,7 +215,7 @@ impl Shards {
     /// reserve: this is the one lock a spawn takes.
     ///
     /// Returns the work's description if it panicked while reserved, for the caller to report.
-    #[inline]
+    #[inline(always)]
     pub(super) fn fill(&self, at: At, kind: TaskKind, entry: Entry) -> Option<TaskInfo> {
         let shard = &self.shards[at.shard()];
         let mut inner = self.lock_to_add(shard);
@@ -485,6 +485,12 @@ impl Shards {
             (spare != NO_SPARE).then_some(spare as usize),
             lock(&shard.inner),
         )
+    }
+
+    /// Whether the entries at `a` and `b` point to the same origin (a shared label).
+    pub(super) fn same_origin(&self, a: At, b: At) -> bool {
+        let origin = |at: At| self.update(at, |entry| entry.origin.addr());
+        origin(a) == origin(b)
     }
 
     /// `at`'s shard's lock, held as a count or a spawn there holds it.

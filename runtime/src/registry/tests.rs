@@ -386,3 +386,54 @@ fn aborting_a_slice_at_a_time_aborts_every_entry_once_and_skips_what_left_meanwh
         registry.release(at);
     }
 }
+
+#[test]
+fn work_named_with_one_literal_at_one_call_site_shares_a_label_and_keeps_its_name() {
+    let rt = test_runtime();
+    let registry = Registry::new();
+    let here = Location::caller();
+    let fill_named = |name: Cow<'static, str>, location| {
+        let handle = rt.spawn(std::future::pending::<()>());
+        let at = registry.reserve();
+        let panicked = registry.fill(
+            at,
+            TaskKind::Service,
+            Some(name),
+            location,
+            handle.abort_handle(),
+        );
+        assert!(panicked.is_none());
+        at
+    };
+    let first = fill_named(Cow::Borrowed("svc"), here);
+    let second = fill_named(Cow::Borrowed("svc"), here);
+    assert!(
+        registry.shards.same_origin(first, second),
+        "one literal from one call site: one label"
+    );
+    let there = Location::caller();
+    let elsewhere = fill_named(Cow::Borrowed("svc"), there);
+    let other = fill_named(Cow::Borrowed("other"), here);
+    let owned = fill_named(Cow::Owned("conn-7".to_string()), here);
+    assert!(!registry.shards.same_origin(first, elsewhere));
+    assert!(!registry.shards.same_origin(first, other));
+    let mut names: Vec<String> = registry
+        .snapshot()
+        .iter()
+        .map(|t| format!("{} at {}", t.name, t.location.line()))
+        .collect();
+    names.sort();
+    let mut expected = vec![
+        format!("conn-7 at {}", here.line()),
+        format!("other at {}", here.line()),
+        format!("svc at {}", here.line()),
+        format!("svc at {}", here.line()),
+        format!("svc at {}", there.line()),
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+    for at in [first, second, elsewhere, other, owned] {
+        registry.release(at);
+    }
+    assert_eq!(registry.count(&[TaskKind::Service]), 0);
+}

@@ -762,7 +762,7 @@ impl Scope {
     {
         let location = Location::caller();
         let shared = self.runtime();
-        crate::tracked::spawn_in(&shared, &self.inner, TaskKind::Task, None, location, future)
+        crate::tracked::spawn_in(&shared, &self.inner, TaskKind::Task, location, future)
     }
 
     /// Spawns a service into this scope, drained at its turn; see
@@ -811,14 +811,8 @@ impl Scope {
     {
         let location = Location::caller();
         let shared = self.runtime();
-        let handle = crate::tracked::spawn_in(
-            &shared,
-            &self.inner,
-            TaskKind::Protected,
-            None,
-            location,
-            future,
-        );
+        let handle =
+            crate::tracked::spawn_in(&shared, &self.inner, TaskKind::Protected, location, future);
         crate::spawn::ShutdownWaitsFor::from_handle(handle)
     }
 

@@ -168,14 +168,8 @@ async fn run_hooks(
             all = false;
             continue;
         }
-        let mut handle = crate::tracked::spawn_in(
-            shared,
-            scope,
-            TaskKind::Hook,
-            None,
-            hook.location,
-            hook.future,
-        );
+        let mut handle =
+            crate::tracked::spawn_in(shared, scope, TaskKind::Hook, hook.location, hook.future);
         let deadline = tokio::time::Instant::from_std(deadline);
         if tokio::time::timeout_at(deadline, &mut handle)
             .await

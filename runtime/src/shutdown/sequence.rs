@@ -305,8 +305,7 @@ where
             continue;
         }
         summary.hooks_run += 1;
-        let mut handle =
-            crate::tracked::spawn(shared, TaskKind::Hook, None, hook.location, hook.future);
+        let mut handle = crate::tracked::spawn(shared, TaskKind::Hook, hook.location, hook.future);
         let joined = main
             .alongside(tokio::time::timeout_at(deadline, &mut handle))
             .await;
