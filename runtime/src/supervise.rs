@@ -364,8 +364,8 @@ impl Scope {
         Fut::Output: ServiceOutput,
     {
         let location = Location::caller();
-        let shared = self.runtime();
-        start(&shared, &self.inner, name.into(), policy, location, factory)
+        let name = name.into();
+        self.with_runtime(|shared| start(shared, &self.inner, name, policy, location, factory))
     }
 }
 

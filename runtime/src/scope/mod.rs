@@ -761,8 +761,9 @@ impl Scope {
         F::Output: Send + 'static,
     {
         let location = Location::caller();
-        let shared = self.runtime();
-        crate::tracked::spawn_in(&shared, &self.inner, TaskKind::Task, location, future)
+        self.with_runtime(|shared| {
+            crate::tracked::spawn_in(shared, &self.inner, TaskKind::Task, location, future)
+        })
     }
 
     /// Spawns a service into this scope, drained at its turn; see
@@ -787,9 +788,10 @@ impl Scope {
         F: Future + Send + 'static,
         F::Output: ServiceOutput,
     {
-        let location = Location::caller();
-        let shared = self.runtime();
-        crate::spawn::service_in(&shared, Some(&self.inner), name.into(), location, future)
+        let (location, name) = (Location::caller(), name.into());
+        self.with_runtime(|shared| {
+            crate::spawn::service_in(shared, Some(&self.inner), name, location, future)
+        })
     }
 
     /// Runs `future` in this scope so that its turn waits for it; see
@@ -810,9 +812,9 @@ impl Scope {
         F::Output: Send + 'static,
     {
         let location = Location::caller();
-        let shared = self.runtime();
-        let handle =
-            crate::tracked::spawn_in(&shared, &self.inner, TaskKind::Protected, location, future);
+        let handle = self.with_runtime(|shared| {
+            crate::tracked::spawn_in(shared, &self.inner, TaskKind::Protected, location, future)
+        });
         crate::spawn::ShutdownWaitsFor::from_handle(handle)
     }
 
@@ -834,9 +836,10 @@ impl Scope {
         F: FnOnce(StopFlag) -> R + Send + 'static,
         R: Send + 'static,
     {
-        let location = Location::caller();
-        let shared = self.runtime();
-        crate::blocking::spawn_blocking_in(&shared, Some(&self.inner), name.into(), location, job)
+        let (location, name) = (Location::caller(), name.into());
+        self.with_runtime(|shared| {
+            crate::blocking::spawn_blocking_in(shared, Some(&self.inner), name, location, job)
+        })
     }
 
     /// Registers a hook of this scope: run once its whole subtree has finished, last registered
@@ -858,10 +861,17 @@ impl Scope {
         self.inner.add_hook(Location::caller(), Box::pin(hook));
     }
 
-    /// The scope's runtime; once it has ended, what a thread of an ended runtime sees, so
-    /// spawned work never runs and its handle yields a cancelled `JoinError`.
-    pub(crate) fn runtime(&self) -> Arc<Shared> {
-        self.inner.runtime().unwrap_or_else(|| Shared::ended(None))
+    /// Runs `f` with the scope's runtime; once that has ended, with what a thread of an ended
+    /// runtime sees, so spawned work never runs and its handle yields a cancelled `JoinError`.
+    ///
+    /// On the runtime's own threads, with the thread's count of it: upgrading the scope's weak
+    /// reference would make every spawning thread share one counter.
+    #[inline]
+    pub(crate) fn with_runtime<R>(&self, f: impl FnOnce(&Arc<Shared>) -> R) -> R {
+        context::with(|here| match here {
+            Some(shared) if Arc::as_ptr(shared) == self.inner.runtime.as_ptr() => f(shared),
+            _ => f(&self.inner.runtime().unwrap_or_else(|| Shared::ended(None))),
+        })
     }
 }
 
