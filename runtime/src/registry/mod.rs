@@ -288,7 +288,7 @@ impl Registry {
 
     /// The work behind `at` has ended. Its entry may stay in the store a little longer (see
     /// `shards.rs`), but no count or listing sees it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(&self, at: At) {
         self.shards.release(at);
     }

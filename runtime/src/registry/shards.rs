@@ -275,6 +275,7 @@ impl Shards {
 
     /// Locks a shard to add to it, first removing what other threads handed back: the thread
     /// adding is the shard's own, which wrote those entries and still has them in its cache.
+    #[inline(always)]
     fn lock_to_add<'a>(&self, shard: &'a Shard) -> MutexGuard<'a, ShardInner> {
         let mut inner = lock(&shard.inner);
         if shard.returned.any.load(Ordering::Relaxed) {
@@ -345,7 +346,7 @@ impl Shards {
     /// cache, and nobody else takes its lock but a count. The entry's abort handle is then
     /// dropped right away, so tokio frees the task when its `JoinHandle` goes, and the allocator
     /// hands the same memory to the next spawn. Work that ended elsewhere is buried.
-    #[inline]
+    #[inline(always)]
     pub(super) fn release(&self, at: At) {
         let here = shard_hint();
         if at.shard() != here {
@@ -450,6 +451,7 @@ impl Shards {
     /// The work behind the entry has ended: removes the entry, unless the spawner has not filled
     /// it in yet. Then its `fill` removes it, and until then the key stays taken, so no new entry
     /// can be mistaken for it.
+    #[inline(always)]
     fn finish(&self, inner: &mut ShardInner, key: usize) -> Option<Entry> {
         let entry = &mut inner.entries[key];
         if entry.state() == State::Reserved {
