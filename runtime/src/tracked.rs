@@ -306,29 +306,13 @@ where
     F::Output: Send + 'static,
 {
     if scope.is_root() {
-        return spawn_in_root(shared, kind, location, future);
+        return spawn(shared, kind, location, future);
     }
     // Unnamed work shares its call site's label with the work spawned there before.
     spawn_filled::<Unchecked, F>(shared, scope, kind, future, |at, abort| {
         let label = scope.label_at(location);
         shared.registry.fill_shared(at, kind, label, abort)
     })
-}
-
-/// [`spawn`] for work that was to go in a scope that is the root: kept out of line, so that the
-/// scoped spawn path around it stays small.
-#[inline(never)]
-fn spawn_in_root<F>(
-    shared: &Shared,
-    kind: TaskKind,
-    location: &'static Location<'static>,
-    future: F,
-) -> JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    spawn(shared, kind, location, future)
 }
 
 /// Spawns `future` as tracked work named `name` in `scope` (or the root), with `C` checking the
