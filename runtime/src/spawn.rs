@@ -203,10 +203,10 @@ where
     F::Output: ServiceOutput,
 {
     match scope {
-        None => tracked::spawn_checked::<ServiceCheck, F>(
+        None => tracked::spawn_named::<ServiceCheck, F>(
             shared,
             TaskKind::Service,
-            Some(name),
+            name,
             location,
             future,
         ),

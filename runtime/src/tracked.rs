@@ -273,11 +273,11 @@ where
     })
 }
 
-/// [`spawn`], with `C` checking the output.
-pub(crate) fn spawn_checked<C, F>(
+/// Spawns `future` as tracked work named `name` in the root scope, with `C` checking the output.
+pub(crate) fn spawn_named<C, F>(
     shared: &Shared,
     kind: TaskKind,
-    name: Option<Cow<'static, str>>,
+    name: Cow<'static, str>,
     location: &'static Location<'static>,
     future: F,
 ) -> JoinHandle<F::Output>
@@ -331,7 +331,7 @@ where
     F::Output: Send + 'static,
 {
     if scope.is_root() {
-        return spawn_checked::<C, F>(shared, kind, Some(name), location, future);
+        return spawn_named::<C, F>(shared, kind, name, location, future);
     }
     spawn_labelled_checked::<C, F>(shared, scope, kind, Label::named(name), location, future)
 }

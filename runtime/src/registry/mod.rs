@@ -55,25 +55,15 @@ thread_local! {
     static LAST_NAMED: RefCell<Option<SharedLabel>> = const { RefCell::new(None) };
 }
 
-/// The label of ungrouped work named `name` from `location`: the one this thread made last if it
-/// is the same, so that a loop spawning one service shares a label.
+/// The label of ungrouped work named `name` from `location`, shared with the work this thread
+/// last named the same way from there.
 #[inline]
 fn named_label(location: &'static Location<'static>, name: &'static str) -> SharedLabel {
-    let hit = LAST_NAMED.try_with(|last| match &*last.borrow() {
-        Some(label) if label.is_named(location, name) => Some(label.clone()),
-        _ => None,
-    });
-    match hit {
-        Ok(Some(label)) => label,
-        _ => new_named_label(location, name),
-    }
-}
-
-#[cold]
-fn new_named_label(location: &'static Location<'static>, name: &'static str) -> SharedLabel {
-    let label = SharedLabel::new(location, Label::named(Cow::Borrowed(name)));
-    let _ = LAST_NAMED.try_with(|last| *last.borrow_mut() = Some(label.clone()));
-    label
+    SharedLabel::reuse(
+        &LAST_NAMED,
+        |label| label.is_named(location, name),
+        || SharedLabel::new(location, Label::named(Cow::Borrowed(name))),
+    )
 }
 
 /// Which entries an operation acts on, by their group.
@@ -206,7 +196,7 @@ impl Registry {
     }
 
     /// Makes reserved work live with its abort handle, or removes its entry if it has already
-    /// ended. The spawn path of the root's work: a name at most, no other label.
+    /// ended. The spawn path of the root's named work (a service): a name, no other label.
     ///
     /// Returns the work's description if it panicked before this (it ran on another worker
     /// first), for the caller to report.
@@ -216,7 +206,7 @@ impl Registry {
         &self,
         at: At,
         kind: TaskKind,
-        name: Option<Cow<'static, str>>,
+        name: Cow<'static, str>,
         location: &'static Location<'static>,
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
@@ -224,15 +214,11 @@ impl Registry {
             // Services and the like are mostly named with a literal: work spawned from one call
             // site with one literal shares one label, as a scope's unnamed work does, instead of
             // a box per piece of work.
-            Some(Cow::Borrowed(name)) => Origin::shared(named_label(location, name)),
-            name => Origin::new(location, name),
+            Cow::Borrowed(name) => Origin::shared(named_label(location, name)),
+            name => Origin::new(location, Some(name)),
         };
-        let entry = Entry {
-            abort: Some(abort),
-            origin,
-            meta: Meta::new(self.now_us(), kind, State::Armed, false),
-        };
-        self.shards.fill(at, kind, entry)
+        self.shards
+            .fill(at, kind, self.entry(kind, origin, false, Some(abort)))
     }
 
     /// [`fill`](Self::fill) for unnamed work: the spawn path of `graceful::spawn`.
@@ -245,12 +231,9 @@ impl Registry {
         location: &'static Location<'static>,
         abort: AbortHandle,
     ) -> Option<TaskInfo> {
-        let entry = Entry {
-            abort: Some(abort),
-            origin: Origin::new(location, None),
-            meta: Meta::new(self.now_us(), kind, State::Armed, false),
-        };
-        self.shards.fill(at, kind, entry)
+        let origin = Origin::new(location, None);
+        self.shards
+            .fill(at, kind, self.entry(kind, origin, false, Some(abort)))
     }
 
     /// [`fill`](Self::fill) with a label shared with other work: what one call site spawns into a

@@ -352,10 +352,7 @@ impl Shards {
         if at.shard() != here {
             return self.release_away(here, at);
         }
-        let mut inner = lock(&self.shards[here].inner);
-        let entry = self.finish(&mut inner, at.key());
-        drop(inner);
-        drop(entry);
+        self.finish_unlocking(lock(&self.shards[here].inner), at.key());
     }
 
     /// [`release`](Self::release) of work spawned from another thread's shard.
@@ -365,10 +362,8 @@ impl Shards {
             // While someone counts, remove at once, unless another thread holds the shard: then
             // bury instead of queueing behind it. In a shutdown every worker ends cancelled work
             // spawned from the same thread, and waiting turned into a futex sleep per clash.
-            if let Some(mut inner) = try_lock(&self.shards[at.shard()].inner) {
-                let entry = self.finish(&mut inner, at.key());
-                drop(inner);
-                drop(entry);
+            if let Some(inner) = try_lock(&self.shards[at.shard()].inner) {
+                self.finish_unlocking(inner, at.key());
                 return;
             }
         }
@@ -446,6 +441,15 @@ impl Shards {
         }
         keys.clear();
         inner.reclaiming = keys;
+    }
+
+    /// [`finish`](Self::finish) under `inner`, dropping the entry once the lock is let go: its
+    /// abort handle may be the task's last reference, and freeing the task is no work for a lock.
+    #[inline(always)]
+    fn finish_unlocking(&self, mut inner: MutexGuard<'_, ShardInner>, key: usize) {
+        let entry = self.finish(&mut inner, key);
+        drop(inner);
+        drop(entry);
     }
 
     /// The work behind the entry has ended: removes the entry, unless the spawner has not filled

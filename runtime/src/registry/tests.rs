@@ -95,7 +95,7 @@ fn a_panic_before_the_fill_is_described_by_the_fill_with_where_it_was_spawned() 
         .fill(
             at,
             TaskKind::Service,
-            Some("svc".into()),
+            "svc".into(),
             here,
             handle.abort_handle(),
         )
@@ -395,13 +395,7 @@ fn work_named_with_one_literal_at_one_call_site_shares_a_label_and_keeps_its_nam
     let fill_named = |name: Cow<'static, str>, location| {
         let handle = rt.spawn(std::future::pending::<()>());
         let at = registry.reserve();
-        let panicked = registry.fill(
-            at,
-            TaskKind::Service,
-            Some(name),
-            location,
-            handle.abort_handle(),
-        );
+        let panicked = registry.fill(at, TaskKind::Service, name, location, handle.abort_handle());
         assert!(panicked.is_none());
         at
     };

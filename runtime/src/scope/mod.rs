@@ -134,32 +134,23 @@ const SEPARATOR: char = '/';
 
 impl ScopeInner {
     /// The label of unnamed work spawned here from `location`: the one this thread made last, if
-    /// it was for this scope and this call site too (a loop spawning handlers shares one), so no
-    /// label is allocated per task. Kept per thread: no lock, and no two threads share a line.
+    /// it was for this scope and this call site too (a loop spawning handlers shares one).
     #[inline]
     pub(crate) fn label_at(&self, location: &'static Location<'static>) -> SharedLabel {
-        let hit = LAST_LABEL.try_with(|last| match &*last.borrow() {
-            Some(label) if label.is_for(&self.path, location) => Some(label.clone()),
-            _ => None,
-        });
-        match hit {
-            Ok(Some(label)) => label,
-            _ => self.new_label_at(location),
-        }
-    }
-
-    /// [`label_at`](Self::label_at) on a miss: a new label, kept as this thread's last.
-    #[cold]
-    fn new_label_at(&self, location: &'static Location<'static>) -> SharedLabel {
-        let label = SharedLabel::new(
-            location,
-            Label {
-                group: Some(self.path.clone()),
-                ..Label::default()
+        SharedLabel::reuse(
+            &LAST_LABEL,
+            |label| label.is_for(&self.path, location),
+            || {
+                let group = Some(self.path.clone());
+                SharedLabel::new(
+                    location,
+                    Label {
+                        group,
+                        ..Label::default()
+                    },
+                )
             },
-        );
-        let _ = LAST_LABEL.try_with(|last| *last.borrow_mut() = Some(label.clone()));
-        label
+        )
     }
 
     /// The root scope of a runtime: the program.

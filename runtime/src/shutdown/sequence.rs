@@ -229,16 +229,22 @@ where
     // Step 2: cancel every `spawn` task and wait until each has been dropped.
     let step = Instant::now();
     shutdown.root.phase.begin_cancel();
-    summary.cancelled = if registry.count(&[TaskKind::Task]) <= ABORT_SLICE {
-        // A slice's worth or less: not worth a trip to a worker and back.
-        registry.abort(&[TaskKind::Task], &registry::ungrouped)
-    } else {
-        // On a worker, a slice at a time: an abort there queues the task on that worker, which
-        // then runs the cancellations while their tasks are still in its cache. From this
-        // thread every abort would take the runtime's shared queue's lock.
+    // The first slice from this thread: with a few tasks that is all of them, and no trip to a
+    // worker and back.
+    let (first, rest) = registry.abort_slice(
+        &[TaskKind::Task],
+        &registry::ungrouped,
+        registry::Position::START,
+        ABORT_SLICE,
+    );
+    summary.cancelled = first;
+    if let Some(rest) = rest {
+        // The rest on a worker, a slice at a time: an abort there queues the task on that
+        // worker, which then runs the cancellations while their tasks are still in its cache.
+        // From this thread every abort would take the runtime's shared queue's lock.
         let aborting = shared.clone();
         let cancelling = shared.tokio().spawn(async move {
-            let (mut cancelled, mut from) = (0, Some(registry::Position::START));
+            let (mut cancelled, mut from) = (0, Some(rest));
             while let Some(at) = from {
                 let (count, next) = aborting.registry.abort_slice(
                     &[TaskKind::Task],
@@ -252,8 +258,8 @@ where
             }
             cancelled
         });
-        main.alongside(cancelling).await.unwrap_or(0)
-    };
+        summary.cancelled += main.alongside(cancelling).await.unwrap_or(0);
+    }
     wait_for(
         &mut main,
         shared,

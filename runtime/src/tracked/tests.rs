@@ -124,10 +124,9 @@ mod interleavings {
             for step in order {
                 match step {
                     Step::Fill => {
-                        let panicked = registry.fill(
+                        let panicked = registry.fill_unnamed(
                             at,
                             TaskKind::Task,
-                            None,
                             Location::caller(),
                             task.abort_handle(),
                         );
