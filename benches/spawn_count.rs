@@ -8,8 +8,17 @@
 //! ```
 //!
 //! (instructions at 16384 − instructions at 8192) / 8192 is the figure per task. The first
-//! argument picks the spawn: `tokio`, `graceful`, `service`, or `scoped` (into a scope two levels
-//! down); all run on the same `current_thread` graceful runtime.
+//! argument picks the spawn: `tokio`, `graceful`, `service`, `scoped` (into a scope two levels
+//! down), or `tracker` (a hand-written `TaskTracker` + `CancellationToken` task); all run on the
+//! same `current_thread` graceful runtime.
+//!
+//! Every kind runs once before the measured one, whichever is measured: an aligned allocation
+//! (tokio's tasks are) costs glibc more or less with the state of its free lists, and a first
+//! batch of one kind alone left those lists in a state that cost a later spawn of that kind 50
+//! instructions more than another's.
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -26,15 +35,49 @@ fn main() {
         .flavor(graceful::Flavor::CurrentThread)
         .run(async move {
             let nested = graceful::scope("a").scope("b");
-            // One loop per kind, each compiled on its own: in one shared loop, the inlining of
-            // one kind's spawn moved another's count by dozens of instructions.
-            match kind.as_str() {
-                "tokio" => spawn_all(n, || tokio::spawn(async {})).await,
-                "graceful" => spawn_all(n, || graceful::spawn(async {})).await,
-                "scoped" => spawn_all(n, || nested.spawn(async {})).await,
-                _ => spawn_all(n, || graceful::spawn_service("s", async {})).await,
+            let (tracker, token) = (TaskTracker::new(), CancellationToken::new());
+            for kind in KINDS {
+                spawn_kind(kind, WARM_UP, &nested, &tracker, &token).await;
             }
+            spawn_kind(&kind, n, &nested, &tracker, &token).await;
         });
+}
+
+const KINDS: [&str; 5] = ["tokio", "graceful", "scoped", "service", "tracker"];
+
+/// Tasks of each kind spawned before the measured run.
+const WARM_UP: usize = 1024;
+
+async fn spawn_kind(
+    kind: &str,
+    n: usize,
+    nested: &graceful::Scope,
+    tracker: &TaskTracker,
+    token: &CancellationToken,
+) {
+    // One loop per kind, each compiled on its own: in one shared loop, the inlining of one kind's
+    // spawn moved another's count by dozens of instructions.
+    match kind {
+        "tokio" => spawn_all(n, || tokio::spawn(async {})).await,
+        "graceful" => spawn_all(n, || graceful::spawn(async {})).await,
+        "scoped" => spawn_all(n, || nested.spawn(async {})).await,
+        "service" => spawn_all(n, || graceful::spawn_service("s", async {})).await,
+        // What a tokio user writes by hand for a tracked task that a shutdown cancels, as in
+        // `benches/spawn.rs`.
+        _ => {
+            spawn_all(n, || {
+                let token = token.clone();
+                tracker.spawn(async move {
+                    tokio::select! {
+                        biased;
+                        _ = token.cancelled() => None,
+                        value = async {} => Some(value),
+                    }
+                })
+            })
+            .await
+        }
+    }
 }
 
 /// Spawns `n` tasks 256 at a time with `spawn`, awaiting each batch.
