@@ -9,8 +9,9 @@
 //!
 //! (instructions at 16384 − instructions at 8192) / 8192 is the figure per task. The first
 //! argument picks the spawn: `tokio`, `graceful`, `service`, `scoped` (into a scope two levels
-//! down), or `tracker` (a hand-written `TaskTracker` + `CancellationToken` task); all run on the
-//! same `current_thread` graceful runtime.
+//! down), `tracker` (a hand-written `TaskTracker` + `CancellationToken` task), or `bound`: the
+//! least that any registry kept beside tokio's own task list can do (see [`bound`]). All run on
+//! the same `current_thread` graceful runtime.
 //!
 //! Every kind runs once before the measured one, whichever is measured: an aligned allocation
 //! (tokio's tasks are) costs glibc more or less with the state of its free lists, and a first
@@ -43,7 +44,7 @@ fn main() {
         });
 }
 
-const KINDS: [&str; 5] = ["tokio", "graceful", "scoped", "service", "tracker"];
+const KINDS: [&str; 6] = ["tokio", "graceful", "scoped", "service", "tracker", "bound"];
 
 /// Tasks of each kind spawned before the measured run.
 const WARM_UP: usize = 1024;
@@ -62,6 +63,7 @@ async fn spawn_kind(
         "graceful" => spawn_all(n, || graceful::spawn(async {})).await,
         "scoped" => spawn_all(n, || nested.spawn(async {})).await,
         "service" => spawn_all(n, || graceful::spawn_service("s", async {})).await,
+        "bound" => spawn_all(n, || bound::spawn(async {})).await,
         // What a tokio user writes by hand for a tracked task that a shutdown cancels, as in
         // `benches/spawn.rs`.
         _ => {
@@ -91,5 +93,55 @@ async fn spawn_all<T>(n: usize, spawn: impl Fn() -> tokio::task::JoinHandle<T>) 
         for handle in handles {
             handle.await.unwrap();
         }
+    }
+}
+
+/// The least a registry kept outside tokio can do per task and still abort it: one lock to add
+/// the task's abort handle to a slab, and one to remove it when the future is dropped. Less than
+/// graceful can afford: no start time, location or kind, one global store, and the lock held
+/// across tokio's spawn, which a real registry must not do (tokio drops the future inside `spawn`
+/// when the runtime is closing, and a `Drop` that spawns or lists tasks would deadlock). tokio
+/// offers no other way to abort a task than its handle, so no design outside it goes below this.
+mod bound {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll};
+
+    use slab::Slab;
+    use tokio::task::{AbortHandle, JoinHandle};
+
+    static STORE: Mutex<Slab<AbortHandle>> = Mutex::new(Slab::new());
+
+    struct Tracked<F> {
+        future: F,
+        key: usize,
+    }
+
+    impl<F: Future> Future for Tracked<F> {
+        type Output = F::Output;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            // SAFETY: `future` is never moved out of the pinned wrapper.
+            unsafe { self.map_unchecked_mut(|this| &mut this.future) }.poll(cx)
+        }
+    }
+
+    impl<F> Drop for Tracked<F> {
+        fn drop(&mut self) {
+            let _ = STORE.lock().unwrap().try_remove(self.key);
+        }
+    }
+
+    pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut store = STORE.lock().unwrap();
+        let key = store.vacant_key();
+        let handle = tokio::spawn(Tracked { future, key });
+        store.insert(handle.abort_handle());
+        handle
     }
 }
