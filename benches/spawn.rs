@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+#[path = "common/bound.rs"]
+mod bound;
 #[path = "common/spawn_host.rs"]
 mod spawn_host;
 

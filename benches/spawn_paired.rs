@@ -14,6 +14,8 @@
 
 use std::time::Duration;
 
+#[path = "common/bound.rs"]
+mod bound;
 #[path = "common/spawn_host.rs"]
 mod spawn_host;
 
@@ -90,6 +92,7 @@ fn main() {
                 Kind::Graceful,
                 Kind::TrackerToken,
             ),
+            ("the bound / tokio::spawn", Kind::Bound, Kind::Tokio),
         ];
         for (name, over, under) in pairs {
             let (median, low, high) = ratio(over, under);
