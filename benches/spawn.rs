@@ -20,6 +20,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 #[path = "common/bound.rs"]
 mod bound;
+#[path = "common/by_hand.rs"]
+mod by_hand;
 #[path = "common/spawn_host.rs"]
 mod spawn_host;
 

@@ -23,6 +23,8 @@ use tokio_util::task::TaskTracker;
 
 #[path = "common/bound.rs"]
 mod bound;
+#[path = "common/by_hand.rs"]
+mod by_hand;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -67,21 +69,7 @@ async fn spawn_kind(
         "scoped" => spawn_all(n, || nested.spawn(async {})).await,
         "service" => spawn_all(n, || graceful::spawn_service("s", async {})).await,
         "bound" => spawn_all(n, || bound::spawn(async {})).await,
-        // What a tokio user writes by hand for a tracked task that a shutdown cancels, as in
-        // `benches/spawn.rs`.
-        _ => {
-            spawn_all(n, || {
-                let token = token.clone();
-                tracker.spawn(async move {
-                    tokio::select! {
-                        biased;
-                        _ = token.cancelled() => None,
-                        value = async {} => Some(value),
-                    }
-                })
-            })
-            .await
-        }
+        _ => spawn_all(n, || by_hand::spawn(tracker, token)).await,
     }
 }
 

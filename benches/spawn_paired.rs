@@ -16,6 +16,8 @@ use std::time::Duration;
 
 #[path = "common/bound.rs"]
 mod bound;
+#[path = "common/by_hand.rs"]
+mod by_hand;
 #[path = "common/spawn_host.rs"]
 mod spawn_host;
 

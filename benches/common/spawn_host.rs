@@ -41,8 +41,9 @@ async fn spawn_and_complete(
     token: CancellationToken,
     nested: graceful::Scope,
 ) {
-    // Each variant's loop is compiled on its own: in one shared loop, adding a variant moved
-    // another's time by 10% without touching its path.
+    // Each variant's loop is compiled on its own, as in `spawn_count.rs`. That does not make a
+    // variant's time independent of the rest of the binary: `BENCHMARKS.md` ("Paired rounds")
+    // says by how much adding a variant moved another's.
     match kind {
         Kind::Tokio => spawn_all(count, || tokio::spawn(async {})).await,
         Kind::Graceful => spawn_all(count, || graceful::spawn(async {})).await,
@@ -50,20 +51,7 @@ async fn spawn_and_complete(
         Kind::GracefulService => {
             spawn_all(count, || graceful::spawn_service("bench", async {})).await
         }
-        Kind::TrackerToken => {
-            // What a tokio user writes by hand for a tracked task that a shutdown cancels.
-            spawn_all(count, || {
-                let token = token.clone();
-                tracker.spawn(async move {
-                    tokio::select! {
-                        biased;
-                        _ = token.cancelled() => None,
-                        value = async {} => Some(value),
-                    }
-                })
-            })
-            .await
-        }
+        Kind::TrackerToken => spawn_all(count, || crate::by_hand::spawn(&tracker, &token)).await,
         Kind::Bound => spawn_all(count, || crate::bound::spawn(async {})).await,
     }
 }
