@@ -18,17 +18,16 @@ use std::time::Duration;
 mod bound;
 #[path = "common/by_hand.rs"]
 mod by_hand;
+#[path = "common/rounds.rs"]
+mod rounds;
 #[path = "common/spawn_host.rs"]
 mod spawn_host;
 
+use rounds::spread;
 use spawn_host::{Host, Kind};
 
 fn main() {
-    // `cargo bench` passes `--bench`; the numbers, if any, come after it.
-    let numbers: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|arg| arg.parse().ok())
-        .collect();
+    let numbers = rounds::numbers();
     let rounds = numbers.first().copied().unwrap_or(31) as usize;
     let iters = numbers.get(1).copied().unwrap_or(100_000);
     let settings = [
@@ -101,11 +100,4 @@ fn main() {
             println!("  {name}: {median:.3} [{low:.3} – {high:.3}]");
         }
     }
-}
-
-/// The median and the quartiles.
-fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.25), at(0.75))
 }
