@@ -225,7 +225,16 @@ impl Shards {
             return self.fill_late(shard, inner, at, kind, entry);
         }
         let grouped = entry.meta.is_grouped();
-        *reserved = entry;
+        // Field by field: moved whole, the entry was read back from the stack in one 16-byte
+        // load just after two 8-byte stores, which the CPU cannot forward.
+        let Entry {
+            abort,
+            origin,
+            meta,
+        } = entry;
+        reserved.abort = abort;
+        reserved.origin = origin;
+        reserved.meta = meta;
         inner.live[usize::from(grouped)][kind.index()] += 1;
         Self::keep_spare(shard, &mut inner);
         None

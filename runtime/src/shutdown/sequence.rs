@@ -40,6 +40,7 @@ impl Phase {
     /// The spawner asks after its entry is in the registry, and the step sets the phase before it
     /// reads the registry: with both `SeqCst` and the registry's lock between them, either the
     /// step sees the entry and aborts it, or the spawner sees the phase and aborts it itself.
+    #[inline]
     pub(crate) fn cancels_at_once(&self, kind: TaskKind) -> bool {
         match self.0.load(Ordering::SeqCst) {
             RUNNING => false,
