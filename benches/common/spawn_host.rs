@@ -77,7 +77,7 @@ struct Job {
     reply: mpsc::Sender<Duration>,
 }
 
-/// A graceful runtime on its own thread, running measurement jobs sent by criterion's thread.
+/// A graceful runtime on its own thread, running measurement jobs sent by the bench's own thread.
 pub struct Host {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     thread: Option<std::thread::JoinHandle<()>>,
