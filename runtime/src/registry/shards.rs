@@ -456,9 +456,14 @@ impl Shards {
     /// abort handle may be the task's last reference, and freeing the task is no work for a lock.
     #[inline(always)]
     fn finish_unlocking(&self, mut inner: MutexGuard<'_, ShardInner>, key: usize) {
-        let entry = self.finish(&mut inner, key);
+        // Its two owning fields apart, not the entry whole: held as one value across the unlock,
+        // it went through the stack and was read back in one load the CPU could not forward.
+        let parts = self.finish(&mut inner, key).map(|entry| {
+            let Entry { abort, origin, .. } = entry;
+            (abort, origin)
+        });
         drop(inner);
-        drop(entry);
+        drop(parts);
     }
 
     /// The work behind the entry has ended: removes the entry, unless the spawner has not filled
