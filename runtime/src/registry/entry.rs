@@ -30,8 +30,8 @@ pub(super) struct Entry {
 
 /// Start time (microseconds since the registry's epoch: 2^56 µs is two thousand years), kind,
 /// state, the `main` flag and the panicked flag, in one word.
-#[derive(Clone, Copy)]
-pub(super) struct Meta(pub(super) u64);
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Meta(u64);
 
 impl Meta {
     /// A reserved entry's, untouched: anything else is a reservation whose work ended or

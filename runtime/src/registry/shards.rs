@@ -219,11 +219,18 @@ impl Shards {
     pub(super) fn fill(&self, at: At, kind: TaskKind, entry: Entry) -> Option<TaskInfo> {
         let shard = &self.shards[at.shard()];
         let mut inner = self.lock_to_add(shard);
-        let reserved = &mut inner.entries[at.key()];
-        if reserved.meta.0 != Meta::RESERVED.0 {
+        if inner.entries[at.key()].meta != Meta::RESERVED {
             // It ended or panicked while reserved: rare, and out of the way.
             return self.fill_late(shard, inner, at, kind, entry);
         }
+        Self::arm(&mut inner, at.key(), kind, entry);
+        Self::keep_spare(shard, &mut inner);
+        None
+    }
+
+    /// Puts `entry` in place of the reservation at `key`, and counts it.
+    #[inline(always)]
+    fn arm(inner: &mut ShardInner, key: usize, kind: TaskKind, entry: Entry) {
         let grouped = entry.meta.is_grouped();
         // Field by field: moved whole, the entry was read back from the stack in one 16-byte
         // load just after two 8-byte stores, which the CPU cannot forward.
@@ -232,12 +239,11 @@ impl Shards {
             origin,
             meta,
         } = entry;
+        let reserved = &mut inner.entries[key];
         reserved.abort = abort;
         reserved.origin = origin;
         reserved.meta = meta;
         inner.live[usize::from(grouped)][kind.index()] += 1;
-        Self::keep_spare(shard, &mut inner);
-        None
     }
 
     /// [`fill`](Self::fill) for work that ended or panicked before its spawner filled it in.
@@ -259,9 +265,7 @@ impl Shards {
             // Never counted: it ended while reserved.
             Some(inner.entries.remove(at.key()))
         } else {
-            let grouped = entry.meta.is_grouped();
-            inner.entries[at.key()] = entry;
-            inner.live[usize::from(grouped)][kind.index()] += 1;
+            Self::arm(&mut inner, at.key(), kind, entry);
             None
         };
         Self::keep_spare(shard, &mut inner);

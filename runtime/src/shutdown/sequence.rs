@@ -163,6 +163,15 @@ pub(crate) struct Ended {
 /// cancellations it queues stay on that worker.
 const ABORT_SLICE: usize = 128;
 
+/// Aborts the next [`ABORT_SLICE`] of the root's own `spawn` tasks from `from` on: step 2's unit
+/// of work. How many it aborted, and where the next slice starts, if anywhere.
+fn cancel_slice(
+    registry: &registry::Registry,
+    from: registry::Position,
+) -> (usize, Option<registry::Position>) {
+    registry.abort_slice(&[TaskKind::Task], &registry::ungrouped, from, ABORT_SLICE)
+}
+
 /// Runs `main` and then the shutdown sequence.
 pub(crate) async fn drive<F>(
     shared: &Arc<Shared>,
@@ -232,12 +241,7 @@ where
     shutdown.root.phase.begin_cancel();
     // The first slice from this thread: with a few tasks that is all of them, and no trip to a
     // worker and back.
-    let (first, rest) = registry.abort_slice(
-        &[TaskKind::Task],
-        &registry::ungrouped,
-        registry::Position::START,
-        ABORT_SLICE,
-    );
+    let (first, rest) = cancel_slice(registry, registry::Position::START);
     summary.cancelled = first;
     if let Some(rest) = rest {
         // The rest on a worker, a slice at a time: an abort there queues the task on that
@@ -247,12 +251,7 @@ where
         let cancelling = shared.tokio().spawn(async move {
             let (mut cancelled, mut from) = (0, Some(rest));
             while let Some(at) = from {
-                let (count, next) = aborting.registry.abort_slice(
-                    &[TaskKind::Task],
-                    &registry::ungrouped,
-                    at,
-                    ABORT_SLICE,
-                );
+                let (count, next) = cancel_slice(&aborting.registry, at);
                 cancelled += count;
                 from = next;
                 tokio::task::yield_now().await;
