@@ -142,11 +142,14 @@ fn shard_hint() -> usize {
             value
         })
         .unwrap_or(0)
+        // Always below `SHARDS` already; the mask tells the compiler so.
+        & (SHARDS - 1)
 }
 
 pub(super) struct Shards {
-    shards: Box<[Shard]>,
-    graves: Box<[Grave]>,
+    /// Arrays, not slices: a shard's index is masked below `SHARDS`, so no access checks bounds.
+    shards: Box<[Shard; SHARDS]>,
+    graves: Box<[Grave; SHARDS]>,
     /// Someone counts: every removal shows at once, and a kind's count reaching zero in a shard
     /// wakes `changed`.
     exact: AtomicBool,
@@ -155,18 +158,16 @@ pub(super) struct Shards {
 
 impl Shards {
     pub(super) fn new() -> Shards {
-        let shards = (0..SHARDS)
-            .map(|_| Shard {
-                inner: Mutex::new(ShardInner {
-                    entries: Slab::new(),
-                    live: [[0; KINDS]; 2],
-                    reclaiming: Vec::new(),
-                }),
-                spare: AtomicU32::new(NO_SPARE),
-                returned: Returned::default(),
-            })
-            .collect();
-        let graves = (0..SHARDS).map(|_| Grave::default()).collect();
+        let shards = Box::new(std::array::from_fn(|_| Shard {
+            inner: Mutex::new(ShardInner {
+                entries: Slab::new(),
+                live: [[0; KINDS]; 2],
+                reclaiming: Vec::new(),
+            }),
+            spare: AtomicU32::new(NO_SPARE),
+            returned: Returned::default(),
+        }));
+        let graves = Box::new(std::array::from_fn(|_| Grave::default()));
         Shards {
             shards,
             graves,
