@@ -17,16 +17,13 @@
 //! `graceful::shutdown()`). callgrind runs one thread at a time, so the count says how much work
 //! each does, not how much of it overlaps.
 
+#[path = "common/counted.rs"]
+mod counted;
 #[path = "common/shutdown_runs.rs"]
 mod shutdown_runs;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    // `cargo bench` runs every bench target with `--bench`: this one is run by hand.
-    let (Some(kind), Some(n)) = (
-        args.get(1),
-        args.get(2).and_then(|n| n.parse::<usize>().ok()),
-    ) else {
+    let Some((kind, n)) = counted::kind_and_count() else {
         return;
     };
     match kind.as_str() {

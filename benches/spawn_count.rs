@@ -25,17 +25,13 @@ use tokio_util::task::TaskTracker;
 mod bound;
 #[path = "common/by_hand.rs"]
 mod by_hand;
+#[path = "common/counted.rs"]
+mod counted;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    // `cargo bench` runs every bench target with `--bench`: this one is run by hand.
-    let (Some(kind), Some(n)) = (
-        args.get(1),
-        args.get(2).and_then(|n| n.parse::<usize>().ok()),
-    ) else {
+    let Some((kind, n)) = counted::kind_and_count() else {
         return;
     };
-    let kind = kind.clone();
     graceful::Builder::new()
         .signals([])
         .flavor(graceful::Flavor::CurrentThread)
