@@ -23,9 +23,11 @@ use crate::tracked;
 ///
 /// A service is a loop that ends or fails, and a failure must be seen: a service whose output is
 /// a failure — `Err(e)`, or a failing `ExitCode` — is reported with its name, spawn location and
-/// the error's `Debug` text, and with `stop_on_error` it starts the shutdown and makes the exit
-/// status 1. The [`JoinHandle`] still yields the value. A service that returns anything else
-/// wraps it in `Ok`.
+/// the error's `Debug` text on one line, and with `stop_on_error` it starts the shutdown and makes
+/// the exit status 1. The [`JoinHandle`] still yields the value. A service that returns anything
+/// else wraps it in `Ok`. A service that never returns (an endless `loop`, a body that ends in
+/// `panic!` or `std::process::exit`) has the output type `!`, which is one too: it needs no
+/// annotation.
 ///
 /// # Examples
 ///
@@ -39,6 +41,11 @@ use crate::tracked;
 ///     assert_eq!(counter.await.unwrap(), Ok(3));
 /// });
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a service's output",
+    label = "this service returns `{Self}`",
+    note = "a service returns (), Result<T, E: Debug>, ExitCode or never; wrap other values in Ok"
+)]
 pub trait ServiceOutput: Send + 'static {
     /// The failure's text (the error's `Debug`), or `None` for success.
     fn failure(&self) -> Option<String>;
@@ -56,7 +63,7 @@ where
     E: fmt::Debug + Send + 'static,
 {
     fn failure(&self) -> Option<String> {
-        self.as_ref().err().map(|e| format!("{e:?}"))
+        self.as_ref().err().map(|e| one_line(e))
     }
 }
 
@@ -70,6 +77,64 @@ impl ServiceOutput for Infallible {
     fn failure(&self) -> Option<String> {
         match *self {}
     }
+}
+
+/// Names a function pointer's return type, so that `!` can be named on stable Rust. Private: it
+/// is only a way to write the type in the impl below, which users see as an impl for `!`.
+trait Ret {
+    type Output;
+}
+
+impl<R> Ret for fn() -> R {
+    type Output = R;
+}
+
+/// The never type `!`, the output of a service body that never returns: an endless `loop`, or a
+/// body that ends in `panic!`, `todo!()` or `std::process::exit`. Without this impl such a body
+/// would need an annotation, and on edition 2024 would not compile at all (its type no longer
+/// falls back to `()`).
+#[allow(private_interfaces)]
+impl ServiceOutput for <fn() -> ! as Ret>::Output {
+    fn failure(&self) -> Option<String> {
+        *self
+    }
+}
+
+/// An error's `Debug` text on one line (its line breaks folded to ` — `), cut before a
+/// `Stack backtrace:` section: formatting stops there, so a backtrace that `anyhow` captured is
+/// never resolved, which would slow the exit and fill the report.
+fn one_line(error: &dyn fmt::Debug) -> String {
+    const BACKTRACE: &str = "Stack backtrace:";
+
+    struct UntilBacktrace(String);
+
+    impl fmt::Write for UntilBacktrace {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let from = self.0.len().saturating_sub(BACKTRACE.len());
+            self.0.push_str(s);
+            let from = (from..=self.0.len())
+                .find(|&i| self.0.is_char_boundary(i))
+                .unwrap_or(self.0.len());
+            match self.0[from..].find(BACKTRACE) {
+                Some(at) => {
+                    self.0.truncate(from + at);
+                    Err(fmt::Error)
+                }
+                None => Ok(()),
+            }
+        }
+    }
+
+    let mut text = UntilBacktrace(String::new());
+    // An `Err` here is the cut, or the error's own `Debug` failing: keep what was written.
+    let _ = fmt::write(&mut text, format_args!("{error:?}"));
+    let lines: Vec<&str> = text
+        .0
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    lines.join(" — ")
 }
 
 /// A service's output check: a failing output is reported, described by the service's
@@ -258,7 +323,9 @@ where
 ///
 /// # Panics
 ///
-/// Outside a graceful runtime. Awaiting it resumes the panic of a future that panicked.
+/// Outside a graceful runtime. Awaiting the returned future resumes the panic of a future that
+/// panicked, and panics if the protected work was aborted (by [`Scope::abort`](crate::Scope::abort)
+/// or at a deadline): see [`ShutdownWaitsFor`].
 #[track_caller]
 pub fn shutdown_waits_for<F>(future: F) -> ShutdownWaitsFor<F::Output>
 where
@@ -266,23 +333,38 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    let handle = context::with_expect(
-        "graceful::shutdown_waits_for",
-        |shared| match scope::current() {
-            None => tracked::spawn(shared, TaskKind::Protected, location, future),
-            Some(scope) => tracked::spawn_in(shared, &scope, TaskKind::Protected, location, future),
-        },
-    );
-    ShutdownWaitsFor { handle }
+    context::with_expect("graceful::shutdown_waits_for", |shared| {
+        let scope = scope::current().unwrap_or_else(|| shared.shutdown.root.clone());
+        protect(shared, scope, location, future)
+    })
 }
 
-impl<T> ShutdownWaitsFor<T> {
-    pub(crate) fn from_handle(handle: JoinHandle<T>) -> ShutdownWaitsFor<T> {
-        ShutdownWaitsFor { handle }
+/// Starts `future` as protected work in `scope` (the root included).
+pub(crate) fn protect<F>(
+    shared: &Shared,
+    scope: Arc<ScopeInner>,
+    location: &'static Location<'static>,
+    future: F,
+) -> ShutdownWaitsFor<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handle = tracked::spawn_in(shared, &scope, TaskKind::Protected, location, future);
+    ShutdownWaitsFor {
+        handle: Some(handle),
+        location,
+        scope,
     }
 }
 
 /// The future [`shutdown_waits_for`] returns: the protected work's output.
+///
+/// If the protected work was aborted — its scope's [`abort`](crate::Scope::abort), or a deadline
+/// that it outlived — there is no output to give: awaiting it panics with `graceful: protected
+/// work at FILE:LINE:COL was aborted (WHY)`, which is reported as the awaiter's panic, so the
+/// awaiter never waits for ever. A `main` that panics this way ends the program with the status of
+/// whatever else applies, or 1, not 101: the panic only passes the abort on.
 ///
 /// # Examples
 ///
@@ -292,22 +374,119 @@ impl<T> ShutdownWaitsFor<T> {
 ///     assert_eq!(saved.await, 7);
 /// });
 /// ```
+///
+/// # Panics
+///
+/// When the protected work panicked (its panic is resumed) or was aborted, and when polled again
+/// after it has resolved.
 #[must_use = "the work runs anyway; await this to get its output"]
-#[derive(Debug)]
 pub struct ShutdownWaitsFor<T> {
-    handle: JoinHandle<T>,
+    /// `None` once it has resolved.
+    handle: Option<JoinHandle<T>>,
+    location: &'static Location<'static>,
+    scope: Arc<ScopeInner>,
+}
+
+/// The start of the panic message of an awaiter of aborted protected work: a `main` that panics
+/// with it is not a panic for the exit status.
+const ABORTED: &str = "graceful: protected work at ";
+
+/// Whether a panic's payload is that of an awaiter of aborted protected work.
+pub(crate) fn is_protected_aborted(payload: &(dyn std::any::Any + Send)) -> bool {
+    payload
+        .downcast_ref::<String>()
+        .is_some_and(|message| message.starts_with(ABORTED) && message.contains(" was aborted ("))
+}
+
+impl<T> ShutdownWaitsFor<T> {
+    /// Why the work was aborted, as far as the runtime's state tells: the program's deadline, its
+    /// scope's own deadline, or an abort.
+    fn why(&self) -> String {
+        let now = std::time::Instant::now();
+        let program_deadline = self
+            .scope
+            .runtime()
+            .and_then(|shared| shared.shutdown.trigger.started().map(|s| s.deadline));
+        if program_deadline.is_some_and(|deadline| deadline <= now) {
+            return "the shutdown's deadline passed".into();
+        }
+        if self.scope.is_root() {
+            return "the program's work was aborted".into();
+        }
+        let path = &self.scope.path;
+        match self.scope.deadline.get() {
+            Some(deadline) if *deadline <= now => {
+                format!("scope `{path}` reached its deadline")
+            }
+            _ => format!("scope `{path}` was aborted"),
+        }
+    }
 }
 
 impl<T> Future for ShutdownWaitsFor<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        match ready!(Pin::new(&mut self.handle).poll(cx)) {
+        let Some(handle) = self.handle.as_mut() else {
+            panic!("ShutdownWaitsFor polled after completion");
+        };
+        let result = ready!(Pin::new(handle).poll(cx));
+        self.handle = None;
+        match result {
             Ok(value) => Poll::Ready(value),
             Err(err) if err.is_panic() => resume_unwind(err.into_panic()),
-            // Aborted at the deadline, when every other piece of async work is aborted too: the
-            // task awaiting this is about to be dropped, so there is no value to give it.
-            Err(_) => Poll::Pending,
+            Err(_) => panic!("{ABORTED}{} was aborted ({})", self.location, self.why()),
         }
+    }
+}
+
+impl<T> fmt::Debug for ShutdownWaitsFor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownWaitsFor")
+            .field("location", &self.location)
+            .field("scope", &&*self.scope.path)
+            .field("resolved", &self.handle.is_none())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use std::fmt;
+
+    /// Writes its text in the pieces given, as a `Debug` impl made of several `write!`s does.
+    struct Pieces(&'static [&'static str]);
+
+    impl fmt::Debug for Pieces {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.iter().try_for_each(|piece| f.write_str(piece))
+        }
+    }
+
+    #[test]
+    fn an_error_is_folded_onto_one_line() {
+        let error = Pieces(&["loading\n\nCaused by:\n", "    no such table\n"]);
+        assert_eq!(one_line(&error), "loading — Caused by: — no such table");
+    }
+
+    #[test]
+    fn formatting_stops_before_the_backtrace_even_across_pieces() {
+        struct Unresolved;
+        impl fmt::Debug for Unresolved {
+            fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+                panic!("the backtrace was formatted");
+            }
+        }
+        struct WithBacktrace;
+        impl fmt::Debug for WithBacktrace {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("failed\n\nStack back")?;
+                f.write_str("trace:\n")?;
+                write!(f, "{:?}", Unresolved)
+            }
+        }
+        assert_eq!(one_line(&WithBacktrace), "failed");
+        assert_eq!(one_line(&"quoted"), "\"quoted\"");
     }
 }
