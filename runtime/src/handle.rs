@@ -2,6 +2,7 @@
 //! program started — before, during and after its run.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio_util::sync::CancellationToken;
@@ -286,12 +287,14 @@ impl Handle {
         match &*self.inner.lock() {
             State::Running(shared) => EnterGuard {
                 _enter: context::enter(shared.clone()),
+                _not_send: PhantomData,
             },
             State::Before { .. } => {
                 panic!("graceful::Handle::enter: the runtime has not started")
             }
             State::Ended(reason) => EnterGuard {
                 _enter: context::enter(Shared::ended(reason.clone())),
+                _not_send: PhantomData,
             },
         }
     }
@@ -305,6 +308,9 @@ impl fmt::Debug for Handle {
 
 /// The guard [`Handle::enter`] returns: the free functions act on the handle's runtime on this
 /// thread until it is dropped, and then on whatever they acted on before.
+///
+/// It is not `Send`, as tokio's `EnterGuard` is not: it must be dropped on the thread that
+/// entered.
 ///
 /// # Examples
 ///
@@ -325,6 +331,9 @@ impl fmt::Debug for Handle {
 #[must_use = "the runtime is entered only while the guard lives"]
 pub struct EnterGuard {
     _enter: context::Enter,
+    /// `!Send`, as tokio's guard is: dropped on another thread, it would put this thread's
+    /// previous runtime back there and leave this one entered here.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl fmt::Debug for EnterGuard {
