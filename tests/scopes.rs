@@ -361,3 +361,178 @@ fn a_scope_kept_past_its_runtime_spawns_work_that_never_runs() {
     assert!(other.block_on(job).is_err());
     assert!(!ran.load(Ordering::SeqCst));
 }
+
+/// A service per scope that records the scope's turn.
+fn record_turn(scope: &graceful::Scope, name: &'static str, log: &Arc<Mutex<Vec<&'static str>>>) {
+    let log = log.clone();
+    let requested = scope.shutdown_requested();
+    scope.spawn_service(name, async move {
+        requested.await;
+        log.lock().unwrap().push(name);
+    });
+}
+
+/// Runs `build` as `main` with a long grace, and checks that the shutdown finished at once,
+/// every turn taken in the order `expected` gives, with nothing aborted.
+fn finishes_at_once_in_order(
+    build: impl FnOnce(Arc<Mutex<Vec<&'static str>>>) + Send + 'static,
+    expected: &[&str],
+) {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let log = order.clone();
+    let (code, report) = builder()
+        .grace(Duration::from_secs(20))
+        .run_with_report(async move { build(log) });
+    assert!(report.is_clean(), "{report:?}");
+    assert!(
+        report.elapsed < Duration::from_secs(10),
+        "the shutdown waited for its deadline: {report:?}"
+    );
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert_eq!(*order.lock().unwrap(), expected);
+}
+
+/// A peer's sequential shutdown: `nested3` depends on its parent `root`, and the siblings are
+/// ordered among themselves; `root`'s own work waits for `nested3`, which waits for `nested2`,
+/// which waits for `nested1`.
+#[test]
+fn an_ancestor_dependency_through_siblings_finishes_at_once_in_order() {
+    finishes_at_once_in_order(
+        |log| {
+            let root = graceful::scope("root");
+            let nested1 = root.scope("nested1");
+            let nested2 = root.scope("nested2");
+            let nested3 = root.scope("nested3").depends_on(&root);
+            let nested2 = nested2.depends_on(&nested3);
+            let nested1 = nested1.depends_on(&nested2);
+            record_turn(&root, "root", &log);
+            record_turn(&nested1, "nested1", &log);
+            record_turn(&nested2, "nested2", &log);
+            record_turn(&nested3, "nested3", &log);
+        },
+        &["nested1", "nested2", "nested3", "root"],
+    );
+}
+
+/// `a/b/c` depends on `a`, and `a/x` on `a/b/c`: a chain through three levels.
+#[test]
+fn a_chain_of_dependencies_through_three_levels_finishes_at_once_in_order() {
+    finishes_at_once_in_order(
+        |log| {
+            let a = graceful::scope("a");
+            let b = a.scope("b");
+            let c = b.scope("c").depends_on(&a);
+            let x = a.scope("x").depends_on(&c);
+            record_turn(&a, "a", &log);
+            record_turn(&b, "b", &log);
+            record_turn(&c, "c", &log);
+            record_turn(&x, "x", &log);
+        },
+        &["x", "c", "a", "b"],
+    );
+}
+
+/// The same chain hanging from the program's root scope: `main`'s own drain waits for it.
+#[test]
+fn a_chain_that_the_root_waits_for_finishes_at_once_in_order() {
+    finishes_at_once_in_order(
+        |log| {
+            let first = graceful::scope("first");
+            let second = graceful::scope("second");
+            let third = graceful::scope("third").depends_on(&graceful::current_scope());
+            let second = second.depends_on(&third);
+            let first = first.depends_on(&second);
+            record_turn(&graceful::current_scope(), "main", &log);
+            record_turn(&first, "first", &log);
+            record_turn(&second, "second", &log);
+            record_turn(&third, "third", &log);
+        },
+        &["first", "second", "third", "main"],
+    );
+}
+
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("a Drop that panics");
+    }
+}
+
+/// The `Drop` runs while the task is cancelled, where no scope is entered: the panic is still
+/// the isolated scope's to handle, not the program's.
+#[test]
+fn a_panicking_drop_of_cancelled_work_in_an_isolated_scope_stays_inside_it() {
+    let (code, report) = builder().stop_on_panic(true).run_with_report(async {
+        let plugin = graceful::scope("plugin").isolated();
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        plugin.spawn(async move {
+            let _guard = PanicOnDrop;
+            started.send(()).unwrap();
+            std::future::pending::<()>().await
+        });
+        has_started.await.unwrap();
+        let report = plugin.shutdown().await;
+        assert_eq!(report.panicked.len(), 1, "{report:?}");
+        assert!(!graceful::is_shutting_down(), "the program goes on");
+    });
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert_eq!(report.panicked.len(), 1, "{report:?}");
+    assert_eq!(report.panicked[0].scope.as_deref(), Some("plugin"));
+}
+
+/// A peer's example: `subsys2` is shut down while its isolated child `subsys3` panics at its
+/// turn, under `stop_on_panic`. The handles are gone by then, as in a program that moved them
+/// into its work.
+#[test]
+fn a_partial_shutdowns_report_lists_what_panicked_and_failed_in_its_subtree() {
+    let code = builder().stop_on_panic(true).run(async {
+        let subsys2 = graceful::scope("subsys2");
+        let subsys3 = subsys2.scope("subsys3").isolated();
+        let requested = subsys3.shutdown_requested();
+        subsys3.spawn_service("subsys3", async move {
+            requested.await;
+            panic!("subsys3 fails at its turn");
+        });
+        let requested = subsys3.shutdown_requested();
+        subsys3.spawn_service("loader", async move {
+            requested.await;
+            Err::<(), _>("no such table")
+        });
+        drop(subsys3);
+        // Before this shutdown: not part of its report.
+        let early = subsys2.scope("early").isolated();
+        early.spawn(async { panic!("an earlier panic") });
+        early.finished().await;
+        assert!(early.shutdown().await.panicked.len() == 1);
+        drop(early);
+        let report = subsys2.shutdown().await;
+        let panicked: Vec<_> = report.panicked.iter().map(|t| &*t.name).collect();
+        assert_eq!(panicked, ["subsys3"], "{report:?}");
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        assert_eq!(report.failed[0].task.name, "loader");
+        assert!(!graceful::is_shutting_down(), "the program goes on");
+    });
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+}
+
+/// Aborted and abandoned work of a partial shutdown's subtree, past its own grace.
+#[test]
+fn a_partial_shutdowns_report_lists_what_it_aborted_and_abandoned() {
+    run_ok(async {
+        let batch = graceful::scope("batch").grace(Duration::from_millis(200));
+        let inner = batch.scope("inner");
+        inner.spawn_service("stuck", std::future::pending::<()>());
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        inner.spawn_blocking("copy", move |_stop| {
+            let _ = released.recv_timeout(Duration::from_secs(30));
+        });
+        drop(inner);
+        let report = batch.shutdown().await;
+        release.send(()).unwrap();
+        assert_eq!(report.aborted.len(), 1, "{report:?}");
+        assert_eq!(report.aborted[0].name, "stuck");
+        assert_eq!(report.abandoned.len(), 1, "{report:?}");
+        assert_eq!(report.abandoned[0].name, "copy");
+    });
+}

@@ -373,6 +373,14 @@ impl Builder {
     /// the exit status 1 (tokio-graceful-shutdown's and .NET's behaviour). Without it the failure
     /// is still reported.
     ///
+    /// It is meant for long-lived services, whose failure means the program cannot go on: a
+    /// queue consumer, a database driver, the accept loop. Not for per-request or per-connection
+    /// work: a connection served as a service that returns its I/O error would stop the whole
+    /// server the first time a client leaves mid-request. Serve such work with
+    /// [`spawn`](crate::spawn), or as a service whose output is `()`, and log its errors there;
+    /// for a subsystem whose failure should stop only itself, see
+    /// [`Scope::isolated`](crate::Scope::isolated).
+    ///
     /// # Examples
     ///
     /// ```

@@ -115,19 +115,21 @@ impl Shared {
     }
 
     /// Reports a panic of tracked work, and under `stop_on_panic` shuts down the nearest
-    /// isolated scope of the work, or the program.
-    pub(crate) fn task_panicked(&self, info: &TaskInfo) {
+    /// isolated scope of the work, or the program. `scope` is the one the work was spawned into
+    /// (`None` for the root's): whatever thread reports the panic, that scope handles it.
+    pub(crate) fn task_panicked(&self, info: &TaskInfo, scope: Option<&Arc<ScopeInner>>) {
         if info.supervised {
             // Its supervisor reports it, with what it does about it.
             return;
         }
-        let (info, isolating) = in_scope(info);
+        let (info, isolating) = in_scope(info, scope);
+        let before = self.report.log.mark();
         report::panicked(&info);
         self.report.log.panicked(&info);
         // A panicking hook is reported and the next one runs: it never stops the program.
         if self.config.stop_on_panic && info.kind != TaskKind::Hook {
             if let Some(scope) = isolating {
-                scope::turn::begin(&scope);
+                scope::turn::begin_since(&scope, Some(before));
                 return;
             }
             let task = if info.name.is_empty() {
@@ -145,14 +147,21 @@ impl Shared {
         self.start_shutdown(Reason::Panic { task });
     }
 
-    /// Reports a failed service, and starts the shutdown under `stop_on_error`.
-    pub(crate) fn service_failed(&self, info: &TaskInfo, error: &str) {
-        let (info, isolating) = in_scope(info);
+    /// Reports a failed service of `scope` (`None` for the root's), and under `stop_on_error`
+    /// shuts down the nearest isolated scope of the service, or the program.
+    pub(crate) fn service_failed(
+        &self,
+        info: &TaskInfo,
+        error: &str,
+        scope: Option<&Arc<ScopeInner>>,
+    ) {
+        let (info, isolating) = in_scope(info, scope);
+        let before = self.report.log.mark();
         report::service_failed(&info, error);
         self.report.log.failed(&info, error);
         if self.config.stop_on_error {
             if let Some(scope) = isolating {
-                scope::turn::begin(&scope);
+                scope::turn::begin_since(&scope, Some(before));
                 return;
             }
             self.shutdown.trigger.set_failed();
@@ -163,17 +172,22 @@ impl Shared {
     }
 }
 
-/// `info` with the scope of the work running on this thread, and that scope's nearest isolated
-/// scope: where a failure of the work is handled.
-fn in_scope(info: &TaskInfo) -> (TaskInfo, Option<Arc<ScopeInner>>) {
+/// `info` with the scope the work was spawned into, and that scope's nearest isolated scope:
+/// where a failure of the work is handled. Never the scope the reporting thread has entered: a
+/// panic in the `Drop` of cancelled work, or one reported by the spawner of work that ended
+/// before its entry was filled, is reported from another scope's thread.
+fn in_scope(
+    info: &TaskInfo,
+    scope: Option<&Arc<ScopeInner>>,
+) -> (TaskInfo, Option<Arc<ScopeInner>>) {
     let mut info = info.clone();
-    let Some(current) = scope::current() else {
+    let Some(scope) = scope else {
         return (info, None);
     };
     if info.scope.is_none() {
-        info.scope = current.group().cloned();
+        info.scope = scope.group().cloned();
     }
-    (info, current.isolating())
+    (info, scope.isolating())
 }
 
 thread_local! {

@@ -142,6 +142,8 @@ fn decided(shared: &Shared, main: MainOutcome) -> ExitCode {
     match main {
         MainOutcome::Returned(code) => code,
         // `main` never finished: the shutdown was not clean.
-        MainOutcome::Panicked | MainOutcome::Aborted => ExitCode::FAILURE,
+        MainOutcome::Panicked | MainOutcome::ProtectedAborted | MainOutcome::Aborted => {
+            ExitCode::FAILURE
+        }
     }
 }

@@ -36,6 +36,11 @@ enum Line {
         phase: &'static str,
         message: String,
     },
+    /// Progress: a `tracing` info event; nothing without a subscriber.
+    Info {
+        phase: &'static str,
+        message: String,
+    },
     /// Text for stderr as it is (the dump table).
     Raw(String),
 }
@@ -49,6 +54,9 @@ impl Line {
                 } else {
                     tracing::warn!(target: "graceful", phase, "{message}");
                 }
+            }
+            Line::Info { phase, message } => {
+                tracing::info!(target: "graceful", phase, "{message}");
             }
             Line::Raw(text) => {
                 let _ = std::io::stderr().write_all(text.as_bytes());
@@ -267,10 +275,15 @@ fn upgrade_line(message: String) -> Line {
     }
 }
 
-/// An upgrade's progress: the new process started, or ready and handed the service.
+/// An upgrade's progress: the new process started, or ready and handed the service. Written by
+/// the report's thread: the upgrade starts on the signal thread, which must not block on a
+/// subscriber that writes to a full pipe.
 #[cfg(unix)]
-pub(crate) fn upgrade_progress(message: &str) {
-    tracing::info!(target: "graceful", phase = "upgrade", "{message}");
+pub(crate) fn upgrade_progress(shared: &Shared, message: String) {
+    shared.report.deferred.send(Line::Info {
+        phase: "upgrade",
+        message,
+    });
 }
 
 /// What is still running, main first, services next, tasks last: the order a reader cares about.
@@ -316,8 +329,10 @@ pub(crate) fn describe(items: &[TaskInfo]) -> String {
 
 /// How to force the exit, in the words of the signal that would do it; nothing where nothing can.
 ///
-/// A repeat of the first signal within a second is merged into it, so: "again" once a signal has
-/// arrived, "twice" before.
+/// A repeat of the first signal within a second is merged into it. Once a signal has arrived,
+/// one more forces: "press Ctrl-C again", "send SIGTERM again". When none has (`main` returned,
+/// an upgrade handed over), the first captured signal must come twice, a second apart; "press
+/// Ctrl-C" only where a person at a terminal can, not to a daemon's log.
 fn how_to_force(shared: &Shared) -> String {
     if shared.config.second_signal == SecondSignal::Ignore {
         return String::new();
@@ -326,11 +341,17 @@ fn how_to_force(shared: &Shared) -> String {
     let Some(signal) = first.or_else(|| shared.config.signals().first().copied()) else {
         return String::new();
     };
-    let how = if first.is_some() { "again" } else { "twice" };
-    if signal.name == "SIGINT" || signal.name == "CTRL_C" {
-        format!("; press Ctrl-C {how} to force")
+    let ctrl_c = signal.name == "SIGINT" || signal.name == "CTRL_C";
+    if first.is_some() {
+        if ctrl_c {
+            "; press Ctrl-C again to force".to_string()
+        } else {
+            format!("; send {} again to force", signal.name)
+        }
+    } else if ctrl_c && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        "; press Ctrl-C twice, a second apart, to force".to_string()
     } else {
-        format!("; send {} {how} to force", signal.name)
+        format!("; send {} twice, a second apart, to force", signal.name)
     }
 }
 
@@ -509,6 +530,14 @@ impl Report {
     }
 }
 
+/// How long each list of a [`Log`] was at some moment.
+#[derive(Clone, Copy)]
+pub(crate) struct LogMark {
+    failed: usize,
+    panicked: usize,
+    not_run: usize,
+}
+
 /// Failures, panics and hooks not run as they happen during the run, for the report.
 #[derive(Default)]
 pub(crate) struct Log {
@@ -535,19 +564,42 @@ impl Log {
         lock(&self.not_run).push(hook.clone());
     }
 
-    /// Copies what concerns the scopes `which` picks into a scope's report, leaving it for the
-    /// program's.
-    pub(crate) fn copy_into(&self, report: &mut Report, which: crate::registry::Which<'_>) {
+    /// Where the log is now: a partial shutdown's report covers what is logged after it.
+    pub(crate) fn mark(&self) -> LogMark {
+        LogMark {
+            failed: lock(&self.failed).len(),
+            panicked: lock(&self.panicked).len(),
+            not_run: lock(&self.not_run).len(),
+        }
+    }
+
+    /// Copies what concerns the scopes `which` picks, logged `since` a mark, into a scope's
+    /// report, leaving it for the program's.
+    pub(crate) fn copy_into(
+        &self,
+        report: &mut Report,
+        which: crate::registry::Which<'_>,
+        since: LogMark,
+    ) {
         let ours = |t: &TaskInfo| which(t.scope.as_ref());
-        report
-            .failed
-            .extend(lock(&self.failed).iter().filter(|f| ours(&f.task)).cloned());
-        report
-            .panicked
-            .extend(lock(&self.panicked).iter().filter(|t| ours(t)).cloned());
-        report
-            .hooks_not_run
-            .extend(lock(&self.not_run).iter().filter(|t| ours(t)).cloned());
+        report.failed.extend(
+            lock(&self.failed)[since.failed..]
+                .iter()
+                .filter(|f| ours(&f.task))
+                .cloned(),
+        );
+        report.panicked.extend(
+            lock(&self.panicked)[since.panicked..]
+                .iter()
+                .filter(|t| ours(t))
+                .cloned(),
+        );
+        report.hooks_not_run.extend(
+            lock(&self.not_run)[since.not_run..]
+                .iter()
+                .filter(|t| ours(t))
+                .cloned(),
+        );
     }
 
     #[cfg(test)]

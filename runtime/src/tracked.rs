@@ -158,7 +158,7 @@ impl<P: Place> Slot<P> {
                     None => std::thread::yield_now(),
                 }
             };
-            shared.service_failed(&info, error);
+            shared.service_failed(&info, error, self.place.scope());
         });
     }
 
@@ -167,7 +167,7 @@ impl<P: Place> Slot<P> {
         self.progress.set(Progress::Panicked);
         self.with_runtime(|shared| {
             if let Some(info) = shared.registry.mark_panicked(self.at) {
-                shared.task_panicked(&info);
+                shared.task_panicked(&info, self.place.scope());
             }
         });
     }
@@ -398,7 +398,8 @@ where
         shared.tokio().spawn(Tracked::<F, C, _>::new(future, slot))
     };
     if let Some(info) = fill(at, handle.abort_handle()) {
-        shared.task_panicked(&info);
+        // Reported from the spawner's thread, but handled by the work's own scope.
+        shared.task_panicked(&info, (!scope.is_root()).then_some(scope));
     }
     // Checked after filling: either the step saw the live entry, or we see its phase.
     if scope.phase.cancels_at_once(kind) {

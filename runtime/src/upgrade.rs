@@ -418,10 +418,13 @@ fn spawn(shared: &Arc<Shared>, command: &Command) -> std::io::Result<()> {
         // A shutdown that started during the spawn found nothing to kill.
         shared.upgrade.abandon();
     }
-    crate::report::upgrade_progress(&format!(
-        "upgrade: started {} (pid {pid}); waiting for it to be ready",
-        command.program.display()
-    ));
+    crate::report::upgrade_progress(
+        shared,
+        format!(
+            "upgrade: started {} (pid {pid}); waiting for it to be ready",
+            command.program.display()
+        ),
+    );
     let watching = shared.clone();
     let watcher = std::thread::Builder::new()
         .name("graceful-upgrade".into())
@@ -519,9 +522,12 @@ fn watch(
                 shared.systemd.hand_over(pid);
                 shared.start_shutdown(crate::shutdown::Reason::Upgraded);
                 drop(unready);
-                crate::report::upgrade_progress(&format!(
-                    "upgrade: pid {pid} is ready and serves; this process drains and exits"
-                ));
+                crate::report::upgrade_progress(
+                    shared,
+                    format!(
+                        "upgrade: pid {pid} is ready and serves; this process drains and exits"
+                    ),
+                );
                 return;
             }
             drop(unready);

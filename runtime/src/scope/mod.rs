@@ -107,10 +107,6 @@ pub(crate) struct ScopeInner {
     /// Notified when a count of this scope, or of a scope below it, reaches zero.
     pub(crate) changed: Notify,
     children: Mutex<Vec<Weak<ScopeInner>>>,
-    /// Children kept alive by their hooks, which must run at their turn even if every handle and
-    /// all their work are gone.
-    kept: Mutex<Vec<Arc<ScopeInner>>>,
-    has_hooks: AtomicBool,
     /// Scopes that have declared `depends_on(self)`: they finish before this scope's turn.
     dependents: Mutex<Vec<Weak<ScopeInner>>>,
     isolated: AtomicBool,
@@ -183,8 +179,6 @@ impl ScopeInner {
             live: Default::default(),
             changed: Notify::new(),
             children: Mutex::new(Vec::new()),
-            kept: Mutex::new(Vec::new()),
-            has_hooks: AtomicBool::new(false),
             dependents: Mutex::new(Vec::new()),
             isolated: AtomicBool::new(false),
             grace: Mutex::new(None),
@@ -290,18 +284,14 @@ impl ScopeInner {
         None
     }
 
-    /// Registers a hook; the scope then lives until its turn, handles or not.
+    /// Registers a hook: it runs at the end of the scope's turn, or when the scope is freed
+    /// before its turn (see `Drop`).
     pub(crate) fn add_hook(
-        self: &Arc<Self>,
+        &self,
         location: &'static Location<'static>,
         hook: crate::shutdown::hooks::HookFuture,
     ) {
         self.hooks.push(location, hook);
-        if let Some(parent) = &self.parent {
-            if !self.has_hooks.swap(true, Ordering::SeqCst) {
-                lock(&parent.kept).push(self.clone());
-            }
-        }
     }
 
     fn add_child(&self, child: &Arc<ScopeInner>) {
@@ -320,6 +310,28 @@ impl ScopeInner {
                 scope.changed.notify_waiters();
                 at = scope.parent.as_deref();
             }
+        }
+    }
+}
+
+/// A scope freed before its turn — every handle dropped, all its work ended — runs its hooks now,
+/// as at the end of a turn: last registered first, each as a hook of its parent (which then waits
+/// for it). A scope per connection or per tenant with a hook is so freed when it is done, rather
+/// than kept until the program's shutdown.
+impl Drop for ScopeInner {
+    fn drop(&mut self) {
+        let Some(parent) = self.parent.take() else {
+            return;
+        };
+        let mut hooks = Vec::new();
+        while let Some(hook) = self.hooks.pop() {
+            hooks.push(hook);
+        }
+        if hooks.is_empty() {
+            return;
+        }
+        if let Some(shared) = self.runtime() {
+            crate::shutdown::hooks::run_in(&shared, &parent, hooks);
         }
     }
 }
@@ -449,7 +461,7 @@ pub fn current_scope() -> Scope {
 
 impl Scope {
     #[track_caller]
-    fn child_of(parent: &Arc<ScopeInner>, name: Cow<'static, str>) -> Scope {
+    pub(crate) fn child_of(parent: &Arc<ScopeInner>, name: Cow<'static, str>) -> Scope {
         assert!(
             !name.contains(SEPARATOR),
             "graceful: a scope name cannot contain `/` (it joins names into paths): {name:?}"
@@ -803,10 +815,9 @@ impl Scope {
         F::Output: Send + 'static,
     {
         let location = Location::caller();
-        let handle = self.with_runtime(|shared| {
-            crate::tracked::spawn_in(shared, &self.inner, TaskKind::Protected, location, future)
-        });
-        crate::spawn::ShutdownWaitsFor::from_handle(handle)
+        self.with_runtime(|shared| {
+            crate::spawn::protect(shared, self.inner.clone(), location, future)
+        })
     }
 
     /// Runs a blocking job in this scope: its [`StopFlag`] is raised at the scope's announce step,

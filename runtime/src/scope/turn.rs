@@ -105,18 +105,45 @@ pub(crate) async fn wait_dependents(
     deadline: Instant,
     mode: Mode,
 ) {
-    for dependent in scope.dependents() {
-        match mode {
-            Mode::Partial => {
-                begin(&dependent);
+    let dependents = scope.dependents();
+    match mode {
+        Mode::Partial => {
+            for dependent in &dependents {
+                begin(dependent);
             }
-            // Its own turn would wait for this scope's own work: start it now.
-            Mode::Program if scope.contains(&dependent) => {
-                start(&dependent, shared, deadline, mode);
-            }
-            Mode::Program => {}
         }
+        Mode::Program => start_waited_for_by_ancestors(scope, shared, deadline),
+    }
+    for dependent in dependents {
         until(&dependent.done, deadline).await;
+    }
+}
+
+/// Starts at once every scope that `scope`'s turn waits for, directly or through a chain of
+/// dependencies, and that has an ancestor in that chain (`scope` included).
+///
+/// Such a scope's turn would otherwise start only once its parent's own work has drained, and
+/// that work is waiting, through the chain, for the scope itself: `root.scope("b")` with
+/// `b.depends_on(&root)`, or through siblings in between (`c.depends_on(&root)`,
+/// `b.depends_on(&c)`). The graph has no cycle (`add_dependency` refuses one), so the walk ends.
+fn start_waited_for_by_ancestors(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant) {
+    let mut chain = vec![scope.clone()];
+    let mut next = 0;
+    while next < chain.len() {
+        for dependent in chain[next].dependents() {
+            if !chain.iter().any(|s| Arc::ptr_eq(s, &dependent)) {
+                chain.push(dependent);
+            }
+        }
+        next += 1;
+    }
+    for waited in &chain[1..] {
+        let waited_by_ancestor = chain
+            .iter()
+            .any(|s| !Arc::ptr_eq(s, waited) && s.contains(waited));
+        if waited_by_ancestor {
+            start(waited, shared, deadline, Mode::Program);
+        }
     }
 }
 
@@ -268,6 +295,12 @@ pub(crate) fn shutdown(scope: &Arc<ScopeInner>) -> ScopeShutdown {
 
 /// Starts the partial shutdown of `scope` unless it (or the program's) has started.
 pub(crate) fn begin(scope: &Arc<ScopeInner>) {
+    begin_since(scope, None);
+}
+
+/// The same, for a failure in the scope that starts it: its report covers the log from `since`,
+/// taken before the failure was logged, so that it lists the failure.
+pub(crate) fn begin_since(scope: &Arc<ScopeInner>, since: Option<report::LogMark>) {
     if let Some(shared) = scope.runtime() {
         if scope.is_root() {
             shared.start_shutdown(crate::Reason::Requested);
@@ -279,10 +312,14 @@ pub(crate) fn begin(scope: &Arc<ScopeInner>) {
                 deadline = deadline.min(started.deadline);
             }
             let _ = scope.deadline.set(deadline);
+            // What the report covers: the subtree as it is now (a scope freed during the
+            // shutdown is still in it), and what is logged from now on.
+            let since = since.unwrap_or_else(|| shared.report.log.mark());
+            let groups = groups(scope);
             let (scope, runtime) = (scope.clone(), shared.clone());
             shared.tokio().spawn(async move {
                 let in_time = run(&scope, &runtime, deadline, Mode::Partial).await;
-                let report = end_of_partial(&scope, &runtime, now, in_time);
+                let report = end_of_partial(&scope, &runtime, now, in_time, groups, since);
                 let _ = scope.report.set(report);
                 scope.done.cancel();
             });
@@ -290,9 +327,22 @@ pub(crate) fn begin(scope: &Arc<ScopeInner>) {
     }
 }
 
-/// At a partial shutdown's end: abort what is left of the subtree and say how it went.
-fn end_of_partial(scope: &Arc<ScopeInner>, shared: &Shared, at: Instant, in_time: bool) -> Report {
-    let groups = groups(scope);
+/// At a partial shutdown's end: abort what is left of the subtree and say how it went, from what
+/// was logged `since` its start in the scopes of `groups` (its subtree at the start) and of its
+/// subtree now.
+fn end_of_partial(
+    scope: &Arc<ScopeInner>,
+    shared: &Shared,
+    at: Instant,
+    in_time: bool,
+    mut groups: Vec<Arc<str>>,
+    since: report::LogMark,
+) -> Report {
+    for group in self::groups(scope) {
+        if !groups.iter().any(|g| Arc::ptr_eq(g, &group)) {
+            groups.push(group);
+        }
+    }
     let which = |g: Option<&Arc<str>>| picks(&groups, g);
     let mut report = Report {
         reason: shared.shutdown.trigger.started().map(|s| s.reason.clone()),
@@ -315,7 +365,7 @@ fn end_of_partial(scope: &Arc<ScopeInner>, shared: &Shared, at: Instant, in_time
     shared
         .report
         .log
-        .copy_into(&mut report, &|g| picks(&groups, g));
+        .copy_into(&mut report, &|g| picks(&groups, g), since);
     report.elapsed = at.elapsed();
     report
 }

@@ -3,9 +3,11 @@
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::context;
+use crate::context::{self, Shared};
+use crate::scope::ScopeInner;
+use crate::task::TaskKind;
 
 pub(crate) type HookFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -33,6 +35,32 @@ impl Hooks {
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
     }
+}
+
+/// Runs `hooks`, in their order, as tracked hooks of `scope`, one at a time: a hook that panics
+/// is reported and the next one runs. For a scope freed before its turn.
+pub(crate) fn run_in(shared: &Arc<Shared>, scope: &Arc<ScopeInner>, mut hooks: Vec<Hook>) {
+    if hooks.len() == 1 {
+        let hook = hooks.remove(0);
+        crate::tracked::spawn_in(shared, scope, TaskKind::Hook, hook.location, hook.future);
+        return;
+    }
+    // Several: the first hook's place runs them in turn, so the scope waits for all of them.
+    let (runtime, place) = (shared.clone(), scope.clone());
+    let location = hooks[0].location;
+    let each = async move {
+        for hook in hooks {
+            let handle = crate::tracked::spawn_in(
+                &runtime,
+                &place,
+                TaskKind::Hook,
+                hook.location,
+                hook.future,
+            );
+            let _ = handle.await;
+        }
+    };
+    crate::tracked::spawn_in(shared, scope, TaskKind::Hook, location, each);
 }
 
 /// Registers a hook: a future run after the drain (step 4), one hook at a time, last registered

@@ -232,9 +232,8 @@ pub fn token() -> CancellationToken {
     })
 }
 
-/// A future that resolves once the shutdown has started (inside a [`Scope`](crate::Scope): once
-/// that scope's turn has begun), after the drain delay, at the announce
-/// step).
+/// A future that resolves when it is the caller's turn to stop: at the announce step, after the
+/// drain delay (inside a [`Scope`](crate::Scope), at that scope's turn).
 ///
 /// `Send + 'static`, so it fits `axum::serve(..).with_graceful_shutdown(..)` as it is.
 ///

@@ -86,6 +86,9 @@ pub(crate) enum MainOutcome {
     /// Its value, reported as std reports it (`Error: ...` on stderr for an `Err`).
     Returned(ExitCode),
     Panicked,
+    /// Panicked on awaiting protected work that was aborted: reported as its panic, but the
+    /// status is what else applies, or 1.
+    ProtectedAborted,
     /// Still running at the deadline: dropped.
     Aborted,
 }
@@ -116,6 +119,10 @@ where
                 return Poll::Pending;
             }
             Ok(Poll::Ready(value)) => MainOutcome::Returned(value.report()),
+            // It only passes on the abort of protected work it awaited: not a panic of its own.
+            Err(payload) if crate::spawn::is_protected_aborted(&*payload) => {
+                MainOutcome::ProtectedAborted
+            }
             Err(_) => MainOutcome::Panicked,
         };
         self.future = None;
@@ -201,6 +208,12 @@ where
             }
             Some(MainOutcome::Returned(_)) => {
                 shared.start_shutdown(Reason::MainFailed);
+            }
+            Some(MainOutcome::ProtectedAborted) => {
+                // A panic that passes an abort on: the status is what else applies, or 1.
+                shared.start_shutdown(Reason::Panic {
+                    task: Cow::Borrowed("main"),
+                });
             }
             _ => {
                 shared.panic_stops(Cow::Borrowed("main"));
@@ -360,7 +373,10 @@ where
 
     let outcome = main.outcome.take().unwrap_or(MainOutcome::Aborted);
     let mut report = summary.finish(&shared.report.log);
-    if matches!(outcome, MainOutcome::Panicked) {
+    if matches!(
+        outcome,
+        MainOutcome::Panicked | MainOutcome::ProtectedAborted
+    ) {
         report.panicked.insert(0, TaskInfo::main(location));
     }
     root.done.cancel();

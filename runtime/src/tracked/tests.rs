@@ -167,3 +167,47 @@ fn a_slot_is_eight_bytes_and_a_scope_adds_its_pointer() {
     assert_eq!(std::mem::size_of::<Slot>(), 8);
     assert_eq!(std::mem::size_of::<Slot<Arc<ScopeInner>>>(), 16);
 }
+
+/// Work that panics on a worker before its spawner has filled its entry in is reported from the
+/// spawner's thread, where another scope (here: none, the root's) is current. Its own scope must
+/// still handle it: with `stop_on_panic`, the isolated scope shuts down, not the program. The
+/// race is forced: the fill waits until the task has ended.
+#[test]
+fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
+    let config = crate::Builder::new().stop_on_panic(true).into_config();
+    let shared = Shared::new(config, crate::handle::Inner::new());
+    let _enter = context::enter(shared.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    shared.set_tokio(runtime.handle().clone());
+    let plugin = crate::Scope::child_of(&shared.shutdown.root, "plugin".into())
+        .isolated()
+        .inner;
+    let location = Location::caller();
+    let handle = spawn_filled::<Unchecked, _>(
+        &shared,
+        &plugin,
+        TaskKind::Task,
+        async { panic!("a panic before the entry was filled") },
+        |at, abort| {
+            let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !abort.is_finished() {
+                assert!(std::time::Instant::now() < limit, "the task never ended");
+                std::thread::yield_now();
+            }
+            let label = plugin.label_at(location);
+            shared
+                .registry
+                .fill_shared(at, TaskKind::Task, label, abort)
+        },
+    );
+    let joined = runtime.block_on(handle);
+    assert!(joined.unwrap_err().is_panic());
+    assert!(
+        shared.shutdown.trigger.started().is_none(),
+        "the program's shutdown started: the panic was handled by the spawner's scope"
+    );
+    assert!(plugin.is_claimed(), "the isolated scope was not shut down");
+}
