@@ -57,3 +57,48 @@ fn a_forcing_signal_ends_the_process_at_once_with_stderr_blocked() {
         .assert_killed_by(SIGTERM)
         .assert_exited_within(Duration::from_secs(2));
 }
+
+/// The upgrade starts on the signal thread, and its progress line goes to a `tracing`
+/// subscriber on the blocked stdout: the thread must hand it on, not write it, or it would never
+/// hear the SIGINTs that follow.
+#[cfg(unix)]
+#[test]
+fn an_upgrade_with_a_subscriber_on_a_blocked_stdout_leaves_ctrl_c_working() {
+    use std::time::Instant;
+
+    let dir = support::TempDir::new("upgrade-blocked-stdout");
+    let started = dir.file("started");
+    let command = format!(
+        "echo $$ > {}; exec sleep 30 </dev/null >/dev/null 2>&1",
+        started.display()
+    );
+    let mut child = fixture("upgrade_blocked_stdout")
+        .arg(&command)
+        .unread(Stream::Stdout)
+        .start();
+    child.wait_for_stderr("ready: stdout is full");
+    child.signal(libc::SIGUSR2);
+    let limit = Instant::now() + support::TIMEOUT;
+    let pid = loop {
+        let written = std::fs::read_to_string(&started).unwrap_or_default();
+        if let Ok(pid) = written.trim().parse::<u32>() {
+            break pid;
+        }
+        assert!(
+            Instant::now() < limit,
+            "the upgrade never started its new process"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _orphans = support::Orphans(vec![pid]);
+    child.signal(support::SIGINT);
+    child.wait_for_stderr("past the first second");
+    let forced = Instant::now();
+    child.signal(support::SIGINT);
+    child.wait().assert_killed_by(support::SIGINT);
+    assert!(
+        forced.elapsed() <= Duration::from_secs(2) + support::SLACK,
+        "the forced exit took {:?}",
+        forced.elapsed()
+    );
+}

@@ -56,6 +56,20 @@ fn waiting_line_names_the_stuck_service_within_2s() {
     out.assert_exited_within(Duration::from_secs(4));
 }
 
+/// No signal started this shutdown: forcing takes the first captured signal twice, a second
+/// apart, and a program whose stderr is not a terminal is not told to press Ctrl-C.
+#[test]
+fn waiting_line_after_main_returned_says_the_signal_must_come_twice() {
+    let out = fixture("drain_after_return").run();
+    let (_, line) = out.stderr_line("graceful: waiting for");
+    assert!(
+        line.contains("; send SIGINT twice, a second apart, to force"),
+        "{line}"
+    );
+    assert!(!line.contains("Ctrl-C"), "{line}");
+    out.assert_code(0);
+}
+
 #[test]
 fn protected_work_completes_though_its_task_is_cancelled() {
     let dir = TempDir::new("protected");
