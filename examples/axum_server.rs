@@ -22,6 +22,9 @@ async fn main() -> std::io::Result<()> {
         .route("/ready", get(ready));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("axum server listening on {}", listener.local_addr()?);
+    // Start-up is done: under systemd (`examples/systemd/axum-server.service`, `Type=notify`)
+    // this sends READY=1; elsewhere it does nothing.
+    graceful::ready();
     // `shutdown_requested()` is `Send + 'static`: it plugs in as it is. axum closes the listener
     // at once and waits for open connections; `main` is drained, so that wait is part of ours.
     axum::serve(listener, app)

@@ -91,7 +91,8 @@ pub fn fixture_path() -> &'static Path {
     program_path("fixture")
 }
 
-fn program_path(name: &str) -> &'static Path {
+/// A built example's or the fixture program's file, by target name.
+pub fn program_path(name: &str) -> &'static Path {
     programs()
         .get(name)
         .unwrap_or_else(|| panic!("no program `{name}` was built"))
