@@ -6,9 +6,9 @@
 //!
 //! ```text
 //! consumer: connecting (attempt 1)
-//! graceful: service "consumer" in queue at examples/scopes.rs:77:11 failed ("broker not ready"); restart 1 of 5 in 60s, in 100ms
+//! graceful: service "consumer" in queue at examples/scopes.rs:81:11 failed ("broker not ready"); restart 1 of 5 in 60s, in 100ms
 //! consumer: connecting (attempt 2)
-//! graceful: service "consumer" in queue at examples/scopes.rs:77:11 failed ("broker not ready"); restart 2 of 5 in 60s, in 154ms
+//! graceful: service "consumer" in queue at examples/scopes.rs:81:11 failed ("broker not ready"); restart 2 of 5 in 60s, in 154ms
 //! consumer: connecting (attempt 3)
 //! consumer: connected (attempt 3)
 //! http: stop accepting, finish 2 requests

@@ -13,7 +13,7 @@
 //!
 //! Rebuild between the two `curl`s and the new process runs the new build: the executable is the
 //! path resolved when the program started. `examples/systemd/upgrade-server.service` runs it
-//! under systemd, and `upgrade-server.socket` with socket activation.
+//! under systemd; `upgrade-server-activated.socket` and its service, with socket activation.
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -54,6 +54,17 @@ fn scopes_stop_in_dependency_order_and_the_consumer_recovers() {
         .assert_stdout_has("consumer: connected (attempt 3)")
         .assert_stdout_has("db: last write committed (5 in all)")
         .assert_stderr_has("failed (\"broker not ready\"); restart 2 of 5 in 60s, in ");
+    // The output the example's docs show names the consumer's real location.
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scopes.rs"),
+    )
+    .unwrap();
+    let documented = source
+        .lines()
+        .find_map(|line| line.strip_prefix("//! graceful: service \"consumer\" in queue at "))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the docs show the consumer's failure line");
+    out.assert_stderr_has(&format!("in queue at {documented} failed"));
     let at = |needle: &str| line_of(&out.stdout, needle);
     assert!(at("http: drained") < at("workers: flushing"));
     assert!(at("workers: drained") < at("db: last write committed"));
