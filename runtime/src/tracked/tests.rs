@@ -173,6 +173,7 @@ fn a_slot_is_eight_bytes_and_a_scope_adds_its_pointer() {
 /// still handle it: with `stop_on_panic`, the isolated scope shuts down, not the program. The
 /// race is forced: the fill waits until the task has ended.
 #[test]
+#[cfg_attr(miri, ignore = "a multi_thread runtime; nothing unsafe is exercised")]
 fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
     let config = crate::Builder::new().stop_on_panic(true).into_config();
     let shared = Shared::new(config, crate::handle::Inner::new());
