@@ -36,7 +36,9 @@ enum Line {
         phase: &'static str,
         message: String,
     },
-    /// Progress: a `tracing` info event; nothing without a subscriber.
+    /// Progress: a `tracing` info event; nothing without a subscriber. (Only an upgrade's, which
+    /// is Unix-only, so far.)
+    #[cfg_attr(not(unix), allow(dead_code))]
     Info {
         phase: &'static str,
         message: String,

@@ -178,8 +178,11 @@ fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
     let config = crate::Builder::new().stop_on_panic(true).into_config();
     let shared = Shared::new(config, crate::handle::Inner::new());
     let _enter = context::enter(shared.clone());
+    // Its worker carries the runtime, as a graceful runtime's threads do.
+    let worker = shared.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .on_thread_start(move || context::set_for_thread(Some(worker.clone())))
         .build()
         .unwrap();
     shared.set_tokio(runtime.handle().clone());
