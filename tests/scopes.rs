@@ -503,7 +503,9 @@ fn a_partial_shutdowns_report_lists_what_panicked_and_failed_in_its_subtree() {
         // Before this shutdown: not part of its report.
         let early = subsys2.scope("early").isolated();
         early.spawn(async { panic!("an earlier panic") });
-        early.finished().await;
+        tokio::time::timeout(Duration::from_secs(10), early.finished())
+            .await
+            .expect("the early scope's work ended");
         assert!(early.shutdown().await.panicked.len() == 1);
         drop(early);
         let report = subsys2.shutdown().await;
@@ -535,4 +537,31 @@ fn a_partial_shutdowns_report_lists_what_it_aborted_and_abandoned() {
         assert_eq!(report.abandoned.len(), 1, "{report:?}");
         assert_eq!(report.abandoned[0].name, "copy");
     });
+}
+
+/// A scope freed during its parent's turn runs its hooks as the parent's: the parent waits for
+/// them, so its turn, and the program's hooks after it, stay in time.
+#[test]
+fn hooks_of_a_scope_freed_during_its_parents_turn_keep_the_shutdown_clean() {
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let log = ran.clone();
+    let (code, report) = builder().run_with_report(async move {
+        let http = graceful::scope("http");
+        let conn = http.scope("conn");
+        let conn_log = log.clone();
+        conn.on_shutdown(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            conn_log.lock().unwrap().push("conn hook");
+        });
+        let requested = http.shutdown_requested();
+        http.spawn_service("accept", async move {
+            requested.await;
+            // The connection's last handle: its scope is freed during `http`'s turn.
+            drop(conn);
+        });
+        graceful::on_shutdown(async move { log.lock().unwrap().push("root hook") });
+    });
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert_eq!(*ran.lock().unwrap(), ["conn hook", "root hook"]);
 }

@@ -532,6 +532,12 @@ impl Report {
     }
 }
 
+/// What a list gained after it was `len` long: nothing if it has since been taken (the program's
+/// report takes the lists at its very end).
+fn tail<T>(list: &[T], len: usize) -> &[T] {
+    list.get(len..).unwrap_or(&[])
+}
+
 /// How long each list of a [`Log`] was at some moment.
 #[derive(Clone, Copy)]
 pub(crate) struct LogMark {
@@ -585,19 +591,19 @@ impl Log {
     ) {
         let ours = |t: &TaskInfo| which(t.scope.as_ref());
         report.failed.extend(
-            lock(&self.failed)[since.failed..]
+            tail(&lock(&self.failed), since.failed)
                 .iter()
                 .filter(|f| ours(&f.task))
                 .cloned(),
         );
         report.panicked.extend(
-            lock(&self.panicked)[since.panicked..]
+            tail(&lock(&self.panicked), since.panicked)
                 .iter()
                 .filter(|t| ours(t))
                 .cloned(),
         );
         report.hooks_not_run.extend(
-            lock(&self.not_run)[since.not_run..]
+            tail(&lock(&self.not_run), since.not_run)
                 .iter()
                 .filter(|t| ours(t))
                 .cloned(),

@@ -453,6 +453,8 @@ async fn run<F, Fut>(
         };
         let mut info = TaskInfo::service(name.clone(), location);
         info.scope = scope.group().cloned();
+        // An isolated scope that this failure makes give up reports the failure too.
+        let before = shared.report.log.mark();
         let error = match ended {
             Ended::Cancelled => return,
             Ended::Returned if policy.when == When::OnFailure => return,
@@ -492,7 +494,7 @@ async fn run<F, Fut>(
                 graceful_options::format_duration(policy.window)
             );
             crate::report::supervised(&info, &outcome, &why);
-            give_up(shared, scope, &info);
+            give_up(shared, scope, &info, before);
             return;
         }
         let restart = supervisor.restarts() + 1;
@@ -531,9 +533,14 @@ fn turn_begun(shared: &Shared, scope: &Arc<ScopeInner>) -> bool {
 }
 
 /// Escalates: the nearest isolated scope shuts down, or the program with `Reason::Failed`.
-fn give_up(shared: &Arc<Shared>, scope: &Arc<ScopeInner>, info: &TaskInfo) {
+fn give_up(
+    shared: &Arc<Shared>,
+    scope: &Arc<ScopeInner>,
+    info: &TaskInfo,
+    since: crate::report::LogMark,
+) {
     if let Some(isolated) = scope.isolating() {
-        scope::turn::begin(&isolated);
+        scope::turn::begin_since(&isolated, Some(since));
         return;
     }
     shared.shutdown.trigger.set_failed();

@@ -259,18 +259,6 @@ impl ScopeInner {
         out
     }
 
-    /// Whether `self` is `other` or above it.
-    pub(crate) fn contains(&self, other: &ScopeInner) -> bool {
-        let mut at = Some(other);
-        while let Some(scope) = at {
-            if std::ptr::eq(scope, self) {
-                return true;
-            }
-            at = scope.parent.as_deref();
-        }
-        false
-    }
-
     /// The nearest isolated scope, this one or above: where `stop_on_panic` and `stop_on_error`
     /// act for work in it.
     pub(crate) fn isolating(self: &Arc<Self>) -> Option<Arc<ScopeInner>> {
@@ -323,15 +311,12 @@ impl Drop for ScopeInner {
         let Some(parent) = self.parent.take() else {
             return;
         };
-        let mut hooks = Vec::new();
-        while let Some(hook) = self.hooks.pop() {
-            hooks.push(hook);
-        }
+        let hooks = self.hooks.take_all();
         if hooks.is_empty() {
             return;
         }
         if let Some(shared) = self.runtime() {
-            crate::shutdown::hooks::run_in(&shared, &parent, hooks);
+            turn::run_freed_hooks(&shared, &parent, self, hooks);
         }
     }
 }
@@ -816,7 +801,8 @@ impl Scope {
     {
         let location = Location::caller();
         self.with_runtime(|shared| {
-            crate::spawn::protect(shared, self.inner.clone(), location, future)
+            let scope = (!self.inner.is_root()).then(|| self.inner.clone());
+            crate::spawn::protect(shared, scope, location, future)
         })
     }
 
@@ -844,8 +830,9 @@ impl Scope {
         })
     }
 
-    /// Registers a hook of this scope: run once its whole subtree has finished, last registered
-    /// first; see [`on_shutdown`](crate::on_shutdown).
+    /// Registers a hook of this scope: run once its whole subtree has finished in its turn, or
+    /// when the scope is freed before its turn (every handle dropped, all its work ended), last
+    /// registered first; see [`on_shutdown`](crate::on_shutdown).
     ///
     /// # Examples
     ///

@@ -7,6 +7,7 @@
 //! shutdown the root's own work is steps 1–3 of the sequence (`shutdown/sequence.rs`), which then
 //! starts the root's children here. Each turn runs as a plain tokio task of the runtime.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
@@ -19,6 +20,7 @@ use tokio::time::sleep_until;
 use super::{ScopeInner, KINDS};
 use crate::context::Shared;
 use crate::report::{self, Report};
+use crate::shutdown::hooks::Hook;
 use crate::shutdown::later;
 use crate::shutdown::sequence::until_zero;
 use crate::task::{TaskInfo, TaskKind};
@@ -92,7 +94,9 @@ async fn run(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant, m
     own_steps(scope, shared, deadline).await;
     scope.own_drained.cancel();
     let children = run_children(scope, shared, deadline, mode).await;
-    let hooks = run_hooks(scope, shared, deadline, children).await;
+    // Hooks of children freed before their turn run as this scope's: they end first.
+    let freed_hooks = wait_live(scope, &[TaskKind::Hook], deadline).await;
+    let hooks = run_hooks(scope, shared, deadline, children && freed_hooks).await;
     // Done: from now on, work spawned into it never runs.
     scope.phase.begin_abort();
     children && hooks && scope.live(&ALL_KINDS) == 0
@@ -128,21 +132,24 @@ pub(crate) async fn wait_dependents(
 /// `b.depends_on(&c)`). The graph has no cycle (`add_dependency` refuses one), so the walk ends.
 fn start_waited_for_by_ancestors(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant) {
     let mut chain = vec![scope.clone()];
+    let mut seen: HashSet<*const ScopeInner> = HashSet::from([Arc::as_ptr(scope)]);
     let mut next = 0;
     while next < chain.len() {
         for dependent in chain[next].dependents() {
-            if !chain.iter().any(|s| Arc::ptr_eq(s, &dependent)) {
+            if seen.insert(Arc::as_ptr(&dependent)) {
                 chain.push(dependent);
             }
         }
         next += 1;
     }
     for waited in &chain[1..] {
-        let waited_by_ancestor = chain
-            .iter()
-            .any(|s| !Arc::ptr_eq(s, waited) && s.contains(waited));
-        if waited_by_ancestor {
-            start(waited, shared, deadline, Mode::Program);
+        let mut ancestor = waited.parent();
+        while let Some(at) = ancestor {
+            if seen.contains(&Arc::as_ptr(at)) {
+                start(waited, shared, deadline, Mode::Program);
+                break;
+            }
+            ancestor = at.parent();
         }
     }
 }
@@ -206,6 +213,48 @@ async fn run_hooks(
         }
     }
     all
+}
+
+/// Runs `hooks`, in their order, as tracked hooks of `scope`, one at a time: a hook that panics
+/// is reported and the next one runs: the hooks of a child of `scope` freed before its turn.
+pub(crate) fn run_freed_hooks(
+    shared: &Arc<Shared>,
+    scope: &Arc<ScopeInner>,
+    freed: &ScopeInner,
+    mut hooks: Vec<Hook>,
+) {
+    if scope.phase.cancels_at_once(TaskKind::Hook) {
+        // Too late: `scope` is past its turn (aborted, or at its deadline). Said, not lost.
+        for hook in &hooks {
+            let mut info = TaskInfo::hook(hook.location);
+            // The freed scope's path (it has already let go of its parent, so it reads as a root).
+            info.scope = Some(freed.path.clone());
+            report::hook_skipped(&info);
+            shared.report.log.not_run(&info);
+        }
+        return;
+    }
+    if hooks.len() == 1 {
+        let hook = hooks.remove(0);
+        crate::tracked::spawn_in(shared, scope, TaskKind::Hook, hook.location, hook.future);
+        return;
+    }
+    // Several: the first hook's place runs them in turn, so the scope waits for all of them.
+    let (runtime, place) = (shared.clone(), scope.clone());
+    let location = hooks[0].location;
+    let each = async move {
+        for hook in hooks {
+            let handle = crate::tracked::spawn_in(
+                &runtime,
+                &place,
+                TaskKind::Hook,
+                hook.location,
+                hook.future,
+            );
+            let _ = handle.await;
+        }
+    };
+    crate::tracked::spawn_in(shared, scope, TaskKind::Hook, location, each);
 }
 
 /// Waits until the scope has no live work of `kinds`; `false` at the deadline.
@@ -338,11 +387,12 @@ fn end_of_partial(
     mut groups: Vec<Arc<str>>,
     since: report::LogMark,
 ) -> Report {
-    for group in self::groups(scope) {
-        if !groups.iter().any(|g| Arc::ptr_eq(g, &group)) {
-            groups.push(group);
-        }
-    }
+    let known: HashSet<*const u8> = groups.iter().map(|g| g.as_ptr()).collect();
+    groups.extend(
+        self::groups(scope)
+            .into_iter()
+            .filter(|g| !known.contains(&g.as_ptr())),
+    );
     let which = |g: Option<&Arc<str>>| picks(&groups, g);
     let mut report = Report {
         reason: shared.shutdown.trigger.started().map(|s| s.reason.clone()),

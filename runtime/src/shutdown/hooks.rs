@@ -3,11 +3,9 @@
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
-use crate::context::{self, Shared};
-use crate::scope::ScopeInner;
-use crate::task::TaskKind;
+use crate::context;
 
 pub(crate) type HookFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -29,6 +27,14 @@ impl Hooks {
             .push(Hook { future, location });
     }
 
+    /// Every hook, last registered first.
+    pub(crate) fn take_all(&self) -> Vec<Hook> {
+        let mut hooks =
+            std::mem::take(&mut *self.stack.lock().unwrap_or_else(PoisonError::into_inner));
+        hooks.reverse();
+        hooks
+    }
+
     pub(crate) fn pop(&self) -> Option<Hook> {
         self.stack
             .lock()
@@ -37,37 +43,12 @@ impl Hooks {
     }
 }
 
-/// Runs `hooks`, in their order, as tracked hooks of `scope`, one at a time: a hook that panics
-/// is reported and the next one runs. For a scope freed before its turn.
-pub(crate) fn run_in(shared: &Arc<Shared>, scope: &Arc<ScopeInner>, mut hooks: Vec<Hook>) {
-    if hooks.len() == 1 {
-        let hook = hooks.remove(0);
-        crate::tracked::spawn_in(shared, scope, TaskKind::Hook, hook.location, hook.future);
-        return;
-    }
-    // Several: the first hook's place runs them in turn, so the scope waits for all of them.
-    let (runtime, place) = (shared.clone(), scope.clone());
-    let location = hooks[0].location;
-    let each = async move {
-        for hook in hooks {
-            let handle = crate::tracked::spawn_in(
-                &runtime,
-                &place,
-                TaskKind::Hook,
-                hook.location,
-                hook.future,
-            );
-            let _ = handle.await;
-        }
-    };
-    crate::tracked::spawn_in(shared, scope, TaskKind::Hook, location, each);
-}
-
 /// Registers a hook: a future run after the drain (step 4), one hook at a time, last registered
 /// first, so a hook can close what services used until they stopped.
 ///
 /// Inside a [`Scope`](crate::Scope), the hook is the scope's: it runs once the scope's subtree
-/// has finished. A hook that panics is reported and the next one runs; a hook still running at the deadline is
+/// has finished in its turn, or when the scope is freed before its turn (every handle dropped, all
+/// its work ended). A hook that panics is reported and the next one runs; a hook still running at the deadline is
 /// aborted and the ones after it do not run.
 ///
 /// # Examples
