@@ -331,9 +331,9 @@ impl fmt::Debug for Handle {
 #[must_use = "the runtime is entered only while the guard lives"]
 pub struct EnterGuard {
     _enter: context::Enter,
-    /// `!Send`, as tokio's guard is: dropped on another thread, it would put this thread's
-    /// previous runtime back there and leave this one entered here.
-    _not_send: PhantomData<*const ()>,
+    /// `!Send` (and `Sync`), as tokio's guard is: dropped on another thread, it would put this
+    /// thread's previous runtime back there and leave this one entered here.
+    _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl fmt::Debug for EnterGuard {

@@ -101,23 +101,32 @@ impl ServiceOutput for <fn() -> ! as Ret>::Output {
 }
 
 /// An error's `Debug` text on one line (its line breaks folded to ` — `), cut before a
-/// `Stack backtrace:` section: formatting stops there, so a backtrace that `anyhow` captured is
-/// never resolved, which would slow the exit and fill the report.
+/// `Stack backtrace:` section: formatting stops there, and the report is not filled with a
+/// backtrace. (`anyhow` resolves its backtrace before it writes any of it, so the cut cannot
+/// spare that cost; an error type that writes its backtrace lazily is spared it.)
 fn one_line(error: &dyn fmt::Debug) -> String {
     const BACKTRACE: &str = "Stack backtrace:";
 
-    struct UntilBacktrace(String);
+    struct UntilBacktrace {
+        text: String,
+        /// The backtrace began: a `Debug` that goes on after the error must add nothing.
+        cut: bool,
+    }
 
     impl fmt::Write for UntilBacktrace {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            let from = self.0.len().saturating_sub(BACKTRACE.len());
-            self.0.push_str(s);
-            let from = (from..=self.0.len())
-                .find(|&i| self.0.is_char_boundary(i))
-                .unwrap_or(self.0.len());
-            match self.0[from..].find(BACKTRACE) {
+            if self.cut {
+                return Err(fmt::Error);
+            }
+            let from = self.text.len().saturating_sub(BACKTRACE.len());
+            self.text.push_str(s);
+            let from = (from..=self.text.len())
+                .find(|&i| self.text.is_char_boundary(i))
+                .unwrap_or(self.text.len());
+            match self.text[from..].find(BACKTRACE) {
                 Some(at) => {
-                    self.0.truncate(from + at);
+                    self.text.truncate(from + at);
+                    self.cut = true;
                     Err(fmt::Error)
                 }
                 None => Ok(()),
@@ -125,11 +134,14 @@ fn one_line(error: &dyn fmt::Debug) -> String {
         }
     }
 
-    let mut text = UntilBacktrace(String::new());
+    let mut text = UntilBacktrace {
+        text: String::new(),
+        cut: false,
+    };
     // An `Err` here is the cut, or the error's own `Debug` failing: keep what was written.
     let _ = fmt::write(&mut text, format_args!("{error:?}"));
     let lines: Vec<&str> = text
-        .0
+        .text
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
@@ -334,15 +346,14 @@ where
 {
     let location = Location::caller();
     context::with_expect("graceful::shutdown_waits_for", |shared| {
-        let scope = scope::current().unwrap_or_else(|| shared.shutdown.root.clone());
-        protect(shared, scope, location, future)
+        protect(shared, scope::current(), location, future)
     })
 }
 
-/// Starts `future` as protected work in `scope` (the root included).
+/// Starts `future` as protected work in `scope` (`None` for the root).
 pub(crate) fn protect<F>(
     shared: &Shared,
-    scope: Arc<ScopeInner>,
+    scope: Option<Arc<ScopeInner>>,
     location: &'static Location<'static>,
     future: F,
 ) -> ShutdownWaitsFor<F::Output>
@@ -350,7 +361,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let handle = tracked::spawn_in(shared, &scope, TaskKind::Protected, location, future);
+    let handle = match &scope {
+        None => tracked::spawn(shared, TaskKind::Protected, location, future),
+        Some(scope) => tracked::spawn_in(shared, scope, TaskKind::Protected, location, future),
+    };
     ShutdownWaitsFor {
         handle: Some(handle),
         location,
@@ -384,7 +398,8 @@ pub struct ShutdownWaitsFor<T> {
     /// `None` once it has resolved.
     handle: Option<JoinHandle<T>>,
     location: &'static Location<'static>,
-    scope: Arc<ScopeInner>,
+    /// Its scope, `None` for the root's.
+    scope: Option<Arc<ScopeInner>>,
 }
 
 /// The start of the panic message of an awaiter of aborted protected work: a `main` that panics
@@ -403,18 +418,20 @@ impl<T> ShutdownWaitsFor<T> {
     /// scope's own deadline, or an abort.
     fn why(&self) -> String {
         let now = std::time::Instant::now();
-        let program_deadline = self
-            .scope
-            .runtime()
-            .and_then(|shared| shared.shutdown.trigger.started().map(|s| s.deadline));
+        let runtime = match &self.scope {
+            Some(scope) => scope.runtime(),
+            None => context::with(|shared| shared.cloned()),
+        };
+        let program_deadline =
+            runtime.and_then(|shared| shared.shutdown.trigger.started().map(|s| s.deadline));
         if program_deadline.is_some_and(|deadline| deadline <= now) {
             return "the shutdown's deadline passed".into();
         }
-        if self.scope.is_root() {
+        let Some(scope) = &self.scope else {
             return "the program's work was aborted".into();
-        }
-        let path = &self.scope.path;
-        match self.scope.deadline.get() {
+        };
+        let path = &scope.path;
+        match scope.deadline.get() {
             Some(deadline) if *deadline <= now => {
                 format!("scope `{path}` reached its deadline")
             }
@@ -444,7 +461,7 @@ impl<T> fmt::Debug for ShutdownWaitsFor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShutdownWaitsFor")
             .field("location", &self.location)
-            .field("scope", &&*self.scope.path)
+            .field("scope", &self.scope.as_ref().map(|s| &*s.path))
             .field("resolved", &self.handle.is_none())
             .finish()
     }
@@ -487,6 +504,15 @@ mod tests {
             }
         }
         assert_eq!(one_line(&WithBacktrace), "failed");
+        // A `Debug` that ignores the error and goes on adds nothing after the cut.
+        struct Stubborn;
+        impl fmt::Debug for Stubborn {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let _ = f.write_str("failed\nStack backtrace:\n");
+                f.write_str("  0: main")
+            }
+        }
+        assert_eq!(one_line(&Stubborn), "failed");
         assert_eq!(one_line(&"quoted"), "\"quoted\"");
     }
 }
