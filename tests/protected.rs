@@ -57,6 +57,23 @@ fn protected_work_aborted_by_its_scope_panics_its_awaiter_under_a_timeout() {
 }
 
 #[test]
+fn protected_work_aborted_at_its_scopes_deadline_panics_its_awaiter_in_the_root() {
+    let finished = fixture("protected_aborted")
+        .arg("scope_deadline")
+        .start()
+        .wait();
+    ended_in_time(&finished);
+    finished
+        .assert_stdout_has("db aborted 1")
+        .assert_stdout_has("awaiter ended; panicked: true")
+        .assert_stderr_has("was aborted (scope `db` reached its deadline)")
+        .assert_stderr_has("service \"awaiter\" at ")
+        .assert_code(0);
+}
+
+/// Both are aborted at the program's deadline: whichever goes first, both are named and the exit
+/// still comes by the deadline plus a second.
+#[test]
 fn protected_work_aborted_at_the_deadline_is_reported_with_its_awaiting_service() {
     let finished = fixture("protected_aborted").arg("deadline").start().wait();
     ended_in_time(&finished);

@@ -61,6 +61,21 @@ fn arguments(exec: &str, address: &str) -> (String, Vec<String>) {
     (program, args)
 }
 
+/// `GET path` on one connection, and the whole response (bounded by [`TIMEOUT`]).
+fn get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address)
+        .unwrap_or_else(|err| panic!("nothing listens on {address}: {err}"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
 /// Waits for a datagram on the stand-in notify socket that carries `READY=1`.
 fn wait_for_ready(notify: &UnixDatagram) -> Vec<String> {
     let limit = Instant::now() + TIMEOUT;
@@ -141,14 +156,7 @@ fn every_unit_starts_its_program_and_a_notify_unit_becomes_ready() {
             wait_for_ready(&notify);
         }
         // It serves where the unit says: the address given (or passed) answers.
-        let mut stream = TcpStream::connect(&address)
-            .unwrap_or_else(|err| panic!("{name}: nothing listens on {address}: {err}"));
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
+        let response = get(&address, "/");
         assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
         started.signal(SIGTERM);
         started.wait().assert_killed_by(SIGTERM);
@@ -191,15 +199,7 @@ fn the_kubernetes_manifest_runs_an_example_that_serves_its_probes() {
         .start();
     let line = server.wait_for_line("listening on ");
     let address = line.rsplit(' ').next().unwrap().to_string();
-    let mut stream = TcpStream::connect(&address).unwrap();
-    write!(
-        stream,
-        "GET {probe_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
+    let response = get(&address, probe_path);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     server.signal(SIGTERM);
     server.wait().assert_killed_by(SIGTERM);

@@ -60,8 +60,12 @@ fn waiting_line_names_the_stuck_service_within_2s() {
 /// apart, and a program whose stderr is not a terminal is not told to press Ctrl-C.
 #[test]
 fn waiting_line_after_main_returned_says_the_signal_must_come_twice() {
-    let out = fixture("drain_after_return").run();
-    let (_, line) = out.stderr_line("graceful: waiting for");
+    let dir = support::TempDir::new("drain-after-return");
+    let release = dir.file("release");
+    let mut child = fixture("drain_after_return").arg(&release).start();
+    let line = child.wait_for_stderr("graceful: waiting for");
+    std::fs::write(&release, "").unwrap();
+    let out = child.wait();
     assert!(
         line.contains("; send SIGINT twice, a second apart, to force"),
         "{line}"
