@@ -77,6 +77,20 @@
 //! watchdog thread ends the process one second past the deadline whatever the
 //! program does.
 //!
+//! # Which question to ask
+//!
+//! Three observers of the shutdown answer two different questions:
+//!
+//! | call | answers | flips |
+//! |---|---|---|
+//! | [`is_shutting_down()`] | has the program begun shutting down? (the readiness probe's question) | at the trigger, before any drain delay, wherever it is called, in a scope too |
+//! | [`shutdown_requested()`] | is it my turn to stop? (a future) | at the announce: for the root, after the drain delay; inside a scope, at that scope's turn |
+//! | [`token()`] | the same, as a `CancellationToken` for libraries that take one | with [`shutdown_requested()`] |
+//!
+//! A [`Scope`]'s own methods are about that scope: [`Scope::is_shutting_down`] is also true once
+//! its partial shutdown has begun, and [`Scope::shutdown_requested`] is its turn. A [`Handle`]
+//! asks about the program from any thread.
+//!
 //! # Exit status
 //!
 //! `main`'s value as std reports it; 101 after a panic in `main` (or in a tracked task under

@@ -36,3 +36,29 @@ fn a_shutdown_asked_for_before_run_starts_it_at_once_with_its_code() {
         .assert_stdout_has("shutting down at start: true")
         .assert_stdout_has("reason Requested");
 }
+
+/// Library code can tell whether it runs under graceful, and the handle it gets answers about
+/// the program, its deadline included, before, during and after the run.
+#[test]
+fn try_current_finds_the_runtime_of_this_thread_and_none_elsewhere() {
+    assert!(graceful::Handle::try_current().is_none());
+    let builder = graceful::Builder::new()
+        .signals([])
+        .grace(std::time::Duration::from_secs(5));
+    let outside = builder.handle();
+    assert!(outside.deadline().is_none());
+    let code = builder.run(async {
+        let here = graceful::Handle::try_current().expect("a graceful runtime");
+        assert!(here.deadline().is_none());
+        graceful::shutdown();
+        assert_eq!(here.deadline(), graceful::deadline());
+        let worker = tokio::task::spawn_blocking(|| graceful::Handle::try_current().is_some());
+        assert!(
+            worker.await.unwrap(),
+            "its blocking threads are its own too"
+        );
+    });
+    assert_eq!(code, std::process::ExitCode::SUCCESS, "see the panic above");
+    assert!(outside.deadline().is_some(), "kept after the run");
+    assert!(graceful::Handle::try_current().is_none());
+}

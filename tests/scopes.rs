@@ -565,3 +565,73 @@ fn hooks_of_a_scope_freed_during_its_parents_turn_keep_the_shutdown_clean() {
     assert_eq!(code, std::process::ExitCode::SUCCESS);
     assert_eq!(*ran.lock().unwrap(), ["conn hook", "root hook"]);
 }
+
+/// The readiness-probe question is about the program, wherever it is asked: with a drain delay,
+/// a scope's turn comes long after the trigger, but `is_shutting_down()` flips at the trigger.
+#[test]
+fn is_shutting_down_inside_a_scope_is_true_from_the_programs_trigger() {
+    let code = builder()
+        .drain_delay(Duration::from_millis(300))
+        .run(async {
+            let jobs = graceful::scope("jobs");
+            graceful::shutdown();
+            let inside = jobs.spawn(async { graceful::is_shutting_down() });
+            assert!(inside.await.unwrap(), "false inside the scope");
+            assert!(jobs.is_shutting_down());
+            assert!(!jobs.token().is_cancelled(), "its turn has not come");
+        });
+    assert_eq!(code, std::process::ExitCode::SUCCESS, "see the panic above");
+}
+
+/// Polls `future` once, as an `.await` would first do.
+fn poll_once<F: std::future::Future>(future: F) {
+    let mut future = std::pin::pin!(future);
+    let _ = future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+}
+
+/// Awaiting a scope's shutdown or end from inside it would wait for itself until the deadline:
+/// it panics at once, saying what to do instead.
+#[test]
+fn awaiting_a_scopes_own_shutdown_from_inside_it_panics_at_once() {
+    run_ok(async {
+        let message = panic_message(|| poll_once(graceful::current_scope().finished()));
+        assert!(message.contains("would wait for itself"), "{message}");
+        assert!(message.contains("graceful::shutdown()"), "{message}");
+        let jobs = graceful::scope("jobs");
+        let inner = jobs.clone();
+        let from_inside = jobs.spawn(async move {
+            panic_message(std::panic::AssertUnwindSafe(|| poll_once(inner.shutdown())))
+        });
+        let message = from_inside.await.unwrap();
+        assert!(message.contains("scope `jobs`'s shutdown()"), "{message}");
+        // From outside, the same future is fine.
+        assert!(jobs.shutdown().await.is_clean());
+    });
+    let code = builder().run(async {
+        let message = panic_message(|| poll_once(graceful::current_scope().shutdown()));
+        assert!(message.contains("the root scope's shutdown()"), "{message}");
+    });
+    assert_eq!(code, std::process::ExitCode::SUCCESS, "see the panic above");
+}
+
+/// `main`, in the program's shutdown, stops a child scope and waits for it: the child's turn
+/// starts at once, not after `main`.
+#[test]
+fn main_awaiting_a_childs_shutdown_during_the_programs_finishes_at_once() {
+    finishes_at_once_in_order(
+        |log| {
+            let child = graceful::scope("child");
+            record_turn(&child, "child", &log);
+            graceful::spawn_service("main's work", async move {
+                graceful::shutdown_requested().await;
+                let report = child.shutdown().await;
+                assert!(report.is_clean(), "{report:?}");
+                log.lock().unwrap().push("after the child");
+            });
+            graceful::shutdown();
+        },
+        &["child", "after the child"],
+    );
+}

@@ -832,7 +832,13 @@ impl Builder {
         shared.watchdog.disarm();
         let _ = watchdog.join();
         drop(enter);
-        public.end(shared.shutdown.trigger.started().map(|s| s.reason.clone()));
+        public.end(
+            shared
+                .shutdown
+                .trigger
+                .started()
+                .map(|s| (s.reason.clone(), s.deadline)),
+        );
         (status, ended.report)
     }
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +57,8 @@ enum State {
         requested: Option<Option<u8>>,
     },
     Running(Arc<Shared>),
-    Ended(Option<Reason>),
+    /// Why its shutdown started and its deadline, if it started one.
+    Ended(Option<(Reason, Instant)>),
 }
 
 impl Inner {
@@ -85,8 +87,8 @@ impl Inner {
     }
 
     /// The run has ended: only its answer is kept.
-    pub(crate) fn end(&self, reason: Option<Reason>) {
-        *self.lock() = State::Ended(reason);
+    pub(crate) fn end(&self, started: Option<(Reason, Instant)>) {
+        *self.lock() = State::Ended(started);
         self.root.cancel();
     }
 
@@ -205,8 +207,57 @@ impl Handle {
         match &*self.inner.lock() {
             State::Before { .. } => None,
             State::Running(shared) => shared.shutdown.trigger.started().map(|s| s.reason.clone()),
-            State::Ended(reason) => reason.clone(),
+            State::Ended(started) => started.as_ref().map(|(reason, _)| reason.clone()),
         }
+    }
+
+    /// When the program's grace runs out, once its shutdown has started (kept after the run has
+    /// ended); `None` before. As [`deadline()`](crate::deadline), from any thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = graceful::Builder::new().signals([]).grace(Duration::from_secs(5));
+    /// let handle = builder.handle();
+    /// assert!(handle.deadline().is_none());
+    /// builder.run(async {});
+    /// // The shutdown ended well before its deadline.
+    /// assert!(handle.deadline().unwrap() > tokio::time::Instant::now());
+    /// ```
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        let deadline = match &*self.inner.lock() {
+            State::Before { .. } => None,
+            State::Running(shared) => shared.shutdown.trigger.started().map(|s| s.deadline),
+            State::Ended(started) => started.as_ref().map(|(_, deadline)| *deadline),
+        };
+        deadline.map(tokio::time::Instant::from_std)
+    }
+
+    /// The handle of this thread's graceful runtime, or `None` outside one: for library code that
+    /// uses graceful when the program runs under it and plain tokio otherwise.
+    /// ([`handle()`](crate::handle) panics outside a runtime, as tokio's `Handle::current` does.)
+    /// On a thread of a runtime that has ended it is `Some`, and answers as ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Library code that follows the program's shutdown when there is one.
+    /// fn shutting_down() -> bool {
+    ///     graceful::Handle::try_current().is_some_and(|handle| handle.is_shutting_down())
+    /// }
+    ///
+    /// assert!(graceful::Handle::try_current().is_none());
+    /// assert!(!shutting_down());
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     assert!(!shutting_down());
+    ///     graceful::shutdown();
+    ///     assert!(shutting_down());
+    /// });
+    /// ```
+    pub fn try_current() -> Option<Handle> {
+        context::with(|shared| shared.map(|s| Handle::from_inner(s.public.clone())))
     }
 
     /// A future that resolves once the program's shutdown has started (at the announce step),
@@ -292,8 +343,8 @@ impl Handle {
             State::Before { .. } => {
                 panic!("graceful::Handle::enter: the runtime has not started")
             }
-            State::Ended(reason) => EnterGuard {
-                _enter: context::enter(Shared::ended(reason.clone())),
+            State::Ended(started) => EnterGuard {
+                _enter: context::enter(Shared::ended(started.as_ref().map(|(r, _)| r.clone()))),
                 _not_send: PhantomData,
             },
         }

@@ -585,28 +585,30 @@ impl Scope {
         &self.inner.path
     }
 
-    /// Whether this scope's turn has begun, waiting for the scopes that depend on it included
-    /// (for the root: from the program's trigger). A partial [`shutdown`](Scope::shutdown)
-    /// begins it when called.
+    /// Whether this scope is shutting down: the program's shutdown has begun (as
+    /// [`is_shutting_down()`](crate::is_shutting_down)), or this scope's own partial
+    /// [`shutdown`](Scope::shutdown) has. Whether it is this scope's turn to stop is
+    /// [`shutdown_requested`](Scope::shutdown_requested).
     ///
     /// # Examples
     ///
     /// ```
     /// graceful::Builder::new().signals([]).run(async {
-    ///     let jobs = graceful::scope("jobs");
+    ///     let tenant = graceful::scope("tenant");
+    ///     let other = graceful::scope("other");
+    ///     tenant.shutdown().await;
+    ///     assert!(tenant.is_shutting_down());
+    ///     assert!(!other.is_shutting_down(), "only the tenant stopped");
     ///     graceful::shutdown();
-    ///     // The program's shutdown has started; the scope's turn comes after main's.
-    ///     assert!(!jobs.is_shutting_down());
+    ///     assert!(other.is_shutting_down(), "the program's shutdown has begun");
     /// });
     /// ```
     pub fn is_shutting_down(&self) -> bool {
-        if self.inner.is_root() {
-            return self
-                .inner
-                .runtime()
-                .is_some_and(|s| s.shutdown.trigger.started().is_some());
-        }
-        self.inner.is_claimed()
+        let program = self
+            .inner
+            .runtime()
+            .is_some_and(|s| s.shutdown.trigger.started().is_some());
+        program || (!self.inner.is_root() && self.inner.is_claimed())
     }
 
     /// A future that resolves at this scope's announce step.

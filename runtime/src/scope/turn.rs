@@ -456,6 +456,44 @@ pub(crate) fn abort(scope: &Arc<ScopeInner>) {
     }
 }
 
+/// Panics if the work polling this thread is inside `scope`'s subtree (or is its hook): awaiting
+/// the scope's `what` there would wait for itself until the deadline.
+fn refuse_self_wait(scope: &ScopeInner, what: &str) {
+    let inside = match super::current() {
+        Some(current) => {
+            let mut at = Some(&*current);
+            let mut found = false;
+            while let Some(here) = at {
+                if std::ptr::eq(here, scope) {
+                    found = true;
+                    break;
+                }
+                at = here.parent().map(|p| &**p);
+            }
+            found
+        }
+        None => {
+            scope.is_root()
+                && crate::shutdown::sequence::is_polling_main()
+                && crate::context::with(|shared| {
+                    shared.is_some_and(|s| std::ptr::eq(Arc::as_ptr(&s.shutdown.root), scope))
+                })
+        }
+    };
+    if inside {
+        let name = if scope.is_root() {
+            "the root scope".to_string()
+        } else {
+            format!("scope `{}`", scope.path)
+        };
+        panic!(
+            "graceful: awaiting {name}'s {what}() from inside it would wait for itself until the \
+             deadline; to stop the program call graceful::shutdown(), await the scope's {what}() \
+             from outside it, or call shutdown() without awaiting it"
+        );
+    }
+}
+
 /// The future [`Scope::shutdown`](super::Scope::shutdown) returns: the subtree's [`Report`].
 ///
 /// # Examples
@@ -467,17 +505,24 @@ pub(crate) fn abort(scope: &Arc<ScopeInner>) {
 ///     assert!(stopping.await.is_clean());
 /// });
 /// ```
+///
+/// # Panics
+///
+/// When polled by work inside the scope's subtree, or by its hook: it would wait for itself.
 #[must_use = "the shutdown runs anyway; await this for its report"]
 pub struct ScopeShutdown {
+    scope: Arc<ScopeInner>,
     future: Pin<Box<dyn Future<Output = Report> + Send>>,
 }
 
 impl ScopeShutdown {
     fn new(scope: Arc<ScopeInner>) -> ScopeShutdown {
+        let waited = scope.clone();
         ScopeShutdown {
+            scope,
             future: Box::pin(async move {
-                scope.done.cancelled().await;
-                scope.report.get().cloned().unwrap_or_default()
+                waited.done.cancelled().await;
+                waited.report.get().cloned().unwrap_or_default()
             }),
         }
     }
@@ -487,13 +532,16 @@ impl Future for ScopeShutdown {
     type Output = Report;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Report> {
+        refuse_self_wait(&self.scope, "shutdown");
         self.future.as_mut().poll(cx)
     }
 }
 
 impl std::fmt::Debug for ScopeShutdown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScopeShutdown").finish_non_exhaustive()
+        f.debug_struct("ScopeShutdown")
+            .field("path", &&*self.scope.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -509,23 +557,30 @@ impl std::fmt::Debug for ScopeShutdown {
 ///     finished.await;
 /// });
 /// ```
+///
+/// # Panics
+///
+/// When polled by work inside the scope's subtree, or by its hook: it would wait for itself.
 #[must_use = "futures do nothing unless polled"]
 pub struct Finished {
+    scope: Arc<ScopeInner>,
     future: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Finished {
     pub(crate) fn new(scope: Arc<ScopeInner>) -> Finished {
+        let waited = scope.clone();
         Finished {
+            scope,
             future: Box::pin(async move {
-                if scope.is_root() {
+                if waited.is_root() {
                     // The root's work includes `main`: it is finished when the program is.
-                    return scope.done.cancelled().await;
+                    return waited.done.cancelled().await;
                 }
                 loop {
-                    let mut notified = pin!(scope.changed.notified());
+                    let mut notified = pin!(waited.changed.notified());
                     notified.as_mut().enable();
-                    if scope.subtree().iter().all(|s| s.live(&ALL_KINDS) == 0) {
+                    if waited.subtree().iter().all(|s| s.live(&ALL_KINDS) == 0) {
                         return;
                     }
                     notified.await;
@@ -539,12 +594,15 @@ impl Future for Finished {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        refuse_self_wait(&self.scope, "finished");
         self.future.as_mut().poll(cx)
     }
 }
 
 impl std::fmt::Debug for Finished {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Finished").finish_non_exhaustive()
+        f.debug_struct("Finished")
+            .field("path", &&*self.scope.path)
+            .finish_non_exhaustive()
     }
 }

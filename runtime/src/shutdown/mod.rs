@@ -140,10 +140,9 @@ pub fn shutdown_with_code(code: u8) {
     context::expect("graceful::shutdown_with_code").request_with_code(code);
 }
 
-/// Whether the shutdown has started (true from the first moment, drain delay included).
-///
-/// Inside a [`Scope`](crate::Scope), whether that scope's turn has begun; a readiness probe that
-/// must flip at the trigger asks a [`Handle`](crate::Handle).
+/// Whether the program's shutdown has started: true from the trigger on, the drain delay
+/// included, wherever it is called from — a scope included. This is the readiness-probe
+/// question; "is it my turn to stop?" is [`shutdown_requested()`] (see the crate docs' table).
 ///
 /// Outside a graceful runtime: `false`.
 ///
@@ -152,15 +151,16 @@ pub fn shutdown_with_code(code: u8) {
 /// ```
 /// assert!(!graceful::is_shutting_down());
 /// graceful::Builder::new().signals([]).run(async {
+///     let jobs = graceful::scope("jobs");
 ///     assert!(!graceful::is_shutting_down());
 ///     graceful::shutdown();
 ///     assert!(graceful::is_shutting_down());
+///     // In a scope whose turn has not come yet, too.
+///     let inside = jobs.spawn(async { graceful::is_shutting_down() });
+///     assert!(inside.await.unwrap());
 /// });
 /// ```
 pub fn is_shutting_down() -> bool {
-    if let Some(scope) = scope::current() {
-        return scope.is_claimed();
-    }
     context::with(|shared| shared.is_some_and(|s| s.shutdown.trigger.started().is_some()))
 }
 

@@ -111,7 +111,11 @@ where
         let Some(future) = self.future.as_mut() else {
             return Poll::Ready(());
         };
-        let outcome = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            let _main = PollingMain::enter();
+            future.as_mut().poll(cx)
+        }));
+        let outcome = match polled {
             Ok(Poll::Pending) => {
                 if let Some(shared) = self.ready_on_first_await.take() {
                     shared.systemd.ready();
@@ -158,6 +162,32 @@ where
         })
         .await
     }
+}
+
+thread_local! {
+    /// Whether this thread is polling `main` now: `main` is the root's own work, which must not
+    /// await the root scope's shutdown (it would wait for itself).
+    static POLLING_MAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as polling `main` until dropped (unwinding included).
+struct PollingMain(bool);
+
+impl PollingMain {
+    fn enter() -> PollingMain {
+        PollingMain(POLLING_MAIN.replace(true))
+    }
+}
+
+impl Drop for PollingMain {
+    fn drop(&mut self) {
+        POLLING_MAIN.set(self.0);
+    }
+}
+
+/// Whether this thread is polling some runtime's `main` now.
+pub(crate) fn is_polling_main() -> bool {
+    POLLING_MAIN.get()
 }
 
 /// How the sequence ended, for the exit status and the report.
