@@ -137,6 +137,20 @@
 //! assert_eq!(*order.lock().unwrap(), ["last query, sent while draining"]);
 //! ```
 //!
+//! # Coming from aiorun
+//!
+//! The crate is the Rust counterpart of Python's aiorun, and keeps two of its names so its users
+//! find them: [`shutdown_waits_for`] (work the shutdown waits for, never cancels) and the
+//! attribute's `uvloop_like` (an alias of `flavor`: aiorun's `use_uvloop` picks the loop, this
+//! picks tokio's runtime flavor). The rest maps onto Rust's words: `run(main())` is
+//! `#[graceful::main]` or [`Builder::run`]; `stop_on_unhandled_errors` is `stop_on_panic`;
+//! `executor_workers` is `blocking_threads`; `timeout_task_shutdown` is `grace`, one budget for
+//! the whole shutdown; `shutdown_callback` is [`on_shutdown`]; `loop.stop()` is [`shutdown()`];
+//! `asyncio.all_tasks()` is [`tasks()`]; `run_in_executor` is [`spawn_blocking`]; aiorun's
+//! behaviour of ignoring signals during a shutdown is `second_signal = "ignore"`, and keeping the
+//! loop running after `main` returns is `run_forever`. A cancelled task is not sent a
+//! `CancelledError`: its future is dropped at its next `.await`, and its `Drop`s run.
+//!
 //! # Restart without downtime
 //!
 //! On Unix a program can replace itself without refusing a connection: take listeners from
@@ -219,10 +233,9 @@ pub use graceful_runtime::{
     current_scope, deadline, handle, is_shutting_down, is_upgrade, listen_tcp, listen_tcp_named,
     on_shutdown, ready, reason, scope, shutdown, shutdown_requested, shutdown_waits_for,
     shutdown_with_code, spawn, spawn_blocking, spawn_service, supervise, tasks, token, upgrade,
-    Builder, EnterGuard, Failure, Finished, Flavor, Handle, Reason, Report, Restart, Scope,
+    Builder, EnterGuard, Failure, Flavor, Handle, Reason, Report, Restart, Scope, ScopeFinished,
     ScopeShutdown, SecondSignal, ServiceOutput, ShutdownRequested, ShutdownWaitsFor, StopFlag,
-    Stopped, Supervisor, TaskInfo, TaskKind, UpgradeError, DEFAULT_GRACE, UNIX_SIGNALS,
-    WINDOWS_SIGNALS,
+    Supervisor, SupervisorStopped, TaskInfo, TaskKind, UpgradeError,
 };
 
 #[cfg(unix)]

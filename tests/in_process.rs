@@ -215,7 +215,7 @@ fn eight_spawners_racing_a_shutdown_lose_no_task() {
             graceful::on_shutdown(async move {
                 let tasks = graceful::tasks()
                     .iter()
-                    .filter(|t| t.kind == graceful::TaskKind::Task)
+                    .filter(|t| t.kind == graceful::TaskKind::Cancellable)
                     .count();
                 left.store(tasks, Ordering::SeqCst);
             });
@@ -292,7 +292,7 @@ fn forty_threads_sharing_shards_list_and_cancel_every_task_once() {
         let tasks = graceful::tasks();
         let count = tasks
             .iter()
-            .filter(|t| t.kind == graceful::TaskKind::Task)
+            .filter(|t| t.kind == graceful::TaskKind::Cancellable)
             .count();
         li.store(count, Ordering::SeqCst);
         graceful::shutdown();

@@ -53,7 +53,7 @@ pub enum Flavor {
 /// # Examples
 ///
 /// ```
-/// // aiorun's behaviour: only the deadline ends a shutdown.
+/// // Signals during the shutdown are ignored: only its deadline ends it.
 /// let code = graceful::Builder::new()
 ///     .second_signal(graceful::SecondSignal::Ignore)
 ///     .run(async {});
@@ -119,20 +119,6 @@ impl Config {
     }
 }
 
-/// The grace when none is set: 25 s, under Kubernetes' default 30 s
-/// `terminationGracePeriodSeconds`, so our report is written before the kubelet's SIGKILL.
-///
-/// # Examples
-///
-/// ```
-/// graceful::Builder::new().signals([]).run(async {
-///     graceful::shutdown();
-///     let left = graceful::deadline().unwrap() - tokio::time::Instant::now();
-///     assert!(left <= graceful::DEFAULT_GRACE && left > graceful::DEFAULT_GRACE / 2);
-/// });
-/// ```
-pub const DEFAULT_GRACE: Duration = graceful_options::DEFAULT_GRACE;
-
 /// Settings of a graceful runtime; [`run`](Builder::run) runs a future under it and returns the
 /// exit status. Everything `#[graceful::main]` can set, the builder can set too.
 ///
@@ -191,7 +177,7 @@ impl Builder {
                 flavor: Flavor::MultiThread,
                 worker_threads: None,
                 blocking_threads: None,
-                grace: DEFAULT_GRACE,
+                grace: options::DEFAULT_GRACE,
                 signal_names: signals::DEFAULT_SIGNALS.to_vec(),
                 run_forever: false,
                 stop_on_panic: false,
@@ -327,8 +313,8 @@ impl Builder {
         self
     }
 
-    /// aiorun's model: after `main` returns successfully, keep running tracked tasks until a
-    /// signal or [`shutdown()`](crate::shutdown).
+    /// After `main` returns successfully, keep running tracked tasks until a signal or
+    /// [`shutdown()`](crate::shutdown).
     ///
     /// # Examples
     ///

@@ -26,20 +26,19 @@ mod upgrade;
 mod watchdog;
 
 pub use blocking::{spawn_blocking, StopFlag};
-pub use builder::{Builder, Flavor, SecondSignal, DEFAULT_GRACE};
+pub use builder::{Builder, Flavor, SecondSignal};
 pub use handle::{handle, EnterGuard, Handle};
 #[cfg(unix)]
 pub use listen::listen_unix;
 pub use listen::{listen_tcp, listen_tcp_named};
 pub use report::{Failure, Report};
-pub use scope::{current_scope, scope, Finished, Scope, ScopeShutdown};
+pub use scope::{current_scope, scope, Scope, ScopeFinished, ScopeShutdown};
 pub use shutdown::{
     deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,
     shutdown_with_code, token, Reason, ShutdownRequested,
 };
-pub use signals::{UNIX_SIGNALS, WINDOWS_SIGNALS};
 pub use spawn::{shutdown_waits_for, spawn, spawn_service, ServiceOutput, ShutdownWaitsFor};
-pub use supervise::{supervise, Restart, Stopped, Supervisor};
+pub use supervise::{supervise, Restart, Supervisor, SupervisorStopped};
 pub use systemd::ready;
 pub use task::{TaskInfo, TaskKind};
 pub use upgrade::{is_upgrade, upgrade, UpgradeError};

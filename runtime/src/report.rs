@@ -298,7 +298,7 @@ pub(crate) fn running(shared: &Shared) -> Vec<TaskInfo> {
             TaskKind::Protected => 2,
             TaskKind::Hook => 3,
             TaskKind::Blocking => 4,
-            TaskKind::Task => 5,
+            TaskKind::Cancellable => 5,
         };
         (rank, std::cmp::Reverse(t.age))
     });

@@ -220,8 +220,8 @@ where
 {
     let location = Location::caller();
     context::with_expect("graceful::spawn", |shared| match scope::current() {
-        None => tracked::spawn(shared, TaskKind::Task, location, future),
-        Some(scope) => tracked::spawn_in(shared, &scope, TaskKind::Task, location, future),
+        None => tracked::spawn(shared, TaskKind::Cancellable, location, future),
+        Some(scope) => tracked::spawn_in(shared, &scope, TaskKind::Cancellable, location, future),
     })
 }
 
@@ -299,7 +299,7 @@ where
 }
 
 /// Runs `future` so that the shutdown **waits for it**: it is never cancelled by the shutdown, even
-/// if the task awaiting it is (aiorun's `shutdown_waits_for`).
+/// if the task awaiting it is. (The name is aiorun's: see the crate docs.)
 ///
 /// The future starts at once on the runtime, as its own tracked task, whether or not the returned
 /// [`ShutdownWaitsFor`] is awaited. The shutdown waits for it up to the deadline.

@@ -229,9 +229,9 @@ impl Supervisor {
     ///     supervisor.stopped().await;
     /// });
     /// ```
-    pub fn stopped(&self) -> Stopped {
+    pub fn stopped(&self) -> SupervisorStopped {
         let token = self.inner.stopped.clone();
-        Stopped {
+        SupervisorStopped {
             future: Box::pin(async move { token.cancelled().await }),
         }
     }
@@ -254,16 +254,16 @@ impl fmt::Debug for Supervisor {
 /// ```
 /// graceful::Builder::new().signals([]).run(async {
 ///     let supervisor = graceful::supervise("job", graceful::Restart::never(), || async {});
-///     let stopped: graceful::Stopped = supervisor.stopped();
+///     let stopped: graceful::SupervisorStopped = supervisor.stopped();
 ///     stopped.await;
 /// });
 /// ```
 #[must_use = "futures do nothing unless polled"]
-pub struct Stopped {
+pub struct SupervisorStopped {
     future: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
-impl Future for Stopped {
+impl Future for SupervisorStopped {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -271,9 +271,9 @@ impl Future for Stopped {
     }
 }
 
-impl fmt::Debug for Stopped {
+impl fmt::Debug for SupervisorStopped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stopped").finish_non_exhaustive()
+        f.debug_struct("SupervisorStopped").finish_non_exhaustive()
     }
 }
 

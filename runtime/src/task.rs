@@ -26,8 +26,9 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TaskKind {
-    /// Started by [`spawn`](crate::spawn): cancelled as soon as the shutdown starts.
-    Task,
+    /// Started by [`spawn`](crate::spawn): cancelled as soon as the shutdown starts. ("Task"
+    /// means any tracked work, as in [`tasks()`](crate::tasks); this is one kind of it.)
+    Cancellable,
     /// Started by [`spawn_service`](crate::spawn_service), or `main` itself: drained.
     Service,
     /// Started by [`shutdown_waits_for`](crate::shutdown_waits_for): waited for, never cancelled.
@@ -50,7 +51,7 @@ impl TaskKind {
     #[inline]
     pub(crate) fn from_index(index: usize) -> TaskKind {
         match index {
-            0 => TaskKind::Task,
+            0 => TaskKind::Cancellable,
             1 => TaskKind::Service,
             2 => TaskKind::Protected,
             3 => TaskKind::Blocking,
@@ -61,7 +62,7 @@ impl TaskKind {
     /// The word for the dump table's KIND column.
     pub(crate) fn column(self) -> &'static str {
         match self {
-            TaskKind::Task => "task",
+            TaskKind::Cancellable => "task",
             TaskKind::Service => "service",
             TaskKind::Protected => "protected",
             TaskKind::Blocking => "blocking",
@@ -72,7 +73,7 @@ impl TaskKind {
     /// The words for a sentence: `blocking job "indexer" at ...`.
     fn noun(self) -> &'static str {
         match self {
-            TaskKind::Task => "task",
+            TaskKind::Cancellable => "task",
             TaskKind::Service => "service",
             TaskKind::Protected => "protected future",
             TaskKind::Blocking => "blocking job",

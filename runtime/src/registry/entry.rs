@@ -78,7 +78,7 @@ impl Meta {
     }
 
     pub(super) fn with_state(self, state: State) -> Meta {
-        let new = Meta::new(0, TaskKind::Task, state, false).0;
+        let new = Meta::new(0, TaskKind::Cancellable, state, false).0;
         Meta(self.0 & !(0b11 << 3) | new)
     }
 
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_reservation_is_all_zeros() {
-        let fresh = Meta::new(0, TaskKind::Task, State::Reserved, false);
+        let fresh = Meta::new(0, TaskKind::Cancellable, State::Reserved, false);
         assert_eq!(fresh.0, Meta::RESERVED.0);
         assert_ne!(fresh.with_panicked().0, Meta::RESERVED.0);
         assert_ne!(fresh.with_state(State::Finished).0, Meta::RESERVED.0);

@@ -68,15 +68,21 @@ fn work_ending_before_its_entry_is_filled_is_removed_by_the_filling() {
     let registry = Registry::new();
     let at = registry.reserve();
     registry.release(at);
-    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    assert_eq!(registry.count(&[TaskKind::Cancellable]), 0);
     // The key stays taken until the spawner fills it in, or a new entry could be mistaken
     // for the ended one.
     let other = insert(&registry, TaskKind::Service);
     assert!(other != at);
     let rt = test_runtime();
     let handle = rt.spawn(async {});
-    fill(&registry, at, TaskKind::Task, None, handle.abort_handle());
-    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    fill(
+        &registry,
+        at,
+        TaskKind::Cancellable,
+        None,
+        handle.abort_handle(),
+    );
+    assert_eq!(registry.count(&[TaskKind::Cancellable]), 0);
     let listed = registry.snapshot();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].kind, TaskKind::Service);
@@ -114,7 +120,7 @@ fn a_fill_leaves_a_key_spare_so_the_next_reserve_takes_no_lock() {
     fill(
         &registry,
         first,
-        TaskKind::Task,
+        TaskKind::Cancellable,
         None,
         handle.abort_handle(),
     );
@@ -125,22 +131,22 @@ fn a_fill_leaves_a_key_spare_so_the_next_reserve_takes_no_lock() {
     drop(guard);
     assert_eq!(Shards::key_of(second), spare);
     // Reserved but not filled in: neither counted nor listed.
-    assert_eq!(registry.count(&[TaskKind::Task]), 1);
+    assert_eq!(registry.count(&[TaskKind::Cancellable]), 1);
     assert_eq!(registry.snapshot().len(), 1);
 }
 
 #[test]
 fn zero_crossing_notifies_only_while_watched() {
     let registry = Registry::new();
-    let at = insert(&registry, TaskKind::Task);
+    let at = insert(&registry, TaskKind::Cancellable);
     let mut waiter = Waiter::new(registry.changed());
     registry.release(at);
-    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    assert_eq!(registry.count(&[TaskKind::Cancellable]), 0);
     assert!(!waiter.is_ready());
 
     registry.watch();
-    let one = insert(&registry, TaskKind::Task);
-    let other = insert(&registry, TaskKind::Task);
+    let one = insert(&registry, TaskKind::Cancellable);
+    let other = insert(&registry, TaskKind::Cancellable);
     registry.release(one);
     assert!(
         !waiter.is_ready(),
@@ -169,7 +175,7 @@ fn away_from<R: Send>(shard: usize, f: impl Fn() -> R + Sync) -> R {
 #[test]
 fn work_ending_on_its_spawners_thread_leaves_at_once() {
     let registry = Registry::new();
-    let at = insert(&registry, TaskKind::Task);
+    let at = insert(&registry, TaskKind::Cancellable);
     registry.release(at);
     assert_eq!(registry.shards.stored(), 0, "no grave, no batch");
 }
@@ -178,7 +184,7 @@ fn work_ending_on_its_spawners_thread_leaves_at_once() {
 fn released_keys_wait_in_their_grave_until_a_batch_or_a_count() {
     let registry = Registry::new();
     let keys: Vec<At> = (0..shards::BATCH)
-        .map(|_| insert(&registry, TaskKind::Task))
+        .map(|_| insert(&registry, TaskKind::Cancellable))
         .collect();
     let shard = shards::Shards::shard_of(keys[0]);
     away_from(shard, || {
@@ -193,12 +199,12 @@ fn released_keys_wait_in_their_grave_until_a_batch_or_a_count() {
         registry.release(keys[shards::BATCH - 1]);
     });
     // The batch went back to the shard; its own spawner removes it on its next insert.
-    let next = insert(&registry, TaskKind::Task);
+    let next = insert(&registry, TaskKind::Cancellable);
     assert_eq!(registry.shards.stored(), 1);
     away_from(shard, || registry.release(next));
     assert_eq!(registry.shards.stored(), 1);
     // Counting makes everything released so far disappear.
-    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    assert_eq!(registry.count(&[TaskKind::Cancellable]), 0);
     assert_eq!(registry.shards.stored(), 0);
 }
 
@@ -230,11 +236,17 @@ fn while_held<R: Send>(registry: &Registry, at: At, f: impl Fn() -> R + Sync) ->
 fn counted_exactly_a_release_that_finds_its_shard_held_buries_and_wakes_the_count() {
     let registry = Registry::new();
     registry.watch();
-    let keys: Vec<At> = (0..2).map(|_| insert(&registry, TaskKind::Task)).collect();
+    let keys: Vec<At> = (0..2)
+        .map(|_| insert(&registry, TaskKind::Cancellable))
+        .collect();
     let mut waiter = Waiter::new(registry.changed());
     while_held(&registry, keys[0], || registry.release(keys[0]));
     assert!(waiter.is_ready(), "a buried key wakes whoever counts");
-    assert_eq!(registry.count(&[TaskKind::Task]), 1, "the count took it");
+    assert_eq!(
+        registry.count(&[TaskKind::Cancellable]),
+        1,
+        "the count took it"
+    );
     assert_eq!(registry.shards.stored(), 1);
 }
 
@@ -243,7 +255,7 @@ fn counted_exactly_a_grave_handing_its_keys_back_wakes_the_count() {
     let registry = Registry::new();
     registry.watch();
     let keys: Vec<At> = (0..shards::BATCH)
-        .map(|_| insert(&registry, TaskKind::Task))
+        .map(|_| insert(&registry, TaskKind::Cancellable))
         .collect();
     while_held(&registry, keys[0], || {
         let mut first = Waiter::new(registry.changed());
@@ -258,7 +270,7 @@ fn counted_exactly_a_grave_handing_its_keys_back_wakes_the_count() {
         registry.release(keys[shards::BATCH - 1]);
         assert!(batch.is_ready(), "the hand-back woke whoever counts");
     });
-    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    assert_eq!(registry.count(&[TaskKind::Cancellable]), 0);
     assert_eq!(registry.shards.stored(), 0);
 }
 
@@ -266,7 +278,7 @@ fn counted_exactly_a_grave_handing_its_keys_back_wakes_the_count() {
 fn a_shard_that_stops_adding_gets_its_ended_work_removed_anyway() {
     let registry = Registry::new();
     let keys: Vec<At> = (0..shards::RETURNED_MAX)
-        .map(|_| insert(&registry, TaskKind::Task))
+        .map(|_| insert(&registry, TaskKind::Cancellable))
         .collect();
     // Released on another thread, as tasks end on another worker; no insert follows.
     std::thread::scope(|scope| {
@@ -293,7 +305,7 @@ fn abort_listing_aborts_the_kinds_asked_for_and_names_them() {
         Label::named("job".into()),
         Location::caller(),
     );
-    let aborted = registry.abort_listing(&[TaskKind::Service, TaskKind::Task], &any);
+    let aborted = registry.abort_listing(&[TaskKind::Service, TaskKind::Cancellable], &any);
     assert_eq!(aborted.len(), 1, "only the kinds asked for: {aborted:?}");
     assert_eq!(aborted[0].name, "svc");
     let err = rt.block_on(handle).unwrap_err();
@@ -355,10 +367,16 @@ fn aborting_a_slice_at_a_time_aborts_every_entry_once_and_skips_what_left_meanwh
     for _ in 0..30 {
         let at = registry.reserve();
         let handle = rt.spawn(std::future::pending::<()>());
-        fill(&registry, at, TaskKind::Task, None, handle.abort_handle());
+        fill(
+            &registry,
+            at,
+            TaskKind::Cancellable,
+            None,
+            handle.abort_handle(),
+        );
         tasks.push((at, handle));
     }
-    let (first, next) = registry.abort_slice(&[TaskKind::Task], &any, Position::START, 12);
+    let (first, next) = registry.abort_slice(&[TaskKind::Cancellable], &any, Position::START, 12);
     assert_eq!(first, 12);
     // Between slices: an aborted task leaves, a task not reached yet leaves, one is added.
     registry.release(tasks[0].0);
@@ -368,12 +386,12 @@ fn aborting_a_slice_at_a_time_aborts_every_entry_once_and_skips_what_left_meanwh
     fill(
         &registry,
         late,
-        TaskKind::Task,
+        TaskKind::Cancellable,
         None,
         late_handle.abort_handle(),
     );
-    let (second, next) = registry.abort_slice(&[TaskKind::Task], &any, next.unwrap(), 12);
-    let (third, next) = registry.abort_slice(&[TaskKind::Task], &any, next.unwrap(), 12);
+    let (second, next) = registry.abort_slice(&[TaskKind::Cancellable], &any, next.unwrap(), 12);
+    let (third, next) = registry.abort_slice(&[TaskKind::Cancellable], &any, next.unwrap(), 12);
     assert_eq!(next, None, "done");
     // 30 - 12 - the one that left = 17, and the late one: its key is behind the walk or ahead
     // of it, so it is aborted here or (spawned after the cancel step began) by its spawner.

@@ -37,7 +37,7 @@ use crate::task::{TaskInfo, TaskKind, KINDS};
 
 pub(crate) mod turn;
 
-pub use turn::{Finished, ScopeShutdown};
+pub use turn::{ScopeFinished, ScopeShutdown};
 
 /// A named group of tracked work with its own turn in the shutdown: its work stops after the
 /// work of the scope that created it, and before the scopes that it [`depends_on`]. Scopes nest;
@@ -513,6 +513,7 @@ impl Scope {
     ///
     /// If the dependency would make a cycle (a scope on itself, a parent on its child, or a loop
     /// through several scopes); the message names the cycle.
+    #[track_caller]
     pub fn depends_on(self, other: &Scope) -> Scope {
         turn::add_dependency(&self.inner, &other.inner);
         self
@@ -687,8 +688,8 @@ impl Scope {
     ///     assert!(batch.tasks().is_empty());
     /// });
     /// ```
-    pub fn finished(&self) -> Finished {
-        Finished::new(self.inner.clone())
+    pub fn finished(&self) -> ScopeFinished {
+        ScopeFinished::new(self.inner.clone())
     }
 
     /// Shuts this scope down now, while the rest of the program goes on: first the scopes that
@@ -752,7 +753,7 @@ impl Scope {
     {
         let location = Location::caller();
         self.with_runtime(|shared| {
-            crate::tracked::spawn_in(shared, &self.inner, TaskKind::Task, location, future)
+            crate::tracked::spawn_in(shared, &self.inner, TaskKind::Cancellable, location, future)
         })
     }
 

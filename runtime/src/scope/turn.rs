@@ -27,7 +27,7 @@ use crate::task::{TaskInfo, TaskKind};
 
 /// Everything async: what a turn's deadline aborts.
 pub(crate) const ASYNC_KINDS: [TaskKind; 4] = [
-    TaskKind::Task,
+    TaskKind::Cancellable,
     TaskKind::Service,
     TaskKind::Protected,
     TaskKind::Hook,
@@ -35,14 +35,14 @@ pub(crate) const ASYNC_KINDS: [TaskKind; 4] = [
 
 /// What a scope's own drain waits for.
 const DRAINED: [TaskKind; 4] = [
-    TaskKind::Task,
+    TaskKind::Cancellable,
     TaskKind::Service,
     TaskKind::Protected,
     TaskKind::Blocking,
 ];
 
 const ALL_KINDS: [TaskKind; KINDS] = [
-    TaskKind::Task,
+    TaskKind::Cancellable,
     TaskKind::Service,
     TaskKind::Protected,
     TaskKind::Blocking,
@@ -160,10 +160,10 @@ async fn own_steps(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Inst
     scope.stop.raise();
     scope.phase.begin_cancel();
     let path = scope.path.clone();
-    shared.registry.abort(&[TaskKind::Task], &|g| {
+    shared.registry.abort(&[TaskKind::Cancellable], &|g| {
         g.is_some_and(|g| Arc::ptr_eq(g, &path))
     });
-    wait_live(scope, &[TaskKind::Task], deadline).await;
+    wait_live(scope, &[TaskKind::Cancellable], deadline).await;
     wait_live(scope, &DRAINED, deadline).await;
 }
 
@@ -553,7 +553,7 @@ impl std::fmt::Debug for ScopeShutdown {
 /// graceful::Builder::new().signals([]).run(async {
 ///     let jobs = graceful::scope("jobs");
 ///     jobs.spawn(async {});
-///     let finished: graceful::Finished = jobs.finished();
+///     let finished: graceful::ScopeFinished = jobs.finished();
 ///     finished.await;
 /// });
 /// ```
@@ -562,15 +562,15 @@ impl std::fmt::Debug for ScopeShutdown {
 ///
 /// When polled by work inside the scope's subtree, or by its hook: it would wait for itself.
 #[must_use = "futures do nothing unless polled"]
-pub struct Finished {
+pub struct ScopeFinished {
     scope: Arc<ScopeInner>,
     future: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
-impl Finished {
-    pub(crate) fn new(scope: Arc<ScopeInner>) -> Finished {
+impl ScopeFinished {
+    pub(crate) fn new(scope: Arc<ScopeInner>) -> ScopeFinished {
         let waited = scope.clone();
-        Finished {
+        ScopeFinished {
             scope,
             future: Box::pin(async move {
                 if waited.is_root() {
@@ -590,7 +590,7 @@ impl Finished {
     }
 }
 
-impl Future for Finished {
+impl Future for ScopeFinished {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -599,9 +599,9 @@ impl Future for Finished {
     }
 }
 
-impl std::fmt::Debug for Finished {
+impl std::fmt::Debug for ScopeFinished {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Finished")
+        f.debug_struct("ScopeFinished")
             .field("path", &&*self.scope.path)
             .finish_non_exhaustive()
     }

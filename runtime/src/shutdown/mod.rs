@@ -101,7 +101,7 @@ pub(crate) fn later(at: Instant, d: Duration) -> Instant {
     at
 }
 
-/// Requests a shutdown, as a signal would (aiorun's `loop.stop()`). Idempotent: only the first
+/// Requests a shutdown, as a signal would. Idempotent: only the first
 /// trigger starts the sequence.
 ///
 /// # Examples

@@ -44,7 +44,7 @@ impl Phase {
     pub(crate) fn cancels_at_once(&self, kind: TaskKind) -> bool {
         match self.0.load(Ordering::SeqCst) {
             RUNNING => false,
-            CANCELLING => kind == TaskKind::Task,
+            CANCELLING => kind == TaskKind::Cancellable,
             _ => kind != TaskKind::Blocking,
         }
     }
@@ -206,7 +206,12 @@ fn cancel_slice(
     registry: &registry::Registry,
     from: registry::Position,
 ) -> (usize, Option<registry::Position>) {
-    registry.abort_slice(&[TaskKind::Task], &registry::ungrouped, from, ABORT_SLICE)
+    registry.abort_slice(
+        &[TaskKind::Cancellable],
+        &registry::ungrouped,
+        from,
+        ABORT_SLICE,
+    )
 }
 
 /// Runs `main` and then the shutdown sequence.
@@ -306,7 +311,7 @@ where
     wait_for(
         &mut main,
         shared,
-        &Counted::Root(&[TaskKind::Task]),
+        &Counted::Root(&[TaskKind::Cancellable]),
         deadline,
     )
     .await;
@@ -319,7 +324,11 @@ where
     let drained = wait_for(
         &mut main,
         shared,
-        &Counted::Root(&[TaskKind::Service, TaskKind::Protected, TaskKind::Task]),
+        &Counted::Root(&[
+            TaskKind::Service,
+            TaskKind::Protected,
+            TaskKind::Cancellable,
+        ]),
         deadline,
     )
     .await;

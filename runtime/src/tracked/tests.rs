@@ -24,22 +24,22 @@ fn entry_lives_until_the_future_is_dropped() {
     let (shared, _enter) = context::enter_for_test();
     let registry = &shared.registry;
     let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
-    let mut task = Box::pin(tracked(&shared, TaskKind::Task, rx));
+    let mut task = Box::pin(tracked(&shared, TaskKind::Cancellable, rx));
     assert!(poll(task.as_mut()).is_pending());
     assert_eq!(registry.snapshot().len(), 1);
     tx.send(7).unwrap();
     assert_eq!(poll(task.as_mut()), Poll::Ready(Ok(7)));
     // Completion is not the end: tokio drops the future right after, and that removes it.
-    assert_eq!(registry.count(&[TaskKind::Task]), 1);
+    assert_eq!(registry.count(&[TaskKind::Cancellable]), 1);
     drop(task);
-    assert_eq!(registry.count(&[TaskKind::Task]), 0);
+    assert_eq!(registry.count(&[TaskKind::Cancellable]), 0);
 }
 
 #[test]
 fn task_spawned_after_the_cancel_step_never_runs_its_body() {
     let (shared, _enter) = context::enter_for_test();
     shared.shutdown.root.phase.begin_cancel();
-    let mut task = pin!(tracked(&shared, TaskKind::Task, async {
+    let mut task = pin!(tracked(&shared, TaskKind::Cancellable, async {
         panic!("a task spawned after the cancel step was polled")
     }));
     assert!(poll(task.as_mut()).is_pending());
@@ -54,7 +54,7 @@ fn after_the_abort_step_no_async_work_runs_but_blocking_jobs_do() {
     let phase = &shared.shutdown.root.phase;
     phase.begin_abort();
     for kind in [
-        TaskKind::Task,
+        TaskKind::Cancellable,
         TaskKind::Service,
         TaskKind::Protected,
         TaskKind::Hook,
@@ -70,7 +70,7 @@ fn after_the_abort_step_no_async_work_runs_but_blocking_jobs_do() {
 #[test]
 fn a_panic_is_logged_once_and_passed_on() {
     let (shared, _enter) = context::enter_for_test();
-    let mut task = Box::pin(tracked(&shared, TaskKind::Task, async {
+    let mut task = Box::pin(tracked(&shared, TaskKind::Cancellable, async {
         panic!("boom");
     }));
     let result = catch_unwind(AssertUnwindSafe(|| poll(task.as_mut())));
@@ -120,25 +120,30 @@ mod interleavings {
             let registry = &shared.registry;
             let task = rt.spawn(std::future::pending::<()>());
             let at = registry.reserve();
-            let mut slot = Some(Slot::new(&shared, at, TaskKind::Task, Root));
+            let mut slot = Some(Slot::new(&shared, at, TaskKind::Cancellable, Root));
             for step in order {
                 match step {
                     Step::Fill => {
                         let panicked = registry.fill_unnamed(
                             at,
-                            TaskKind::Task,
+                            TaskKind::Cancellable,
                             Location::caller(),
                             task.abort_handle(),
                         );
                         assert!(panicked.is_none());
-                        if shared.shutdown.root.phase.cancels_at_once(TaskKind::Task) {
+                        if shared
+                            .shutdown
+                            .root
+                            .phase
+                            .cancels_at_once(TaskKind::Cancellable)
+                        {
                             task.abort();
                         }
                     }
                     Step::Finish => drop(slot.take()),
                     Step::Cancel => {
                         shared.shutdown.root.phase.begin_cancel();
-                        registry.abort(&[TaskKind::Task], &crate::registry::ungrouped);
+                        registry.abort(&[TaskKind::Cancellable], &crate::registry::ungrouped);
                     }
                 }
                 // A snapshot at any point never shows a finished entry.
@@ -148,7 +153,7 @@ mod interleavings {
                     assert_eq!(live, 0, "a finished task is listed: {order:?}");
                 }
             }
-            assert_eq!(registry.count(&[TaskKind::Task]), 0, "{order:?}");
+            assert_eq!(registry.count(&[TaskKind::Cancellable]), 0, "{order:?}");
             let cancel_first = order.iter().position(|s| *s == Step::Cancel)
                 < order.iter().position(|s| *s == Step::Finish);
             rt.block_on(tokio::task::yield_now());
@@ -193,7 +198,7 @@ fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
     let handle = spawn_filled::<Unchecked, _>(
         &shared,
         &plugin,
-        TaskKind::Task,
+        TaskKind::Cancellable,
         async { panic!("a panic before the entry was filled") },
         |at, abort| {
             let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -204,7 +209,7 @@ fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
             let label = plugin.label_at(location);
             shared
                 .registry
-                .fill_shared(at, TaskKind::Task, label, abort)
+                .fill_shared(at, TaskKind::Cancellable, label, abort)
         },
     );
     let joined = runtime.block_on(handle);
