@@ -4,6 +4,8 @@
 //! only as syntax (an unknown key, a key given twice, a malformed duration) have no twin and are
 //! listed as such, so a new `tests/ui/fail` case must be placed in one list or the other.
 
+mod support;
+
 use std::panic::{catch_unwind, UnwindSafe};
 use std::path::Path;
 use std::time::Duration;
@@ -220,5 +222,45 @@ fn the_attributes_docs_name_every_option() {
             readme.contains(&format!("| `{option}` |")),
             "`{option}` is missing from the README's table"
         );
+    }
+}
+
+/// One name per option: every option of the attributes is the `Builder` setter of the same name,
+/// taking the same values — but `crate` and the alias `uvloop_like`, which are the attribute's own.
+#[test]
+fn every_option_is_the_builder_setter_of_the_same_name() {
+    let builder = include_str!("../runtime/src/builder.rs");
+    let options = graceful_options::MAIN_OPTIONS
+        .iter()
+        .chain(graceful_options::TEST_OPTIONS);
+    for option in options {
+        if matches!(*option, "crate" | "uvloop_like") {
+            continue;
+        }
+        assert!(
+            builder.contains(&format!("pub fn {option}("))
+                || builder.contains(&format!("pub fn {option}<")),
+            "`{option}` has no `Builder::{option}` setter"
+        );
+    }
+}
+
+/// A bad value given to a setter panics at the caller's line (every setter is `#[track_caller]`),
+/// with the attribute's words.
+#[test]
+fn a_bad_setter_value_panics_at_the_callers_line() {
+    let source = support::source("bad_setter");
+    for setter in [
+        "grace",
+        "worker_threads",
+        "signals",
+        "dump_signal",
+        "upgrade_signal",
+        "upgrade_timeout",
+    ] {
+        let out = support::fixture("bad_setter").arg(setter).run();
+        out.assert_code(101)
+            .assert_stderr_has(&format!("panicked at {source}:"))
+            .assert_stderr_has("graceful::Builder: ");
     }
 }

@@ -131,7 +131,7 @@ fn builder(settings: &Settings, entry: Entry) -> TokenStream {
         calls.extend(quote!(.dump_signal(#name)));
     }
     if settings.notify_ready_auto {
-        calls.extend(quote!(.notify_ready_on_first_await(true)));
+        calls.extend(quote!(.notify_ready(#krate::__private::NotifyReady::Auto)));
     }
     if settings.second_signal_ignore {
         calls.extend(quote!(.second_signal(#krate::__private::SecondSignal::Ignore)));

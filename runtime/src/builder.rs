@@ -70,6 +70,28 @@ pub enum SecondSignal {
     Ignore,
 }
 
+/// When systemd is told that start-up is done (`READY=1`), under a `Type=notify` unit.
+///
+/// # Examples
+///
+/// ```
+/// // A program with nothing to prepare before it serves: ready as soon as `main` first waits.
+/// let code = graceful::Builder::new()
+///     .signals([])
+///     .notify_ready(graceful::NotifyReady::Auto)
+///     .run(async { tokio::task::yield_now().await });
+/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotifyReady {
+    /// When the program calls [`ready()`](crate::ready) (the default).
+    #[default]
+    Manual,
+    /// The first time `main` awaits: start-up is what `main` does before it first waits.
+    Auto,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) flavor: Flavor,
@@ -209,6 +231,7 @@ impl Builder {
     ///         assert_eq!(graceful::spawn(async { std::thread::current().id() }).await.unwrap(), here);
     ///     });
     /// ```
+    #[track_caller]
     pub fn flavor(mut self, flavor: Flavor) -> Builder {
         self.config.flavor = flavor;
         self
@@ -229,6 +252,7 @@ impl Builder {
     ///     assert_eq!(a, b, "one worker runs every task");
     /// });
     /// ```
+    #[track_caller]
     pub fn worker_threads(mut self, n: usize) -> Builder {
         reject(options::check_threads("worker_threads", n));
         self.config.worker_threads = Some(n);
@@ -250,6 +274,7 @@ impl Builder {
     ///     assert_eq!(first.await.unwrap(), second.await.unwrap(), "one pool thread");
     /// });
     /// ```
+    #[track_caller]
     pub fn blocking_threads(mut self, n: usize) -> Builder {
         reject(options::check_threads("blocking_threads", n));
         self.config.blocking_threads = Some(n);
@@ -276,6 +301,7 @@ impl Builder {
     ///         assert!(left <= Duration::from_secs(2));
     ///     });
     /// ```
+    #[track_caller]
     pub fn grace(mut self, grace: Duration) -> Builder {
         reject(options::check_grace(grace));
         self.config.grace = grace;
@@ -301,6 +327,7 @@ impl Builder {
     ///     .run(async {});
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
+    #[track_caller]
     pub fn signals<I>(mut self, names: I) -> Builder
     where
         I: IntoIterator<Item = &'static str>,
@@ -334,6 +361,7 @@ impl Builder {
     /// });
     /// assert!(outlived.load(Ordering::SeqCst));
     /// ```
+    #[track_caller]
     pub fn run_forever(mut self, yes: bool) -> Builder {
         self.config.run_forever = yes;
         self
@@ -350,6 +378,7 @@ impl Builder {
     /// });
     /// assert_eq!(code, std::process::ExitCode::from(101));
     /// ```
+    #[track_caller]
     pub fn stop_on_panic(mut self, yes: bool) -> Builder {
         self.config.stop_on_panic = yes;
         self
@@ -380,6 +409,7 @@ impl Builder {
     /// });
     /// assert_eq!(code, std::process::ExitCode::FAILURE);
     /// ```
+    #[track_caller]
     pub fn stop_on_error(mut self, yes: bool) -> Builder {
         self.config.stop_on_error = yes;
         self
@@ -396,6 +426,7 @@ impl Builder {
     /// });
     /// assert_eq!(code, std::process::ExitCode::from(4));
     /// ```
+    #[track_caller]
     pub fn signal_exit_code(mut self, code: u8) -> Builder {
         self.config.signal_exit_code = Some(code);
         self
@@ -425,6 +456,7 @@ impl Builder {
     ///         assert!(graceful::token().is_cancelled());
     ///     });
     /// ```
+    #[track_caller]
     pub fn drain_delay(mut self, delay: Duration) -> Builder {
         self.config.drain_delay = delay;
         self
@@ -446,6 +478,7 @@ impl Builder {
     ///     .run(async { graceful::spawn_service("worker", graceful::shutdown_requested()); });
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
+    #[track_caller]
     pub fn dump_signal(mut self, name: &'static str) -> Builder {
         reject(options::check_dump_signal(name));
         self.config.dump_signal = Some(name);
@@ -467,13 +500,15 @@ impl Builder {
     ///     .run(async {});
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
+    #[track_caller]
     pub fn second_signal(mut self, what: SecondSignal) -> Builder {
         self.config.second_signal = what;
         self
     }
 
-    /// `notify_ready = "auto"`: send systemd's `READY=1` the first time `main` awaits, rather than
-    /// when it calls [`ready()`](crate::ready). A no-op without `NOTIFY_SOCKET`.
+    /// When systemd's `READY=1` is sent (`notify_ready`): at [`ready()`](crate::ready)
+    /// ([`NotifyReady::Manual`], the default), or the first time `main` awaits
+    /// ([`NotifyReady::Auto`]). A no-op without `NOTIFY_SOCKET`.
     ///
     /// # Examples
     ///
@@ -481,12 +516,13 @@ impl Builder {
     /// // Without NOTIFY_SOCKET (not under systemd) this sends nothing and changes nothing.
     /// let code = graceful::Builder::new()
     ///     .signals([])
-    ///     .notify_ready_on_first_await(true)
+    ///     .notify_ready(graceful::NotifyReady::Auto)
     ///     .run(async { tokio::task::yield_now().await });
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
-    pub fn notify_ready_on_first_await(mut self, yes: bool) -> Builder {
-        self.config.notify_ready_auto = yes;
+    #[track_caller]
+    pub fn notify_ready(mut self, when: NotifyReady) -> Builder {
+        self.config.notify_ready_auto = when == NotifyReady::Auto;
         self
     }
 
@@ -507,6 +543,7 @@ impl Builder {
     /// let code = graceful::Builder::new().upgrade_signal("SIGUSR2").run(async {});
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
+    #[track_caller]
     pub fn upgrade_signal(mut self, name: &'static str) -> Builder {
         reject(options::check_upgrade_signal(name));
         self.config.upgrade_signal = Some(name);
@@ -531,6 +568,7 @@ impl Builder {
     ///     .run(async {});
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
+    #[track_caller]
     pub fn upgrade_timeout(mut self, timeout: Duration) -> Builder {
         reject(options::check_upgrade_timeout(timeout));
         self.config.upgrade_timeout = timeout;
@@ -551,6 +589,7 @@ impl Builder {
     ///     .run(async {});
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
+    #[track_caller]
     pub fn upgrade_command<I>(mut self, program: impl Into<std::path::PathBuf>, args: I) -> Builder
     where
         I: IntoIterator,
@@ -579,6 +618,7 @@ impl Builder {
     ///     .run(async { tokio::time::sleep(Duration::from_secs(3600)).await });
     /// assert!(started.elapsed() < Duration::from_secs(60), "the hour passed on a paused clock");
     /// ```
+    #[track_caller]
     pub fn start_paused(mut self, yes: bool) -> Builder {
         self.config.start_paused = yes;
         self
@@ -603,6 +643,7 @@ impl Builder {
 
     /// For `#[graceful::test]`: no signal capture, and the process is never ended by us.
     #[doc(hidden)]
+    #[track_caller]
     pub fn __for_test(mut self) -> Builder {
         self.config.signal_names.clear();
         self.config.upgrade_signal = None;

@@ -26,7 +26,7 @@ mod upgrade;
 mod watchdog;
 
 pub use blocking::{spawn_blocking, StopFlag};
-pub use builder::{Builder, Flavor, SecondSignal};
+pub use builder::{Builder, Flavor, NotifyReady, SecondSignal};
 pub use handle::{handle, EnterGuard, Handle};
 #[cfg(unix)]
 pub use listen::listen_unix;
