@@ -195,7 +195,7 @@
 ///     graceful::Builder::new()
 ///         .flavor(graceful::Flavor::CurrentThread)
 ///         .grace(Duration::from_secs(10))
-///         .signals(["SIGTERM"])
+///         .signals([graceful::Signal::SIGTERM])
 ///         .run(async move {
 ///             graceful::spawn_service("worker", graceful::shutdown_requested());
 ///             Ok::<(), std::io::Error>(())
@@ -233,9 +233,10 @@ pub use graceful_runtime::{
     current_scope, deadline, handle, is_shutting_down, is_upgrade, listen_tcp, listen_tcp_named,
     on_shutdown, ready, reason, scope, shutdown, shutdown_requested, shutdown_waits_for,
     shutdown_with_code, spawn, spawn_blocking, spawn_service, supervise, tasks, token, upgrade,
-    Builder, EnterGuard, Failure, Flavor, Handle, NotifyReady, Reason, Report, Restart, Scope,
-    ScopeFinished, ScopeShutdown, SecondSignal, ServiceOutput, ShutdownRequested, ShutdownWaitsFor,
-    StopFlag, Supervisor, SupervisorStopped, TaskInfo, TaskKind, UpgradeError,
+    Builder, EnterGuard, Failure, Flavor, Handle, NotifyReady, ParseSignalError, Reason, Report,
+    Restart, Scope, ScopeFinished, ScopeShutdown, SecondSignal, ServiceOutput, ShutdownRequested,
+    ShutdownWaitsFor, Signal, StopFlag, Supervisor, SupervisorStopped, TaskInfo, TaskKind,
+    UpgradeError,
 };
 
 #[cfg(unix)]
@@ -246,7 +247,7 @@ pub use graceful_runtime::listen_unix;
 pub mod __private {
     use std::future::Future;
 
-    pub use graceful_runtime::{Builder, Flavor, NotifyReady, SecondSignal};
+    pub use graceful_runtime::{Builder, Flavor, NotifyReady, SecondSignal, Signal};
 
     /// Names the body's output type, so `?` inside `async move { body }` knows its target.
     pub fn main_body<T, F: Future<Output = T>>(future: F) -> F {

@@ -42,7 +42,7 @@ fn sigterm_kills_by_sigterm_after_the_drain() {
     fixture("wait_signal")
         .signal_after("ready", SIGTERM)
         .assert_killed_by(SIGTERM)
-        .assert_stdout_has("reason Signal(\"SIGTERM\")");
+        .assert_stdout_has("reason Signal(SIGTERM)");
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn sigint_kills_by_sigint_after_the_drain() {
     fixture("wait_signal")
         .signal_after("ready", SIGINT)
         .assert_killed_by(SIGINT)
-        .assert_stdout_has("reason Signal(\"SIGINT\")");
+        .assert_stdout_has("reason Signal(SIGINT)");
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn pid_1_ignoring_the_reraised_signal_exits_128_plus_n() {
     }
     let out = support::fixture_under("unshare", &["--pid", "--fork"], "self_sigterm").run();
     out.assert_stdout_has("pid 1\n")
-        .assert_stdout_has("shutdown by Signal(\"SIGTERM\")")
+        .assert_stdout_has("shutdown by Signal(SIGTERM)")
         .assert_code(128 + SIGTERM);
 }
 

@@ -145,7 +145,7 @@ fn dump_signal_prints_the_task_table_and_the_program_keeps_running() {
     child.signal(SIGTERM);
     let out = child.wait();
     out.assert_killed_by(SIGTERM)
-        .assert_stdout_has("stopped by Signal(\"SIGTERM\")")
+        .assert_stdout_has("stopped by Signal(SIGTERM)")
         .assert_stderr_has("graceful: 3 live tracked tasks")
         .assert_stderr_has("KIND");
 }

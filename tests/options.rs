@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, UnwindSafe};
 use std::path::Path;
 use std::time::Duration;
 
-use graceful::{Builder, Flavor};
+use graceful::{Builder, Flavor, Signal};
 
 /// A `tests/ui/fail` case and the `Builder` code that must fail the same way.
 struct Twin {
@@ -60,44 +60,34 @@ fn twins() -> Vec<Twin> {
             },
         },
         Twin {
-            case: "sigkill",
-            builder: || drop(Builder::new().signals(["SIGINT", "SIGKILL"])),
-        },
-        Twin {
-            case: "sigstop",
-            builder: || drop(Builder::new().signals(["SIGSTOP"])),
-        },
-        Twin {
-            case: "unknown_signal",
-            builder: || drop(Builder::new().signals(["SIGINT", "SIGWINCH"])),
-        },
-        Twin {
             case: "duplicate_signal",
-            builder: || drop(Builder::new().signals(["SIGTERM", "SIGINT", "SIGTERM"])),
+            builder: || {
+                drop(Builder::new().signals([Signal::SIGTERM, Signal::SIGINT, Signal::SIGTERM]))
+            },
         },
         Twin {
             case: "bad_dump_signal",
-            builder: || drop(Builder::new().dump_signal("SIGINT")),
+            builder: || drop(Builder::new().dump_signal(Signal::SIGINT)),
         },
         Twin {
             case: "dump_signal_in_signals",
             builder: || {
                 let _ = Builder::new()
-                    .signals(["SIGUSR1"])
-                    .dump_signal("SIGUSR1")
+                    .signals([Signal::SIGUSR1])
+                    .dump_signal(Signal::SIGUSR1)
                     .run(async {});
             },
         },
         Twin {
             case: "bad_upgrade_signal",
-            builder: || drop(Builder::new().upgrade_signal("SIGTERM")),
+            builder: || drop(Builder::new().upgrade_signal(Signal::SIGTERM)),
         },
         Twin {
             case: "upgrade_signal_in_signals",
             builder: || {
                 let _ = Builder::new()
-                    .signals(["SIGTERM", "SIGHUP"])
-                    .upgrade_signal("SIGHUP")
+                    .signals([Signal::SIGTERM, Signal::SIGHUP])
+                    .upgrade_signal(Signal::SIGHUP)
                     .run(async {});
             },
         },
@@ -105,8 +95,8 @@ fn twins() -> Vec<Twin> {
             case: "upgrade_signal_is_dump_signal",
             builder: || {
                 let _ = Builder::new()
-                    .dump_signal("SIGUSR1")
-                    .upgrade_signal("SIGUSR1")
+                    .dump_signal(Signal::SIGUSR1)
+                    .upgrade_signal(Signal::SIGUSR1)
                     .run(async {});
             },
         },
@@ -117,7 +107,9 @@ fn twins() -> Vec<Twin> {
     ]
 }
 
-/// Misuses of the attribute's syntax, which `Builder`'s types rule out.
+/// Misuses of the attribute's syntax, which `Builder`'s types rule out. (A signal name the
+/// attribute rejects is a `ParseSignalError` at run time: see
+/// `a_signal_name_the_attribute_rejects_fails_to_parse_with_the_same_words`.)
 const SYNTAX_ONLY: &[&str] = &[
     "bad_duration",
     "bad_flavor",
@@ -131,10 +123,13 @@ const SYNTAX_ONLY: &[&str] = &[
     "not_termination",
     "option_without_value",
     "parameters",
+    "sigkill",
+    "sigstop",
     "test_main_only_option",
     "test_not_async",
     "test_second_test_attribute",
     "unknown_option",
+    "unknown_signal",
     "wrong_value_types",
 ];
 
@@ -262,5 +257,30 @@ fn a_bad_setter_value_panics_at_the_callers_line() {
         out.assert_code(101)
             .assert_stderr_has(&format!("panicked at {source}:"))
             .assert_stderr_has("graceful::Builder: ");
+    }
+}
+
+/// A name read at run time that the attribute would reject at compile time is an `Err` with the
+/// attribute's words: the program handles it, nothing panics.
+#[test]
+fn a_signal_name_the_attribute_rejects_fails_to_parse_with_the_same_words() {
+    for (case, name) in [
+        ("sigkill", "SIGKILL"),
+        ("sigstop", "SIGSTOP"),
+        ("unknown_signal", "SIGWINCH"),
+    ] {
+        let words = name.parse::<Signal>().unwrap_err().to_string();
+        let path = format!("{}/tests/ui/fail/{case}.stderr", env!("CARGO_MANIFEST_DIR"));
+        let stderr = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            stderr.lines().any(|line| line == format!("error: {words}")),
+            "{case}: parsing says {words:?}; the attribute says:\n{stderr}"
+        );
+    }
+    for name in graceful_options::UNIX_SIGNALS
+        .iter()
+        .chain(graceful_options::WINDOWS_SIGNALS)
+    {
+        assert_eq!(name.parse::<Signal>().unwrap().to_string(), *name);
     }
 }

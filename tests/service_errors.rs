@@ -21,7 +21,7 @@ fn a_failed_service_is_reported_and_the_program_goes_on() {
         .wait()
         .assert_killed_by(SIGTERM)
         .assert_stdout_has("loader returned Err(\"no such table\")")
-        .assert_stdout_has("shutdown by Signal(\"SIGTERM\")")
+        .assert_stdout_has("shutdown by Signal(SIGTERM)")
         .assert_stderr_has(&reported());
 }
 

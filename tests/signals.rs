@@ -127,7 +127,7 @@ fn a_later_run_captures_the_signals_again() {
     child
         .wait()
         .assert_killed_by(SIGTERM)
-        .assert_stdout_has("second run: shutdown by Signal(\"SIGTERM\")");
+        .assert_stdout_has("second run: shutdown by Signal(SIGTERM)");
 }
 
 #[test]

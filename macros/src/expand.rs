@@ -77,6 +77,12 @@ fn krate(settings: &Settings) -> TokenStream {
     }
 }
 
+/// A signal name the options checked, as its `Signal` constant, spanned on the name.
+fn signal(krate: &TokenStream, name: &syn::LitStr) -> TokenStream {
+    let constant = syn::Ident::new(&name.value(), name.span());
+    quote!(#krate::__private::Signal::#constant)
+}
+
 fn duration(d: std::time::Duration) -> TokenStream {
     let secs = Literal::u64_unsuffixed(d.as_secs());
     let nanos = Literal::u32_unsuffixed(d.subsec_nanos());
@@ -109,6 +115,7 @@ fn builder(settings: &Settings, entry: Entry) -> TokenStream {
         calls.extend(quote!(.grace(#grace)));
     }
     if let Some(signals) = &settings.signals {
+        let signals = signals.iter().map(|name| signal(&krate, name));
         calls.extend(quote!(.signals([#(#signals),*])));
     }
     if settings.run_forever {
@@ -128,7 +135,8 @@ fn builder(settings: &Settings, entry: Entry) -> TokenStream {
         calls.extend(quote!(.drain_delay(#delay)));
     }
     if let Some(name) = &settings.dump_signal {
-        calls.extend(quote!(.dump_signal(#name)));
+        let signal = signal(&krate, name);
+        calls.extend(quote!(.dump_signal(#signal)));
     }
     if settings.notify_ready_auto {
         calls.extend(quote!(.notify_ready(#krate::__private::NotifyReady::Auto)));
@@ -140,7 +148,8 @@ fn builder(settings: &Settings, entry: Entry) -> TokenStream {
         calls.extend(quote!(.start_paused(true)));
     }
     if let Some(name) = &settings.upgrade_signal {
-        calls.extend(quote!(.upgrade_signal(#name)));
+        let signal = signal(&krate, name);
+        calls.extend(quote!(.upgrade_signal(#signal)));
     }
     if let Some(timeout) = settings.upgrade_timeout {
         let timeout = duration(timeout);

@@ -308,31 +308,31 @@ impl Builder {
         self
     }
 
-    /// Which signals start a shutdown, by name (`"SIGINT"`, `"SIGTERM"`, `"SIGHUP"`, `"SIGQUIT"`,
-    /// `"SIGUSR1"`, `"SIGUSR2"`; on Windows `"CTRL_C"`, `"CTRL_BREAK"`, `"CTRL_CLOSE"`,
-    /// `"CTRL_LOGOFF"`, `"CTRL_SHUTDOWN"`). Names of the other platform are ignored. `[]`: only
-    /// [`shutdown()`](crate::shutdown) and `main` returning end the program.
+    /// Which signals start a shutdown ([`Signal::SIGINT`], [`Signal::SIGTERM`], …; on Windows
+    /// the console events, [`Signal::CTRL_C`], …). Signals of the other platform are ignored.
+    /// `[]`: only [`shutdown()`](crate::shutdown) and `main` returning end the program.
     ///
     /// # Panics
     ///
-    /// On a name that is in neither list (`SIGKILL` and `SIGSTOP` cannot be caught), or one
-    /// given twice.
+    /// On a signal given twice.
     ///
     /// # Examples
     ///
     /// ```
+    /// use graceful::Signal;
+    ///
     /// // SIGHUP too (a config reload that restarts the program); CTRL_BREAK is ignored off Windows.
     /// let code = graceful::Builder::new()
-    ///     .signals(["SIGINT", "SIGTERM", "SIGHUP", "CTRL_BREAK"])
+    ///     .signals([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::CTRL_BREAK])
     ///     .run(async {});
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
     #[track_caller]
-    pub fn signals<I>(mut self, names: I) -> Builder
+    pub fn signals<I>(mut self, signals: I) -> Builder
     where
-        I: IntoIterator<Item = &'static str>,
+        I: IntoIterator<Item = Signal>,
     {
-        let names: Vec<&'static str> = names.into_iter().collect();
+        let names: Vec<&'static str> = signals.into_iter().map(|s| s.name).collect();
         if let Err((_, message)) = options::check_signals(names.iter().copied()) {
             reject(Err(message));
         }
@@ -463,25 +463,25 @@ impl Builder {
     }
 
     /// Print the [`tasks()`](crate::tasks) table to stderr on this Unix signal and keep running
-    /// (`"SIGUSR1"`, `"SIGUSR2"` or `"SIGQUIT"`; ignored on Windows).
+    /// ([`Signal::SIGUSR1`], [`Signal::SIGUSR2`] or [`Signal::SIGQUIT`]; ignored on Windows).
     ///
     /// # Panics
     ///
-    /// On another name.
+    /// On another signal.
     ///
     /// # Examples
     ///
     /// ```
     /// // `kill -USR1 <pid>` prints the live tasks to stderr while this runs.
     /// let code = graceful::Builder::new()
-    ///     .dump_signal("SIGUSR1")
+    ///     .dump_signal(graceful::Signal::SIGUSR1)
     ///     .run(async { graceful::spawn_service("worker", graceful::shutdown_requested()); });
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
     #[track_caller]
-    pub fn dump_signal(mut self, name: &'static str) -> Builder {
-        reject(options::check_dump_signal(name));
-        self.config.dump_signal = Some(name);
+    pub fn dump_signal(mut self, signal: Signal) -> Builder {
+        reject(options::check_dump_signal(signal.name));
+        self.config.dump_signal = Some(signal.name);
         self
     }
 
@@ -526,27 +526,29 @@ impl Builder {
         self
     }
 
-    /// Start a restart without downtime on this Unix signal (`"SIGHUP"`, `"SIGUSR1"` or
-    /// `"SIGUSR2"`; ignored on Windows), as [`upgrade()`](crate::upgrade) does. It must be
+    /// Start a restart without downtime on this Unix signal ([`Signal::SIGHUP`],
+    /// [`Signal::SIGUSR1`] or [`Signal::SIGUSR2`]; ignored on Windows), as [`upgrade()`](crate::upgrade) does. It must be
     /// neither one of the [`signals`](Builder::signals) nor the
     /// [`dump_signal`](Builder::dump_signal).
     ///
     /// # Panics
     ///
-    /// On another name; at [`run`](Builder::run), if the signal is also in `signals` or is the
-    /// `dump_signal`.
+    /// On another signal; at [`run`](Builder::run), if the signal is also in `signals` or is
+    /// the `dump_signal`.
     ///
     /// # Examples
     ///
     /// ```
     /// // `kill -USR2 <pid>` (systemd: `ExecReload=kill -USR2 $MAINPID`) replaces the process.
-    /// let code = graceful::Builder::new().upgrade_signal("SIGUSR2").run(async {});
+    /// let code = graceful::Builder::new()
+    ///     .upgrade_signal(graceful::Signal::SIGUSR2)
+    ///     .run(async {});
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
     /// ```
     #[track_caller]
-    pub fn upgrade_signal(mut self, name: &'static str) -> Builder {
-        reject(options::check_upgrade_signal(name));
-        self.config.upgrade_signal = Some(name);
+    pub fn upgrade_signal(mut self, signal: Signal) -> Builder {
+        reject(options::check_upgrade_signal(signal.name));
+        self.config.upgrade_signal = Some(signal.name);
         self
     }
 
@@ -563,7 +565,7 @@ impl Builder {
     /// use std::time::Duration;
     ///
     /// let code = graceful::Builder::new()
-    ///     .upgrade_signal("SIGHUP")
+    ///     .upgrade_signal(graceful::Signal::SIGHUP)
     ///     .upgrade_timeout(Duration::from_secs(10))
     ///     .run(async {});
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);
@@ -584,7 +586,7 @@ impl Builder {
     /// ```
     /// // A deploy that installs each release in a directory of its own, behind a symlink.
     /// let code = graceful::Builder::new()
-    ///     .upgrade_signal("SIGUSR2")
+    ///     .upgrade_signal(graceful::Signal::SIGUSR2)
     ///     .upgrade_command("/srv/app/current/bin/app", ["--config", "/etc/app.toml"])
     ///     .run(async {});
     /// assert_eq!(code, std::process::ExitCode::SUCCESS);

@@ -83,14 +83,14 @@ fn die(signal: Signal) -> ! {
     // SAFETY: plain libc calls on a signal number that is valid (we captured it) and a set on
     // the stack; the process ends right after.
     unsafe {
-        libc::signal(signal.number, libc::SIG_DFL);
+        libc::signal(signal.number(), libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signal.number);
+        libc::sigaddset(&mut set, signal.number());
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::raise(signal.number);
+        libc::raise(signal.number());
     }
-    quit_now(128 + signal.number)
+    quit_now(128 + signal.number())
 }
 
 #[cfg(not(unix))]

@@ -17,6 +17,7 @@ use crate::builder::SecondSignal;
 use crate::context::Shared;
 use crate::shutdown::trigger::Started;
 use crate::shutdown::Reason;
+use crate::signals::Signal;
 use crate::task::{TaskInfo, TaskKind};
 
 fn to_stderr() -> bool {
@@ -343,17 +344,17 @@ fn how_to_force(shared: &Shared) -> String {
     let Some(signal) = first.or_else(|| shared.config.signals().first().copied()) else {
         return String::new();
     };
-    let ctrl_c = signal.name == "SIGINT" || signal.name == "CTRL_C";
+    let ctrl_c = signal == Signal::SIGINT || signal == Signal::CTRL_C;
     if first.is_some() {
         if ctrl_c {
             "; press Ctrl-C again to force".to_string()
         } else {
-            format!("; send {} again to force", signal.name)
+            format!("; send {signal} again to force")
         }
     } else if ctrl_c && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         "; press Ctrl-C twice, a second apart, to force".to_string()
     } else {
-        format!("; send {} twice, a second apart, to force", signal.name)
+        format!("; send {signal} twice, a second apart, to force")
     }
 }
 
@@ -694,7 +695,7 @@ struct Cause<'a>(&'a Reason);
 impl fmt::Display for Cause<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Reason::Signal(name) => f.write_str(name),
+            Reason::Signal(signal) => write!(f, "{signal}"),
             Reason::Requested => f.write_str("requested"),
             Reason::MainReturned => f.write_str("main returned"),
             Reason::MainFailed => f.write_str("main failed"),

@@ -1,6 +1,8 @@
 //! Signal capture on an OS thread of its own, so a signal is seen even when every runtime thread
 //! is busy (a task hogging a `current_thread` runtime makes tokio's own signal streams deaf).
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -11,12 +13,121 @@ use crate::exit::Forced;
 use crate::report;
 use crate::shutdown::Reason;
 
-/// A signal as the user named it, and its number on this platform.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Signal {
+/// A signal that can start a shutdown, dump the tasks or start an upgrade: a Unix signal, or a
+/// Windows console event.
+///
+/// The names are those of the attribute's `signals` option; a name of the other platform is
+/// ignored where it does not exist. A name read at run time (a configuration file) is parsed,
+/// and a typo is an error the program handles:
+///
+/// # Examples
+///
+/// ```
+/// use graceful::Signal;
+///
+/// let reload: Signal = "SIGHUP".parse().unwrap();
+/// assert_eq!(reload, Signal::SIGHUP);
+/// assert_eq!(reload.to_string(), "SIGHUP");
+/// let typo = "SIGHUPP".parse::<Signal>().unwrap_err();
+/// assert!(typo.to_string().starts_with("unknown signal `SIGHUPP`; expected one of `SIGINT`"));
+///
+/// let code = graceful::Builder::new()
+///     .signals([Signal::SIGTERM, reload])
+///     .run(async {});
+/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal {
+    /// One of the option table's names.
     pub(crate) name: &'static str,
-    pub(crate) number: i32,
 }
+
+impl Signal {
+    /// Unix: interrupt, Ctrl-C at a terminal.
+    pub const SIGINT: Signal = Signal { name: "SIGINT" };
+    /// Unix: termination, what `kill`, systemd and Kubernetes send.
+    pub const SIGTERM: Signal = Signal { name: "SIGTERM" };
+    /// Unix: hang-up, often "reload".
+    pub const SIGHUP: Signal = Signal { name: "SIGHUP" };
+    /// Unix: quit, Ctrl-\\ at a terminal.
+    pub const SIGQUIT: Signal = Signal { name: "SIGQUIT" };
+    /// Unix: user-defined signal 1.
+    pub const SIGUSR1: Signal = Signal { name: "SIGUSR1" };
+    /// Unix: user-defined signal 2.
+    pub const SIGUSR2: Signal = Signal { name: "SIGUSR2" };
+    /// Windows: Ctrl-C in the console.
+    pub const CTRL_C: Signal = Signal { name: "CTRL_C" };
+    /// Windows: Ctrl-Break in the console.
+    pub const CTRL_BREAK: Signal = Signal { name: "CTRL_BREAK" };
+    /// Windows: the console window is being closed.
+    pub const CTRL_CLOSE: Signal = Signal { name: "CTRL_CLOSE" };
+    /// Windows: the user logs off.
+    pub const CTRL_LOGOFF: Signal = Signal {
+        name: "CTRL_LOGOFF",
+    };
+    /// Windows: the system shuts down.
+    pub const CTRL_SHUTDOWN: Signal = Signal {
+        name: "CTRL_SHUTDOWN",
+    };
+
+    /// Its number on this platform; only signals of this platform are captured.
+    pub(crate) fn number(self) -> i32 {
+        number(self.name).unwrap_or(-1)
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl FromStr for Signal {
+    type Err = ParseSignalError;
+
+    /// Exactly the names of the `signals` option, Unix's and Windows' alike.
+    fn from_str(name: &str) -> Result<Signal, ParseSignalError> {
+        graceful_options::UNIX_SIGNALS
+            .iter()
+            .chain(graceful_options::WINDOWS_SIGNALS)
+            .find(|known| **known == name)
+            .map(|known| Signal { name: known })
+            .ok_or_else(|| ParseSignalError {
+                name: name.to_string(),
+            })
+    }
+}
+
+/// The error of parsing a [`Signal`] from a name that is not one: its message lists the valid
+/// names, in the words the attribute uses for the same mistake.
+///
+/// # Examples
+///
+/// ```
+/// let err = "SIGKILL".parse::<graceful::Signal>().unwrap_err();
+/// assert!(err.to_string().contains("cannot be caught"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseSignalError {
+    name: String,
+}
+
+impl fmt::Display for ParseSignalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match graceful_options::check_signal(&self.name) {
+            Err(message) => f.write_str(&message),
+            Ok(()) => write!(f, "`{}` is a signal", self.name),
+        }
+    }
+}
+
+impl std::error::Error for ParseSignalError {}
 
 /// The signals that start a shutdown when `signals` is not set.
 #[cfg(unix)]
@@ -54,7 +165,7 @@ fn number(name: &str) -> Option<i32> {
 
 /// A name the option table accepts: `Some` on its platform, `None` on the other (ignored here).
 pub(crate) fn resolve(name: &'static str) -> Option<Signal> {
-    number(name).map(|number| Signal { name, number })
+    number(name).map(|_| Signal { name })
 }
 
 /// How a captured signal counts while a shutdown may already run.
@@ -102,7 +213,7 @@ fn on_signal(shared: &Arc<Shared>, signal: Signal, at: Instant) {
     }
     match classify(&shared.shutdown.trigger.first_signal, signal, at) {
         Delivery::First => {
-            shared.start_shutdown(Reason::Signal(signal.name));
+            shared.start_shutdown(Reason::Signal(signal));
         }
         Delivery::Merged => {}
         Delivery::Again => match shared.config.second_signal {
@@ -188,7 +299,7 @@ pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> 
         .name("graceful-signals".into())
         .spawn(move || {
             while let Some((number, at)) = unix::next(read, epoch) {
-                if let Some(signal) = signals.iter().find(|s| s.number == number) {
+                if let Some(signal) = signals.iter().find(|s| s.number() == number) {
                     on_signal(&shared, *signal, at);
                 }
             }
@@ -422,7 +533,7 @@ mod unix {
         let mut installed = INSTALLED.lock().unwrap_or_else(PoisonError::into_inner);
         let mut mask = 0;
         for signal in signals {
-            mask |= bit(signal.number);
+            mask |= bit(signal.number());
         }
         // SAFETY: `getpid` has no preconditions.
         CAPTURE_PID.store(unsafe { libc::getpid() }, Ordering::SeqCst);
@@ -430,7 +541,7 @@ mod unix {
         // and from that instant on the handler finds the signal captured.
         STATE.store(u64::from(epoch) << 32 | mask, Ordering::SeqCst);
         for signal in signals {
-            let number = signal.number;
+            let number = signal.number();
             if *installed & bit(number) != 0 {
                 continue;
             }
@@ -525,10 +636,7 @@ mod tests {
     #[test]
     fn a_repeat_within_a_second_is_merged_and_a_later_one_counts_again() {
         let first = OnceLock::new();
-        let sigterm = Signal {
-            name: "SIGTERM",
-            number: 15,
-        };
+        let sigterm = Signal::SIGTERM;
         let t0 = Instant::now();
         assert_eq!(classify(&first, sigterm, t0), Delivery::First);
         // GNU `timeout`: the process, then its group, microseconds apart.
@@ -549,12 +657,12 @@ mod tests {
     fn names_resolve_per_platform() {
         #[cfg(unix)]
         {
-            assert_eq!(resolve("SIGTERM").unwrap().number, libc::SIGTERM);
+            assert_eq!(resolve("SIGTERM").unwrap().number(), libc::SIGTERM);
             assert_eq!(resolve("CTRL_C"), None);
         }
         #[cfg(windows)]
         {
-            assert_eq!(resolve("CTRL_C").unwrap().number, 0);
+            assert_eq!(resolve("CTRL_C").unwrap().number(), 0);
             assert_eq!(resolve("SIGTERM"), None);
         }
         // Every name of the table resolves on exactly one platform.

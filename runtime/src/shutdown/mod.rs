@@ -61,8 +61,8 @@ impl Shutdown {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reason {
-    /// A captured signal, named as in the `signals` option (`"SIGTERM"`, `"CTRL_C"`).
-    Signal(&'static str),
+    /// A captured signal ([`Signal::SIGTERM`](crate::Signal::SIGTERM), …).
+    Signal(crate::Signal),
     /// [`shutdown()`] or [`shutdown_with_code()`].
     Requested,
     /// `main` returned successfully (and `run_forever` is off).
