@@ -97,7 +97,7 @@ fn measure<const SIZE: usize>(n: usize) -> Figures {
     let one = |kind: Kind| {
         let result = Arc::new(std::sync::Mutex::new(0.0));
         let out = result.clone();
-        graceful::Builder::new()
+        let _ = graceful::Builder::new()
             .signals([])
             .worker_threads(2)
             .grace(std::time::Duration::from_millis(100))

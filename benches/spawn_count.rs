@@ -32,7 +32,7 @@ fn main() {
     let Some((kind, n)) = counted::kind_and_count() else {
         return;
     };
-    graceful::Builder::new()
+    let _ = graceful::Builder::new()
         .signals([])
         .flavor(graceful::Flavor::CurrentThread)
         .run(async move {

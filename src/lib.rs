@@ -93,6 +93,9 @@
 //!
 //! # Exit status
 //!
+//! [`Builder::run`] returns an [`Exit`] on every normal path, a signal-triggered shutdown
+//! included, so a program that embeds the runtime gets its report and runs its own code after
+//! `run`; returned from `main`, the `Exit` ends the process with its status. The status is
 //! `main`'s value as std reports it; 101 after a panic in `main` (or in a tracked task under
 //! `stop_on_panic`); after a signal, death by that signal (shell status 130 for SIGINT, 143 for
 //! SIGTERM) unless `signal_exit_code` is set; [`shutdown_with_code`]'s code; 0 for the old process
@@ -166,7 +169,10 @@
 ///
 /// The function must be `async`, take no parameters and have no generics; its return type may be
 /// anything implementing [`Termination`](std::process::Termination) (`()`, `Result<(), E: Debug>`,
-/// `ExitCode`). Like `#[tokio::main]`, the body need not be `Send`: it runs on the main thread,
+/// `ExitCode`). The expanded function returns [`Exit`], which ends the process with the status
+/// (dying by the signal that started the shutdown). An attributed `async fn start()` called from
+/// a plain `fn main() -> ExitCode` fits with `.into()`, but the conversion loses the death by the
+/// signal: the status becomes 128 + its number (see [`Exit`]). Like `#[tokio::main]`, the body need not be `Send`: it runs on the main thread,
 /// as the service named `main` (drained at shutdown, never dropped at the cancel step).
 ///
 /// # Options
@@ -191,7 +197,7 @@
 /// ```
 /// use std::time::Duration;
 ///
-/// fn main() -> std::process::ExitCode {
+/// fn main() -> graceful::Exit {
 ///     graceful::Builder::new()
 ///         .flavor(graceful::Flavor::CurrentThread)
 ///         .grace(Duration::from_secs(10))
@@ -233,10 +239,10 @@ pub use graceful_runtime::{
     current_scope, deadline, handle, is_shutting_down, is_upgrade, listen_tcp, listen_tcp_named,
     on_shutdown, ready, reason, scope, shutdown, shutdown_requested, shutdown_waits_for,
     shutdown_with_code, spawn, spawn_blocking, spawn_service, supervise, tasks, token, upgrade,
-    Builder, EnterGuard, Failure, Flavor, Handle, NotifyReady, ParseSignalError, Reason, Report,
-    Restart, Scope, ScopeFinished, ScopeShutdown, SecondSignal, ServiceOutput, ShutdownRequested,
-    ShutdownWaitsFor, Signal, StopFlag, Supervisor, SupervisorStopped, TaskInfo, TaskKind,
-    UpgradeError,
+    Builder, EnterGuard, Exit, Failure, Flavor, Handle, NotifyReady, ParseSignalError, Reason,
+    Report, Restart, Scope, ScopeFinished, ScopeShutdown, SecondSignal, ServiceOutput,
+    ShutdownRequested, ShutdownWaitsFor, Signal, StopFlag, Supervisor, SupervisorStopped, TaskInfo,
+    TaskKind, UpgradeError,
 };
 
 #[cfg(unix)]

@@ -114,3 +114,15 @@ fn a_forced_exit_with_signal_exit_code_0_exits_1() {
         .assert_code(1)
         .assert_stderr_has("forced exit by SIGTERM");
 }
+
+/// `run` returns after a signal-triggered shutdown, so the embedding program gets its report and
+/// runs its own code; the `Exit` it returns from `main` then dies by the signal.
+#[cfg(unix)]
+#[test]
+fn an_embedder_gets_its_report_after_sigterm_and_then_dies_by_it() {
+    fixture("embedder")
+        .signal_after("ready", SIGTERM)
+        .assert_killed_by(SIGTERM)
+        .assert_stdout_has("after run: reason Some(Signal(SIGTERM)), clean true")
+        .assert_stdout_has("after run: Exit { signal: SIGTERM, code: 143 }");
+}

@@ -185,10 +185,7 @@ fn upgrades_hand_over_without_refusing_a_connection_and_in_flight_requests_end_o
             Ok(old),
             "answered by the process that read it"
         );
-        assert_eq!(
-            lines[2],
-            format!("{old} exits ExitCode(unix_exit_status(0))")
-        );
+        assert_eq!(lines[2], format!("{old} exits Exit {{ code: 0 }}"));
         if old == first_pid {
             assert_eq!(first.wait_exit().code(), Some(0));
         }

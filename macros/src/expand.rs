@@ -178,6 +178,7 @@ fn expand_main(function: &Function, settings: &Settings) -> TokenStream {
         attrs, vis, sig, ..
     } = function;
     let ident = &sig.ident;
+    let krate = krate(settings);
     let builder = builder(settings, Entry::Main);
     let (body, span) = body(function, settings);
     // Spanned on the return type: a type that is not `Termination` is reported there, and
@@ -185,7 +186,7 @@ fn expand_main(function: &Function, settings: &Settings) -> TokenStream {
     let run = quote_spanned!(span=> __graceful_builder.run(__graceful_body));
     quote! {
         #(#attrs)*
-        #vis fn #ident() -> ::std::process::ExitCode {
+        #vis fn #ident() -> #krate::Exit {
             let __graceful_body = #body;
             let __graceful_builder = #builder;
             #run

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::context::{self, Shared};
-use crate::exit;
+use crate::exit::{self, Exit};
 use crate::handle::{self, Handle};
 use crate::report::{self, Report};
 use crate::shutdown::sequence::{self, MainOutcome};
@@ -688,22 +688,22 @@ impl Builder {
     }
 
     /// Runs `future` as the service `main` on a new runtime, then the shutdown sequence, and
-    /// returns the exit status (see the crate docs). Blocks the calling thread.
+    /// returns the [`Exit`] it owes (see the crate docs). Blocks the calling thread.
     ///
-    /// The future runs on this thread (`block_on`), so it need not be `Send`. After a
-    /// signal-triggered shutdown the process dies by that signal here (unless `signal_exit_code`
-    /// is set); in every other case the status is returned and the watchdog disarmed.
+    /// The future runs on this thread (`block_on`), so it need not be `Send`. `run` returns on
+    /// every normal path, a signal-triggered shutdown included: the `Exit` then owes a death by
+    /// that signal, which it carries out when returned from `main` (converting or dropping it
+    /// loses it: see [`Exit`]). Only the forced exits (a second signal, the watchdog) end the
+    /// process from inside. The watchdog is disarmed once `run` returns.
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::process::ExitCode;
-    ///
-    /// let code = graceful::Builder::new().signals([]).run(async {
+    /// let exit = graceful::Builder::new().signals([]).run(async {
     ///     Err::<(), _>("no config file")
     /// });
     /// // std's report: `Error: "no config file"` on stderr, status 1.
-    /// assert_eq!(code, ExitCode::FAILURE);
+    /// assert_eq!(exit.code(), 1);
     /// ```
     ///
     /// # Panics
@@ -715,7 +715,7 @@ impl Builder {
     /// time for the same settings. A panic in `future` does not unwind out of `run`: it is
     /// reported and the status is 101.
     #[track_caller]
-    pub fn run<F>(self, future: F) -> ExitCode
+    pub fn run<F>(self, future: F) -> Exit
     where
         F: Future,
         F::Output: Termination,
@@ -730,12 +730,12 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let (code, report) = graceful::Builder::new().signals([]).run_with_report(async {
+    /// let (exit, report) = graceful::Builder::new().signals([]).run_with_report(async {
     ///     let worker = graceful::spawn(async { panic!("a worker failed") });
     ///     assert!(worker.await.unwrap_err().is_panic());
     /// });
     /// // Without `stop_on_panic` the panic does not change the status; the report has it.
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(exit.code(), 0);
     /// assert_eq!(report.panicked.len(), 1);
     /// assert!(!report.is_clean());
     /// ```
@@ -744,7 +744,7 @@ impl Builder {
     ///
     /// As [`run`](Self::run).
     #[track_caller]
-    pub fn run_with_report<F>(self, future: F) -> (ExitCode, Report)
+    pub fn run_with_report<F>(self, future: F) -> (Exit, Report)
     where
         F: Future,
         F::Output: Termination,
@@ -773,7 +773,7 @@ impl Builder {
         );
     }
 
-    fn run_at<F>(self, future: F, location: &'static Location<'static>) -> (ExitCode, Report)
+    fn run_at<F>(self, future: F, location: &'static Location<'static>) -> (Exit, Report)
     where
         F: Future,
         F::Output: Termination,
@@ -796,7 +796,7 @@ impl Builder {
             Err(err) => {
                 report::stderr_line(format_args!("cannot capture signals: {err}"));
                 end_early();
-                return (ExitCode::FAILURE, Report::default());
+                return (Exit::from(1), Report::default());
             }
         };
         let watchdog = match watchdog::start(&shared) {
@@ -807,7 +807,7 @@ impl Builder {
                     listener.close();
                 }
                 end_early();
-                return (ExitCode::FAILURE, Report::default());
+                return (Exit::from(1), Report::default());
             }
         };
         let runtime = match build_runtime(&shared) {
@@ -820,7 +820,7 @@ impl Builder {
                 shared.watchdog.disarm();
                 let _ = watchdog.join();
                 end_early();
-                return (ExitCode::FAILURE, Report::default());
+                return (Exit::from(1), Report::default());
             }
         };
         shared.set_tokio(runtime.handle().clone());
@@ -857,7 +857,22 @@ impl Builder {
         if let Some(listener) = listener {
             listener.close();
         }
-        let status = exit::status(&shared, ended.main, ended.report.finished_in_time());
+        let trigger = &shared.shutdown.trigger;
+        let status = exit::decide(&exit::Ending {
+            panicked: trigger.has_panicked() || matches!(ended.main, MainOutcome::Panicked),
+            signal: trigger.signal(),
+            signal_exit_code: shared.config.signal_exit_code,
+            failed: trigger.has_failed(),
+            code: trigger.code(),
+            upgraded: trigger
+                .started()
+                .is_some_and(|started| started.reason == Reason::Upgraded),
+            main: match ended.main {
+                MainOutcome::Returned(code) => Some(code),
+                _ => None,
+            },
+            clean: ended.report.finished_in_time(),
+        });
         shared.watchdog.disarm();
         let _ = watchdog.join();
         drop(enter);

@@ -27,6 +27,7 @@ mod watchdog;
 
 pub use blocking::{spawn_blocking, StopFlag};
 pub use builder::{Builder, Flavor, NotifyReady, SecondSignal};
+pub use exit::Exit;
 pub use handle::{handle, EnterGuard, Handle};
 #[cfg(unix)]
 pub use listen::listen_unix;
