@@ -96,40 +96,32 @@ fn scan(root: &Path, file: &Path, out: &mut Vec<String>) {
             }
         }
         match &owner {
-            Some((name, _, "impl")) => {
-                if indent == 4 {
-                    if let Some(item) = item(trimmed) {
-                        out.push(format!("{path}: {name}::{item}"));
-                    }
+            Some((name, _, "impl")) if indent == 4 => {
+                if let Some(item) = item(trimmed) {
+                    out.push(format!("{path}: {name}::{item}"));
                 }
             }
-            Some((name, _, "enum")) => {
-                if indent == 4 {
-                    let variant: String = trimmed
+            Some((name, _, "enum")) if indent == 4 => {
+                let variant: String = trimmed
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !variant.is_empty() {
+                    out.push(format!("{path}: {name}::{variant}"));
+                }
+            }
+            Some((name, _, "struct")) if indent == 4 => {
+                if let Some(field) = trimmed.strip_prefix("pub ") {
+                    let field: String = field
                         .chars()
                         .take_while(|c| c.is_alphanumeric() || *c == '_')
                         .collect();
-                    if !variant.is_empty() {
-                        out.push(format!("{path}: {name}::{variant}"));
-                    }
+                    out.push(format!("{path}: {name}.{field}"));
                 }
             }
-            Some((name, _, "struct")) => {
-                if indent == 4 {
-                    if let Some(field) = trimmed.strip_prefix("pub ") {
-                        let field: String = field
-                            .chars()
-                            .take_while(|c| c.is_alphanumeric() || *c == '_')
-                            .collect();
-                        out.push(format!("{path}: {name}.{field}"));
-                    }
-                }
-            }
-            Some((_, _, "macro")) => {
-                if indent == 4 {
-                    if let Some(item) = item(trimmed) {
-                        out.push(format!("{path}: {item}"));
-                    }
+            Some((_, _, "macro")) if indent == 4 => {
+                if let Some(item) = item(trimmed) {
+                    out.push(format!("{path}: {item}"));
                 }
             }
             Some(_) => {}
