@@ -34,14 +34,13 @@
 //! | [`spawn_blocking`] | its [`StopFlag`] is raised; joined until the deadline, then **abandoned** and reported |
 //!
 //! ```
-//! use std::process::ExitCode;
 //! use std::sync::atomic::{AtomicBool, Ordering};
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
 //! let saved = Arc::new(AtomicBool::new(false));
 //! let flag = saved.clone();
-//! let code = graceful::Builder::new()
+//! let exit = graceful::Builder::new()
 //!     .signals([])
 //!     .grace(Duration::from_secs(5))
 //!     .run(async move {
@@ -65,7 +64,7 @@
 //!         blocking.await.unwrap();
 //!     });
 //! assert!(saved.load(Ordering::SeqCst));
-//! assert_eq!(code, ExitCode::from(3));
+//! assert_eq!(exit.code(), 3);
 //! ```
 //!
 //! The sequence, started by the first captured signal, [`shutdown()`], `main` returning or (with

@@ -19,7 +19,10 @@ fn ok_main_exits_0_and_prints_nothing_of_ours() {
     for program in both("exit_ok") {
         let out = program.run();
         out.assert_code(0).assert_stdout_has("hello");
-        assert_eq!(out.stderr, "", "a clean, fast shutdown writes nothing: {out:#?}");
+        assert_eq!(
+            out.stderr, "",
+            "a clean, fast shutdown writes nothing: {out:#?}"
+        );
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::process::{ExitCode, Termination};
+use std::process::Termination;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,10 +54,10 @@ pub enum Flavor {
 ///
 /// ```
 /// // Signals during the shutdown are ignored: only its deadline ends it.
-/// let code = graceful::Builder::new()
+/// let exit = graceful::Builder::new()
 ///     .second_signal(graceful::SecondSignal::Ignore)
 ///     .run(async {});
-/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// assert_eq!(exit.code(), 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -76,11 +76,11 @@ pub enum SecondSignal {
 ///
 /// ```
 /// // A program with nothing to prepare before it serves: ready as soon as `main` first waits.
-/// let code = graceful::Builder::new()
+/// let exit = graceful::Builder::new()
 ///     .signals([])
 ///     .notify_ready(graceful::NotifyReady::Auto)
 ///     .run(async { tokio::task::yield_now().await });
-/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// assert_eq!(exit.code(), 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -147,17 +147,16 @@ impl Config {
 /// # Examples
 ///
 /// ```
-/// use std::process::ExitCode;
 /// use std::time::Duration;
 ///
-/// let code = graceful::Builder::new()
+/// let exit = graceful::Builder::new()
 ///     .flavor(graceful::Flavor::CurrentThread)
 ///     .grace(Duration::from_secs(5))
 ///     .run(async {
 ///         graceful::spawn_service("worker", graceful::shutdown_requested());
 ///         Ok::<(), std::io::Error>(())
 ///     });
-/// assert_eq!(code, ExitCode::SUCCESS);
+/// assert_eq!(exit.code(), 0);
 /// ```
 #[derive(Clone, Debug)]
 #[must_use = "a Builder does nothing until `run` is called"]
@@ -189,8 +188,8 @@ impl Builder {
     ///
     /// ```
     /// // `signals([])`: only `graceful::shutdown()` or `main` returning end this one.
-    /// let code = graceful::Builder::new().signals([]).run(async {});
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// let exit = graceful::Builder::new().signals([]).run(async {});
+    /// assert_eq!(exit.code(), 0);
     /// ```
     pub fn new() -> Builder {
         Builder {
@@ -322,10 +321,10 @@ impl Builder {
     /// use graceful::Signal;
     ///
     /// // SIGHUP too (a config reload that restarts the program); CTRL_BREAK is ignored off Windows.
-    /// let code = graceful::Builder::new()
+    /// let exit = graceful::Builder::new()
     ///     .signals([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::CTRL_BREAK])
     ///     .run(async {});
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(exit.code(), 0);
     /// ```
     #[track_caller]
     pub fn signals<I>(mut self, signals: I) -> Builder
@@ -372,11 +371,11 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let code = graceful::Builder::new().signals([]).stop_on_panic(true).run(async {
+    /// let exit = graceful::Builder::new().signals([]).stop_on_panic(true).run(async {
     ///     graceful::spawn(async { panic!("a worker failed") });
     ///     graceful::shutdown_requested().await;
     /// });
-    /// assert_eq!(code, std::process::ExitCode::from(101));
+    /// assert_eq!(exit.code(), 101);
     /// ```
     #[track_caller]
     pub fn stop_on_panic(mut self, yes: bool) -> Builder {
@@ -399,7 +398,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let code = graceful::Builder::new().signals([]).stop_on_error(true).run(async {
+    /// let exit = graceful::Builder::new().signals([]).stop_on_error(true).run(async {
     ///     graceful::spawn_service("loader", async { Err::<(), _>("no such table") });
     ///     graceful::shutdown_requested().await;
     ///     assert_eq!(
@@ -407,7 +406,7 @@ impl Builder {
     ///         Some(graceful::Reason::Failed { task: "loader".into() })
     ///     );
     /// });
-    /// assert_eq!(code, std::process::ExitCode::FAILURE);
+    /// assert_eq!(exit.code(), 1);
     /// ```
     #[track_caller]
     pub fn stop_on_error(mut self, yes: bool) -> Builder {
@@ -421,10 +420,10 @@ impl Builder {
     ///
     /// ```
     /// // Only a signal-triggered shutdown uses the code; here `main` ends the program.
-    /// let code = graceful::Builder::new().signal_exit_code(0).run(async {
+    /// let exit = graceful::Builder::new().signal_exit_code(0).run(async {
     ///     graceful::shutdown_with_code(4);
     /// });
-    /// assert_eq!(code, std::process::ExitCode::from(4));
+    /// assert_eq!(exit.code(), 4);
     /// ```
     #[track_caller]
     pub fn signal_exit_code(mut self, code: u8) -> Builder {
@@ -473,10 +472,10 @@ impl Builder {
     ///
     /// ```
     /// // `kill -USR1 <pid>` prints the live tasks to stderr while this runs.
-    /// let code = graceful::Builder::new()
+    /// let exit = graceful::Builder::new()
     ///     .dump_signal(graceful::Signal::SIGUSR1)
     ///     .run(async { graceful::spawn_service("worker", graceful::shutdown_requested()); });
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(exit.code(), 0);
     /// ```
     #[track_caller]
     pub fn dump_signal(mut self, signal: Signal) -> Builder {
@@ -494,11 +493,11 @@ impl Builder {
     /// use std::time::Duration;
     ///
     /// // Ctrl-C twice cannot cut this shutdown short; only its 10 s deadline can.
-    /// let code = graceful::Builder::new()
+    /// let exit = graceful::Builder::new()
     ///     .second_signal(graceful::SecondSignal::Ignore)
     ///     .grace(Duration::from_secs(10))
     ///     .run(async {});
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(exit.code(), 0);
     /// ```
     #[track_caller]
     pub fn second_signal(mut self, what: SecondSignal) -> Builder {
@@ -514,11 +513,11 @@ impl Builder {
     ///
     /// ```
     /// // Without NOTIFY_SOCKET (not under systemd) this sends nothing and changes nothing.
-    /// let code = graceful::Builder::new()
+    /// let exit = graceful::Builder::new()
     ///     .signals([])
     ///     .notify_ready(graceful::NotifyReady::Auto)
     ///     .run(async { tokio::task::yield_now().await });
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(exit.code(), 0);
     /// ```
     #[track_caller]
     pub fn notify_ready(mut self, when: NotifyReady) -> Builder {
@@ -540,10 +539,10 @@ impl Builder {
     ///
     /// ```
     /// // `kill -USR2 <pid>` (systemd: `ExecReload=kill -USR2 $MAINPID`) replaces the process.
-    /// let code = graceful::Builder::new()
+    /// let exit = graceful::Builder::new()
     ///     .upgrade_signal(graceful::Signal::SIGUSR2)
     ///     .run(async {});
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(exit.code(), 0);
     /// ```
     #[track_caller]
     pub fn upgrade_signal(mut self, signal: Signal) -> Builder {
@@ -564,11 +563,11 @@ impl Builder {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let code = graceful::Builder::new()
+    /// let exit = graceful::Builder::new()
     ///     .upgrade_signal(graceful::Signal::SIGHUP)
     ///     .upgrade_timeout(Duration::from_secs(10))
     ///     .run(async {});
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(exit.code(), 0);
     /// ```
     #[track_caller]
     pub fn upgrade_timeout(mut self, timeout: Duration) -> Builder {
@@ -585,11 +584,11 @@ impl Builder {
     ///
     /// ```
     /// // A deploy that installs each release in a directory of its own, behind a symlink.
-    /// let code = graceful::Builder::new()
+    /// let exit = graceful::Builder::new()
     ///     .upgrade_signal(graceful::Signal::SIGUSR2)
     ///     .upgrade_command("/srv/app/current/bin/app", ["--config", "/etc/app.toml"])
     ///     .run(async {});
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(exit.code(), 0);
     /// ```
     #[track_caller]
     pub fn upgrade_command<I>(mut self, program: impl Into<std::path::PathBuf>, args: I) -> Builder
@@ -768,7 +767,7 @@ impl Builder {
             report.problems().join("\n  ")
         );
         assert!(
-            status == ExitCode::SUCCESS,
+            status.code() == 0,
             "the test failed: its body returned an error or panicked ({status:?})"
         );
     }

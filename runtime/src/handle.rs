@@ -146,8 +146,8 @@ impl Handle {
     /// ```
     /// let builder = graceful::Builder::new().signals([]);
     /// builder.handle().shutdown_with_code(4);
-    /// let code = builder.run(async { graceful::shutdown_requested().await });
-    /// assert_eq!(code, std::process::ExitCode::from(4));
+    /// let exit = builder.run(async { graceful::shutdown_requested().await });
+    /// assert_eq!(exit.code(), 4);
     /// ```
     pub fn shutdown_with_code(&self, code: u8) {
         self.request(Some(code));

@@ -440,7 +440,7 @@ pub(crate) fn dump(shared: &Shared) {
 /// ```
 /// use std::time::Duration;
 ///
-/// let (code, report) = graceful::Builder::new()
+/// let (exit, report) = graceful::Builder::new()
 ///     .signals([])
 ///     .grace(Duration::from_millis(100))
 ///     .run_with_report(async {
@@ -450,7 +450,7 @@ pub(crate) fn dump(shared: &Shared) {
 /// assert_eq!(report.aborted[0].name, "stuck");
 /// assert!(!report.is_clean());
 /// // Aborted work makes the shutdown unclean: not 0, though `main` returned.
-/// assert_eq!(code, std::process::ExitCode::FAILURE);
+/// assert_eq!(exit.code(), 1);
 /// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]

@@ -31,10 +31,10 @@ use crate::shutdown::Reason;
 /// let typo = "SIGHUPP".parse::<Signal>().unwrap_err();
 /// assert!(typo.to_string().starts_with("unknown signal `SIGHUPP`; expected one of `SIGINT`"));
 ///
-/// let code = graceful::Builder::new()
+/// let exit = graceful::Builder::new()
 ///     .signals([Signal::SIGTERM, reload])
 ///     .run(async {});
-/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// assert_eq!(exit.code(), 0);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signal {

@@ -14,14 +14,14 @@ use std::time::Duration;
 /// ```
 /// use graceful::{Builder, TaskKind};
 ///
-/// let code = Builder::new().signals([]).run(async {
+/// let exit = Builder::new().signals([]).run(async {
 ///     graceful::spawn_service("ticker", async {
 ///         graceful::shutdown_requested().await;
 ///     });
 ///     let kinds: Vec<TaskKind> = graceful::tasks().iter().map(|t| t.kind).collect();
 ///     assert!(kinds.contains(&TaskKind::Service));
 /// });
-/// assert_eq!(code, std::process::ExitCode::SUCCESS);
+/// assert_eq!(exit.code(), 0);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -526,14 +526,14 @@ impl Scope {
     /// # Examples
     ///
     /// ```
-    /// let code = graceful::Builder::new().signals([]).stop_on_panic(true).run(async {
+    /// let exit = graceful::Builder::new().signals([]).stop_on_panic(true).run(async {
     ///     let plugin = graceful::scope("plugin").isolated();
     ///     plugin.spawn(async { panic!("a plugin bug") });
     ///     plugin.finished().await;
     ///     assert!(plugin.is_shutting_down());
     ///     assert!(!graceful::is_shutting_down(), "the program goes on");
     /// });
-    /// assert_eq!(code, std::process::ExitCode::SUCCESS);
+    /// assert_eq!(exit.code(), 0);
     /// ```
     pub fn isolated(self) -> Scope {
         self.inner.isolated.store(true, Ordering::SeqCst);

@@ -127,10 +127,10 @@ pub fn shutdown() {
 /// # Examples
 ///
 /// ```
-/// let code = graceful::Builder::new().signals([]).run(async {
+/// let exit = graceful::Builder::new().signals([]).run(async {
 ///     graceful::shutdown_with_code(7);
 /// });
-/// assert_eq!(code, std::process::ExitCode::from(7));
+/// assert_eq!(exit.code(), 7);
 /// ```
 ///
 /// # Panics
