@@ -38,7 +38,7 @@ fn programs() -> &'static HashMap<String, PathBuf> {
                 "graceful-fixtures",
                 "--bins",
                 "-p",
-                "graceful",
+                "graceful-main",
                 "--examples",
             ]);
         // The profile of this test binary, so the build reuses its artifacts.
