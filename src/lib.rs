@@ -141,7 +141,7 @@
 //!
 //! # Coming from aiorun
 //!
-//! The crate is the Rust counterpart of Python's aiorun, and keeps two of its names so its users
+//! The crate is the Rust counterpart of Python's [aiorun](https://github.com/cjrh/aiorun), and keeps two of its names so its users
 //! find them: [`shutdown_waits_for`] (work the shutdown waits for, never cancels) and the
 //! attribute's `uvloop_like` (an alias of `flavor`: aiorun's `use_uvloop` picks the loop, this
 //! picks tokio's runtime flavor). The rest maps onto Rust's words: `run(main())` is
@@ -160,11 +160,33 @@
 //! and set `upgrade_signal` (or call [`upgrade()`]). The new process gets the listeners and
 //! [`is_upgrade()`] is true in it; once it is ready, the old one shuts down with
 //! [`Reason::Upgraded`] and exits 0. A new process that exits or is not ready within
-//! `upgrade_timeout` is killed and the old one serves on. See the README's timeline and
-//! `examples/upgrade_server.rs`.
+//! `upgrade_timeout` is killed and the old one serves on; [`upgrade()`] says step by step what
+//! each process does.
+//!
+//! # Features
+//!
+//! - **`systemd`** (on by default): systemd's notify protocol when `NOTIFY_SOCKET` is set —
+//!   `READY=1` at [`ready()`], `STOPPING=1` with `EXTEND_TIMEOUT_USEC` when the shutdown starts,
+//!   `WATCHDOG=1` every half `WatchdogSec`, `MAINPID=` after an upgrade. It adds no dependency
+//!   and costs nothing where `NOTIFY_SOCKET` is unset; without it [`ready()`] only closes the
+//!   passed sockets nobody claimed and tells an upgrading parent. Socket activation
+//!   ([`listen_tcp`] taking the sockets of a `.socket` unit) does not need it.
+//! - **`test-util`**: [`Builder::start_paused`] and `#[graceful::test(start_paused = true)]`, a
+//!   paused tokio clock for tests, as tokio's own `test-util` feature gives `#[tokio::test]`.
+//!
+//! Platform-specific items say so: [`listen_unix`] is Unix-only, and so is a restart without
+//! downtime ([`upgrade()`] returns an error elsewhere).
 
-/// Runs `async fn main` under a graceful runtime: signals captured, tasks tracked, a bounded
-/// shutdown, and the exit status described in the crate docs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The README's code blocks are doctests, so the examples it shows compile and run.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+/// Runs `async fn main` under a graceful runtime: signals captured, tasks tracked, shutdown bounded.
+///
+/// The shutdown and the exit status are those the crate docs describe.
 ///
 /// The function must be `async`, take no parameters and have no generics; its return type may be
 /// anything implementing [`Termination`](std::process::Termination) (`()`, `Result<(), E: Debug>`,
@@ -176,10 +198,29 @@
 ///
 /// # Options
 ///
-/// `flavor`, `uvloop_like`, `worker_threads`, `blocking_threads`, `grace`, `signals`,
-/// `run_forever`, `stop_on_panic`, `stop_on_error`, `signal_exit_code`, `drain_delay`, `dump_signal`,
-/// `notify_ready`, `second_signal`, `upgrade_signal`, `upgrade_timeout`, `crate`: see
-/// the table in the README. Every mistake is a compile error on the offending token.
+/// Every option `x = v` is also the [`Builder`] setter `x(v)`, with the same values (but `crate`
+/// and `uvloop_like`, which are the attribute's own). Every mistake — an unknown or repeated
+/// option, a bad value, a conflicting pair — is a compile error on the offending token.
+///
+/// | option | values | default | meaning |
+/// |---|---|---|---|
+/// | `flavor` | `"multi_thread"`, `"current_thread"` | `"multi_thread"` | tokio's runtime flavor |
+/// | `uvloop_like` | as `flavor` | — | an alias of `flavor`, under aiorun's name (its `use_uvloop` picks the loop); setting both is an error |
+/// | `worker_threads` | integer > 0 | tokio's default | worker threads of `multi_thread`; an error with `current_thread` |
+/// | `blocking_threads` | integer > 0 | `512` | the cap of the blocking pool (aiorun's `executor_workers`) |
+/// | `grace` | a duration: `"250ms"`, `"10s"`, `"2m"`, `"1m30s"` | `"25s"` | the one shutdown budget, from the first trigger to the exit |
+/// | `signals` | names, e.g. `["SIGINT", "SIGTERM", "SIGHUP"]`; `[]` for none | Unix `["SIGINT", "SIGTERM"]`; Windows `["CTRL_C", "CTRL_BREAK", "CTRL_CLOSE", "CTRL_SHUTDOWN"]` | which signals start a shutdown (Unix: SIGINT SIGTERM SIGHUP SIGQUIT SIGUSR1 SIGUSR2; Windows: CTRL_C CTRL_BREAK CTRL_CLOSE CTRL_LOGOFF CTRL_SHUTDOWN; the other platform's names are ignored) |
+/// | `run_forever` | bool | `false` | after `main` returns `Ok`, keep running tracked work until a signal or [`shutdown()`] |
+/// | `stop_on_panic` | bool | `false` | a panic in any tracked task starts a shutdown; status 101 |
+/// | `stop_on_error` | bool | `false` | a service that fails (`Err`, a failing `ExitCode`) starts a shutdown; status 1. Without it the failure is still reported |
+/// | `signal_exit_code` | `0..=255` | unset | after a signal-triggered shutdown, exit with this code instead of dying by the signal |
+/// | `drain_delay` | a duration | `"0s"` | a first window of the grace in which [`is_shutting_down()`] is true but nothing is cancelled yet |
+/// | `dump_signal` | `"SIGUSR1"`, `"SIGUSR2"`, `"SIGQUIT"` | unset | print the live [`tasks()`] to stderr on that signal and keep running |
+/// | `notify_ready` | `"auto"`, `"manual"` | `"manual"` | when systemd hears `READY=1`: at [`ready()`], or the first time `main` awaits |
+/// | `second_signal` | `"force"`, `"ignore"` | `"force"` | what a captured signal more than a second after the first does during a shutdown |
+/// | `upgrade_signal` | `"SIGHUP"`, `"SIGUSR1"`, `"SIGUSR2"`; not in `signals`, not the `dump_signal` | unset | start a restart without downtime ([`upgrade()`]) on that signal |
+/// | `upgrade_timeout` | a duration | `"60s"` | how long the old process waits for the new one to be ready |
+/// | `crate` | a path string | `"::graceful"` | where this crate is, for crates that re-export it |
 ///
 /// # Equivalent code without the attribute
 ///
@@ -210,20 +251,34 @@
 #[doc(inline)]
 pub use graceful_macros::main;
 
-/// Runs an async test under a graceful runtime, then its shutdown sequence, and fails the test if
-/// any tracked task or hook had to be aborted at the deadline or panicked (a `Drop` of cancelled
-/// work included): a leak detector for tests.
+/// Runs an async test under a graceful runtime and fails it if any work panicked, failed or outlived the grace.
 ///
-/// No signals are captured and the process is never ended by it. The flavor is `current_thread`
-/// unless set; the options are those of [`main`] that make sense in a test (`flavor`,
-/// `uvloop_like`, `worker_threads`, `blocking_threads`, `grace`, `stop_on_panic`, `stop_on_error`,
-/// `drain_delay`, `crate`) plus `start_paused = true`, which needs this crate's `test-util`
-/// feature as `#[tokio::test]` needs tokio's.
+/// After the body, the shutdown sequence runs, and the test fails unless its [`Report`] is clean:
+/// nothing aborted at the deadline or abandoned, no panic (a `Drop` of cancelled work included), no
+/// failed service, every hook run. A leak detector for tests.
+///
+/// No signals are captured and the process is never ended by it.
+///
+/// # Options
+///
+/// Those of [`main`] that make sense in a test, with the same values, and `start_paused`:
+///
+/// | option | default in a test |
+/// |---|---|
+/// | `flavor` | `"current_thread"`, as `#[tokio::test]` |
+/// | `uvloop_like` | — (an alias of `flavor`) |
+/// | `worker_threads` | tokio's default |
+/// | `blocking_threads` | `512` |
+/// | `grace` | `"25s"` |
+/// | `stop_on_panic` | `false` |
+/// | `stop_on_error` | `false` |
+/// | `drain_delay` | `"0s"` |
+/// | `start_paused` | `false`; `true` starts tokio's clock paused and needs this crate's `test-util` feature, as `#[tokio::test]` needs tokio's |
+/// | `crate` | `"::graceful"` |
 ///
 /// # Examples
 ///
-/// (`no_run`: a `#[test]` function exists only under `cargo test`; `tests/graceful_test.rs` runs
-/// this one.)
+/// (`no_run`: a `#[test]` function exists only under `cargo test`.)
 ///
 /// ```no_run
 /// #[graceful::test(grace = "1s")]
@@ -245,6 +300,7 @@ pub use graceful_runtime::{
 };
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use graceful_runtime::listen_unix;
 
 /// What the macros' output uses. Not public API: it changes without notice.

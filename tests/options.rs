@@ -193,24 +193,51 @@ fn builder_rejects_what_the_attribute_rejects_with_the_same_words() {
     }
 }
 
+/// The option rows of a Markdown table in `docs` (`/// | \`name\` | …`), in order, with their cells.
+fn option_rows(docs: &str) -> Vec<(String, Vec<String>)> {
+    docs.lines()
+        .filter_map(|line| line.trim_start().strip_prefix("/// | `"))
+        .map(|row| {
+            let cells: Vec<String> = row.split(" | ").map(|c| c.trim().to_string()).collect();
+            let name = cells[0].trim_end_matches('`').to_string();
+            (name, cells[1..].to_vec())
+        })
+        .collect()
+}
+
+/// The option reference is in the attributes' rustdoc (what docs.rs shows) and the README, and
+/// both agree with the one option table: every option, in its order, with its default.
 #[test]
-fn the_attributes_docs_name_every_option() {
+fn the_attributes_docs_list_every_option_with_its_default() {
     let docs = include_str!("../src/lib.rs");
-    let main = &docs[..docs.find("pub use graceful_macros::main;").unwrap()];
-    for option in graceful_options::MAIN_OPTIONS {
-        assert!(
-            main.contains(&format!("`{option}`")),
-            "`{option}` is missing from `main`'s docs"
-        );
-    }
-    let test = &docs[docs.find("pub use graceful_macros::main;").unwrap()..];
-    for option in graceful_options::TEST_OPTIONS {
-        // `start_paused = true` is written with its value.
-        assert!(
-            test.contains(&format!("`{option}`")) || test.contains(&format!("`{option} = ")),
-            "`{option}` is missing from `test`'s docs"
-        );
-    }
+    let at = docs.find("pub use graceful_macros::main;").unwrap();
+    let main = option_rows(&docs[..at]);
+    let names: Vec<&str> = main.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        graceful_options::MAIN_OPTIONS,
+        "`main`'s option table"
+    );
+    let default = |name: &str| main.iter().find(|(n, _)| n == name).unwrap().1[1].clone();
+    let grace = graceful_options::format_duration(graceful_options::DEFAULT_GRACE);
+    assert_eq!(default("grace"), format!("`\"{grace}\"`"));
+    let timeout = graceful_options::format_duration(graceful_options::DEFAULT_UPGRADE_TIMEOUT);
+    assert_eq!(default("upgrade_timeout"), format!("`\"{timeout}\"`"));
+    let quoted = |names: &[&str]| {
+        let names: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+        format!("[{}]", names.join(", "))
+    };
+    assert!(default("signals").contains(&quoted(graceful_options::DEFAULT_UNIX_SIGNALS)));
+    assert!(default("signals").contains(&quoted(graceful_options::DEFAULT_WINDOWS_SIGNALS)));
+
+    let test = option_rows(&docs[at..]);
+    let names: Vec<&str> = test.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        graceful_options::TEST_OPTIONS,
+        "`test`'s option table"
+    );
+
     let readme = include_str!("../README.md");
     for option in graceful_options::MAIN_OPTIONS {
         assert!(

@@ -16,7 +16,7 @@ use crate::scope::ScopeInner;
 use crate::task::TaskKind;
 use crate::tracked::Slot;
 
-/// Raised when the shutdown starts; the way a blocking job learns it should stop.
+/// Raised when a blocking job's turn to stop comes; the job polls it or waits on it.
 ///
 /// Cheap to clone (an `Arc`), `Send + Sync`. Poll it with [`is_raised`](Self::is_raised) between
 /// units of work, or sleep on it with [`wait_timeout`](Self::wait_timeout) instead of
@@ -62,7 +62,7 @@ impl StopFlag {
         }
     }
 
-    /// Whether the shutdown has started.
+    /// Returns whether the flag is raised, that is, whether the job should stop.
     ///
     /// # Examples
     ///
@@ -93,15 +93,16 @@ impl StopFlag {
     /// use std::time::Duration;
     ///
     /// graceful::Builder::new().signals([]).run(async {
-    ///     let job = graceful::spawn_blocking("poll", |stop| {
-    ///         // Not raised yet: the wait times out and says so.
-    ///         let early = stop.wait_timeout(Duration::from_millis(1));
-    ///         while !stop.wait_timeout(Duration::from_secs(10)) {}
-    ///         early
+    ///     let (waited, has_waited) = tokio::sync::oneshot::channel();
+    ///     let job = graceful::spawn_blocking("poll", move |stop| {
+    ///         let early = stop.wait_timeout(Duration::from_millis(1)); // nothing raised it yet
+    ///         waited.send(()).unwrap();
+    ///         let late = stop.wait_timeout(Duration::from_secs(10)); // the shutdown below does
+    ///         (early, late)
     ///     });
-    ///     tokio::task::yield_now().await;
+    ///     has_waited.await.unwrap();
     ///     graceful::shutdown();
-    ///     let _ = job.await.unwrap();
+    ///     assert_eq!(job.await.unwrap(), (false, true));
     /// });
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
@@ -165,8 +166,10 @@ impl fmt::Debug for StopFlag {
     }
 }
 
-/// Runs a blocking job on the runtime's blocking pool, tracked by name; the shutdown raises its
-/// [`StopFlag`], joins it up to the deadline, then **abandons** it and names it in the report.
+/// Runs a blocking job on the blocking pool; the shutdown raises its [`StopFlag`] and waits up to the deadline.
+///
+/// The job is tracked by name. A job still running at the deadline is **abandoned** (a thread
+/// cannot be killed) and named in the report.
 ///
 /// This is what keeps a `spawn_blocking` job that never returns (a stdin read, a DNS lookup, a
 /// long computation) from hanging the exit the way it hangs `#[tokio::main]`. A job that finishes

@@ -62,8 +62,9 @@ pub enum Flavor {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SecondSignal {
-    /// A captured signal more than a second after the first ends the process at once (the
-    /// default): the report so far is written, and the status is the one of that signal.
+    /// A signal more than a second after the first ends the process at once (the default).
+    ///
+    /// The report so far is written, and the status is the one of that signal.
     #[default]
     Force,
     /// Signals during a shutdown are ignored; the deadline and the watchdog end it.
@@ -141,8 +142,10 @@ impl Config {
     }
 }
 
-/// Settings of a graceful runtime; [`run`](Builder::run) runs a future under it and returns the
-/// exit status. Everything `#[graceful::main]` can set, the builder can set too.
+/// Configures and runs a graceful runtime: the code form of `#[graceful::main]`.
+///
+/// [`run`](Builder::run) runs a future under it and returns the exit status. Everything the
+/// attribute can set, the builder can set too, under the same names.
 ///
 /// # Examples
 ///
@@ -181,8 +184,10 @@ fn reject(checked: Result<(), String>) {
 }
 
 impl Builder {
-    /// The defaults: multi_thread, a 25 s grace, SIGINT and SIGTERM (on Windows the
-    /// console's Ctrl-C, Ctrl-Break, close and shutdown events).
+    /// Creates a builder with the defaults: multi-thread, a 25 s grace, SIGINT and SIGTERM.
+    ///
+    /// On Windows the default signals are the console's Ctrl-C, Ctrl-Break, close and shutdown
+    /// events.
     ///
     /// # Examples
     ///
@@ -217,7 +222,7 @@ impl Builder {
         }
     }
 
-    /// The tokio runtime flavor.
+    /// Sets the tokio runtime flavor (default [`Flavor::MultiThread`]).
     ///
     /// # Examples
     ///
@@ -236,7 +241,7 @@ impl Builder {
         self
     }
 
-    /// Worker threads of a multi_thread runtime (tokio's default: one per core).
+    /// Sets the number of worker threads of a multi-thread runtime (default: one per core).
     ///
     /// # Panics
     ///
@@ -258,7 +263,7 @@ impl Builder {
         self
     }
 
-    /// The cap on the blocking pool's threads (tokio's default: 512).
+    /// Caps the number of blocking-pool threads (default 512, tokio's).
     ///
     /// # Panics
     ///
@@ -280,7 +285,7 @@ impl Builder {
         self
     }
 
-    /// The one shutdown budget, from the first trigger to the exit (default 25 s).
+    /// Sets the shutdown's time budget, from the first trigger to the exit (default 25 s).
     ///
     /// # Panics
     ///
@@ -307,9 +312,11 @@ impl Builder {
         self
     }
 
-    /// Which signals start a shutdown ([`Signal::SIGINT`], [`Signal::SIGTERM`], …; on Windows
-    /// the console events, [`Signal::CTRL_C`], …). Signals of the other platform are ignored.
-    /// `[]`: only [`shutdown()`](crate::shutdown) and `main` returning end the program.
+    /// Sets the signals that start a shutdown (default SIGINT and SIGTERM; `[]` for none).
+    ///
+    /// Unix signals ([`Signal::SIGINT`], [`Signal::SIGTERM`], …) or, on Windows, console events
+    /// ([`Signal::CTRL_C`], …); those of the other platform are ignored. With `[]` only
+    /// [`shutdown()`](crate::shutdown) and `main` returning end the program.
     ///
     /// # Panics
     ///
@@ -339,8 +346,7 @@ impl Builder {
         self
     }
 
-    /// After `main` returns successfully, keep running tracked tasks until a signal or
-    /// [`shutdown()`](crate::shutdown).
+    /// Keeps the program running after `main` returns successfully, until a signal or [`shutdown()`](crate::shutdown).
     ///
     /// # Examples
     ///
@@ -383,9 +389,11 @@ impl Builder {
         self
     }
 
-    /// A service that fails — returns `Err`, or a failing `ExitCode` — starts a shutdown and makes
-    /// the exit status 1 (tokio-graceful-shutdown's and .NET's behaviour). Without it the failure
-    /// is still reported.
+    /// Makes a failing service start a shutdown with exit status 1; without it the failure is only reported.
+    ///
+    /// A service fails when it returns `Err` or a failing `ExitCode`. This is what
+    /// [tokio-graceful-shutdown](https://docs.rs/tokio-graceful-shutdown) and .NET's hosted services
+    /// do.
     ///
     /// It is meant for long-lived services, whose failure means the program cannot go on: a
     /// queue consumer, a database driver, the accept loop. Not for per-request or per-connection
@@ -431,8 +439,9 @@ impl Builder {
         self
     }
 
-    /// A first window of the grace in which [`is_shutting_down()`](crate::is_shutting_down) is
-    /// true (readiness probes fail) but nothing is cancelled yet.
+    /// Sets a first part of the grace in which readiness probes fail but nothing is cancelled yet.
+    ///
+    /// During it [`is_shutting_down()`](crate::is_shutting_down) is true.
     ///
     /// # Panics
     ///
@@ -461,8 +470,10 @@ impl Builder {
         self
     }
 
-    /// Print the [`tasks()`](crate::tasks) table to stderr on this Unix signal and keep running
-    /// ([`Signal::SIGUSR1`], [`Signal::SIGUSR2`] or [`Signal::SIGQUIT`]; ignored on Windows).
+    /// Sets a Unix signal that prints the [`tasks()`](crate::tasks) table to stderr.
+    ///
+    /// The program keeps running. One of [`Signal::SIGUSR1`], [`Signal::SIGUSR2`] or
+    /// [`Signal::SIGQUIT`]; ignored on Windows.
     ///
     /// # Panics
     ///
@@ -484,8 +495,9 @@ impl Builder {
         self
     }
 
-    /// What a captured signal does while a shutdown runs: force the exit (the default), or
-    /// nothing. A repeat within a second of the first signal is merged into it either way.
+    /// Sets what a signal does during a shutdown: force the exit (the default) or nothing.
+    ///
+    /// A repeat within a second of the first signal is merged into it either way.
     ///
     /// # Examples
     ///
@@ -505,9 +517,10 @@ impl Builder {
         self
     }
 
-    /// When systemd's `READY=1` is sent (`notify_ready`): at [`ready()`](crate::ready)
-    /// ([`NotifyReady::Manual`], the default), or the first time `main` awaits
-    /// ([`NotifyReady::Auto`]). A no-op without `NOTIFY_SOCKET`.
+    /// Sets when systemd's `READY=1` is sent: at [`ready()`](crate::ready) (the default) or when `main` first awaits.
+    ///
+    /// [`NotifyReady::Manual`] waits for [`ready()`](crate::ready); [`NotifyReady::Auto`] sends it
+    /// the first time `main` awaits. Nothing is sent without `NOTIFY_SOCKET`.
     ///
     /// # Examples
     ///
@@ -525,10 +538,11 @@ impl Builder {
         self
     }
 
-    /// Start a restart without downtime on this Unix signal ([`Signal::SIGHUP`],
-    /// [`Signal::SIGUSR1`] or [`Signal::SIGUSR2`]; ignored on Windows), as [`upgrade()`](crate::upgrade) does. It must be
-    /// neither one of the [`signals`](Builder::signals) nor the
-    /// [`dump_signal`](Builder::dump_signal).
+    /// Sets the Unix signal (SIGHUP, SIGUSR1 or SIGUSR2) that starts a restart without downtime.
+    ///
+    /// On that signal the program does what [`upgrade()`](crate::upgrade) does. It must be neither
+    /// one of the [`signals`](Builder::signals) nor the [`dump_signal`](Builder::dump_signal); it is
+    /// ignored on Windows.
     ///
     /// # Panics
     ///
@@ -551,8 +565,9 @@ impl Builder {
         self
     }
 
-    /// How long an upgrade waits for the new process to be ready before it kills it and goes on
-    /// serving (60 s unless set).
+    /// Sets how long an upgrade waits for the new process to be ready (default 60 s).
+    ///
+    /// Past it, the old process kills the new one and goes on serving.
     ///
     /// # Panics
     ///
@@ -576,9 +591,10 @@ impl Builder {
         self
     }
 
-    /// What an upgrade starts: `program` with `args`, instead of this program's executable (as
-    /// resolved when `run` started) with the arguments it was started with. The environment is
-    /// this process's either way.
+    /// Sets the program and arguments an upgrade starts, instead of this executable and its arguments.
+    ///
+    /// By default an upgrade starts this program's executable, as resolved when `run` started, with
+    /// the arguments it was started with. The environment is this process's either way.
     ///
     /// # Examples
     ///
@@ -603,8 +619,10 @@ impl Builder {
         self
     }
 
-    /// `#[graceful::test]`: starts the tokio clock paused (needs the `test-util` feature).
-    #[cfg(feature = "test-util")]
+    /// Starts the tokio clock paused, for tests whose timers should fire at once (what
+    /// `#[graceful::test(start_paused = true)]` sets).
+    ///
+    /// Needs the crate's `test-util` feature, as tokio's own paused clock needs tokio's.
     ///
     /// # Examples
     ///
@@ -619,14 +637,17 @@ impl Builder {
     ///     .run(async { tokio::time::sleep(Duration::from_secs(3600)).await });
     /// assert!(started.elapsed() < Duration::from_secs(60), "the hour passed on a paused clock");
     /// ```
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     #[track_caller]
     pub fn start_paused(mut self, yes: bool) -> Builder {
         self.config.start_paused = yes;
         self
     }
 
-    /// A [`Handle`] to the runtime this builder's first [`run`](Builder::run) starts, usable
-    /// from any thread before, during and after that run.
+    /// Returns a [`Handle`] to the runtime this builder's first [`run`](Builder::run) starts.
+    ///
+    /// It is usable from any thread before, during and after that run.
     ///
     /// # Examples
     ///
@@ -686,8 +707,10 @@ impl Builder {
         }
     }
 
-    /// Runs `future` as the service `main` on a new runtime, then the shutdown sequence, and
-    /// returns the [`Exit`] it owes (see the crate docs). Blocks the calling thread.
+    /// Runs `future` as `main` on a new runtime, then the shutdown, and returns the [`Exit`]; blocks the thread.
+    ///
+    /// `future` runs as the service `main`. The [`Exit`] is the status the crate docs'
+    /// ["Exit status"](https://docs.rs/graceful-main/latest/graceful/#exit-status) describes.
     ///
     /// The future runs on this thread (`block_on`), so it need not be `Send`. `run` returns on
     /// every normal path, a signal-triggered shutdown included: the `Exit` then owes a death by
@@ -722,9 +745,11 @@ impl Builder {
         self.run_at(future, Location::caller()).0
     }
 
-    /// Runs like [`run`](Self::run), and also returns the [`Report`] of the shutdown: what was
-    /// aborted, abandoned, failed or panicked, and the hooks not run. For programs that embed the
-    /// runtime and decide themselves what a shutdown that did not end well means.
+    /// Runs like [`run`](Self::run), and also returns the shutdown's [`Report`].
+    ///
+    /// The report says what was aborted, abandoned, failed or panicked, and which hooks did not run:
+    /// for programs that embed the runtime and decide themselves what a shutdown that did not end
+    /// well means.
     ///
     /// # Examples
     ///

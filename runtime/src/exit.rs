@@ -196,8 +196,9 @@ enum Status {
 }
 
 impl Exit {
-    /// The signal the process owes a death by: the one that started the shutdown, unless
-    /// `signal_exit_code` is set.
+    /// Returns the signal the process dies by when this `Exit` ends it, if any.
+    ///
+    /// That is the signal that started the shutdown, unless `signal_exit_code` is set.
     ///
     /// # Examples
     ///
@@ -212,8 +213,10 @@ impl Exit {
         }
     }
 
-    /// The status as a shell reports it: the code, or for a death by a signal 128 plus its number
-    /// on Unix (`STATUS_CONTROL_C_EXIT` as an `i32` on Windows, as `ExitStatus::code` shows it).
+    /// Returns the exit status as a shell shows it (on Unix, 128 + the number after a death by signal).
+    ///
+    /// On Windows an owed console event is `STATUS_CONTROL_C_EXIT` as an `i32`, as
+    /// `ExitStatus::code` shows it.
     ///
     /// # Examples
     ///

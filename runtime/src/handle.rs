@@ -173,8 +173,9 @@ impl Handle {
         }
     }
 
-    /// Whether the program's shutdown has started (true from the trigger on, even inside a
-    /// scope that has not had its turn). Before the run: `false`; after it: `true`.
+    /// Returns whether the program's shutdown has started (`false` before the run, `true` after it).
+    ///
+    /// True from the trigger on, as [`is_shutting_down()`](crate::is_shutting_down).
     ///
     /// # Examples
     ///
@@ -211,8 +212,10 @@ impl Handle {
         }
     }
 
-    /// When the program's grace runs out, once its shutdown has started (kept after the run has
-    /// ended); `None` before. As [`deadline()`](crate::deadline), from any thread.
+    /// Returns when the program's grace runs out, once its shutdown has started.
+    ///
+    /// `None` before; kept after the run has ended. As [`deadline()`](crate::deadline), from any
+    /// thread.
     ///
     /// # Examples
     ///
@@ -235,10 +238,11 @@ impl Handle {
         deadline.map(tokio::time::Instant::from_std)
     }
 
-    /// The handle of this thread's graceful runtime, or `None` outside one: for library code that
-    /// uses graceful when the program runs under it and plain tokio otherwise.
-    /// ([`handle()`](crate::handle) panics outside a runtime, as tokio's `Handle::current` does.)
-    /// On a thread of a runtime that has ended it is `Some`, and answers as ended.
+    /// Returns the handle of this thread's graceful runtime, or `None` outside one.
+    ///
+    /// For library code that uses graceful when the program runs under it and plain tokio otherwise
+    /// ([`handle()`](crate::handle) panics outside a runtime, as tokio's `Handle::current` does). On
+    /// a thread of a runtime that has ended it is `Some`, and answers as ended.
     ///
     /// # Examples
     ///
@@ -260,8 +264,9 @@ impl Handle {
         context::with(|shared| shared.map(|s| Handle::from_inner(s.public.clone())))
     }
 
-    /// A future that resolves once the program's shutdown has started (at the announce step),
-    /// from any thread and at any time.
+    /// Returns a future, awaitable on any runtime, that resolves when the program's shutdown starts.
+    ///
+    /// It resolves at the root's announce step, from any thread and at any time.
     ///
     /// # Examples
     ///
@@ -295,9 +300,10 @@ impl Handle {
             .unwrap_or_default()
     }
 
-    /// Makes the free functions ([`spawn`](crate::spawn), [`shutdown`](crate::shutdown), ...) act
-    /// on this runtime on the current thread until the guard is dropped, as tokio's
-    /// `Handle::enter` does.
+    /// Makes the free functions act on this runtime on the current thread until the guard is dropped.
+    ///
+    /// [`spawn`](crate::spawn), [`shutdown`](crate::shutdown) and the rest then act on it, as tokio's
+    /// `Handle::enter` does for tokio's.
     ///
     /// After the runtime has ended, the free functions answer as on a thread of a runtime that
     /// has shut down: `is_shutting_down()` is true, and a spawn returns a handle whose task never
@@ -357,8 +363,9 @@ impl fmt::Debug for Handle {
     }
 }
 
-/// The guard [`Handle::enter`] returns: the free functions act on the handle's runtime on this
-/// thread until it is dropped, and then on whatever they acted on before.
+/// Guard returned by [`Handle::enter`]: the free functions act on that runtime until it is dropped.
+///
+/// Dropped, it puts back whatever they acted on before on this thread.
 ///
 /// It is not `Send`, as tokio's `EnterGuard` is not: it must be dropped on the thread that
 /// entered.

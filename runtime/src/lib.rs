@@ -1,10 +1,11 @@
-//! The runtime of [`graceful`](https://docs.rs/graceful): signal capture, the task registry, the
+//! The runtime of [`graceful-main`](https://docs.rs/graceful-main): signal capture, the task registry, the
 //! shutdown sequence, the report and the exit.
 //!
-//! Depend on `graceful`, not on this crate: it re-exports everything here, and its
+//! Depend on `graceful-main`, not on this crate: it re-exports everything here, and its
 //! `#[graceful::main]` expands to [`Builder`].
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod blocking;
 mod builder;
@@ -30,6 +31,7 @@ pub use builder::{Builder, Flavor, NotifyReady, SecondSignal};
 pub use exit::Exit;
 pub use handle::{handle, EnterGuard, Handle};
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use listen::listen_unix;
 pub use listen::{listen_tcp, listen_tcp_named};
 pub use report::{Failure, Report};
@@ -45,8 +47,10 @@ pub use systemd::ready;
 pub use task::{TaskInfo, TaskKind};
 pub use upgrade::{is_upgrade, upgrade, UpgradeError};
 
-/// A snapshot of the live tracked work of this thread's graceful runtime: name, kind, spawn
-/// location and age of each (asyncio's `all_tasks()`). `main` is in it as the service `main`.
+/// Returns a snapshot of the live tracked work: name, kind, spawn location and age of each.
+///
+/// The work of this thread's graceful runtime, as asyncio's `all_tasks()` lists it; `main` is in it
+/// as the service `main`.
 ///
 /// Inside a [`Scope`], the work of that scope and the scopes below it. Outside a graceful
 /// runtime: empty.

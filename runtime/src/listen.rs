@@ -302,10 +302,12 @@ fn remember(key: Key, fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// A TCP listener on `address`: in a restart without downtime the one the old process had for
-/// it; else the one the service manager passed for it (systemd socket activation, by the bound
-/// address); else bound fresh. `address` is resolved as `TcpListener::bind` resolves it; a port
-/// of 0 binds fresh, except in the new process of an upgrade, which gets the old one's socket.
+/// Returns a TCP listener on `address`: the old process's or systemd's socket if one was passed, else a new one.
+///
+/// In a restart without downtime it is the one the old process had for `address`; else the one the
+/// service manager passed for it (systemd socket activation, matched by the bound address); else
+/// it is bound fresh. `address` is resolved as `TcpListener::bind` resolves it; a port of 0 binds
+/// fresh, except in the new process of an upgrade, which gets the old one's socket.
 ///
 /// The listener is remembered for the next upgrade, and asking again for the same address (not
 /// port 0) in this process returns the same socket.
@@ -328,9 +330,11 @@ pub async fn listen_tcp(
     tcp(None, address).await
 }
 
-/// A TCP listener by name: the socket the old process had under `name` in an upgrade, or the one
-/// the service manager passed under `name` (`FileDescriptorName=` in the socket unit,
-/// `LISTEN_FDNAMES`), else as [`listen_tcp`] finds or binds it. Remembered under its name.
+/// Like [`listen_tcp`], but finds a passed socket by `name`, as systemd's `FileDescriptorName=` names it.
+///
+/// It is the socket the old process had under `name` in an upgrade, or the one the service manager
+/// passed under `name` (`FileDescriptorName=` in the socket unit, `LISTEN_FDNAMES`), else what
+/// [`listen_tcp`] finds or binds for `address`. Remembered under its name.
 ///
 /// # Examples
 ///
@@ -403,9 +407,9 @@ fn tcp_from(fd: OwnedFd) -> io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(listener)
 }
 
-/// A Unix socket listener at `path`: in an upgrade the old process's, else the one the service
-/// manager passed for it, else bound fresh. Remembered for the next upgrade like
-/// [`listen_tcp`]'s.
+/// Returns a Unix socket listener at `path`: the old process's or systemd's if one was passed, else a new one.
+///
+/// Remembered for the next upgrade like [`listen_tcp`]'s.
 ///
 /// # Examples
 ///

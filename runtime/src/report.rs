@@ -457,7 +457,7 @@ pub(crate) fn dump(shared: &Shared) {
 pub struct Report {
     /// Why the shutdown started; `None` if the runtime never started.
     pub reason: Option<Reason>,
-    /// From the trigger to the end of the sequence.
+    /// How long the shutdown took, from the trigger to the end of the sequence.
     pub elapsed: Duration,
     /// Async work still running at the deadline, aborted there.
     pub aborted: Vec<TaskInfo>,
@@ -487,7 +487,7 @@ pub struct Report {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Failure {
-    /// The service.
+    /// The service that failed.
     pub task: TaskInfo,
     /// The error's `Debug` text.
     pub error: String,

@@ -13,8 +13,7 @@ use crate::exit::Forced;
 use crate::report;
 use crate::shutdown::Reason;
 
-/// A signal that can start a shutdown, dump the tasks or start an upgrade: a Unix signal, or a
-/// Windows console event.
+/// A Unix signal or Windows console event that can start a shutdown, a task dump or an upgrade.
 ///
 /// The names are those of the attribute's `signals` option; a name of the other platform is
 /// ignored where it does not exist. A name read at run time (a configuration file) is parsed,
@@ -106,8 +105,9 @@ impl FromStr for Signal {
     }
 }
 
-/// The error of parsing a [`Signal`] from a name that is not one: its message lists the valid
-/// names, in the words the attribute uses for the same mistake.
+/// Error returned when parsing a [`Signal`] from an unknown or uncatchable name.
+///
+/// Its message lists the valid names, in the words the attribute uses for the same mistake.
 ///
 /// # Examples
 ///

@@ -162,8 +162,9 @@ impl<T: ServiceOutput> tracked::Check<T> for ServiceCheck {
     }
 }
 
-/// Spawns a task that the shutdown **cancels**: it is dropped at its next `.await` as soon as the
-/// shutdown starts, and its `Drop`s run.
+/// Spawns a future that the shutdown cancels at its next `.await`.
+///
+/// It is dropped as soon as its scope's cancel step comes, and its `Drop`s run.
 ///
 /// The task runs on the graceful runtime like `tokio::spawn` and is tracked: it appears in
 /// [`tasks()`](crate::tasks) with its spawn location, and the shutdown waits until it has been
@@ -225,9 +226,10 @@ where
     })
 }
 
-/// Spawns a service that the shutdown **drains**: it keeps running, is expected to notice
-/// [`shutdown_requested()`](crate::shutdown_requested) and return, and is aborted only if it is
-/// still running at the deadline.
+/// Spawns a named service that the shutdown drains: asked to stop, then aborted only at the deadline.
+///
+/// It keeps running, is expected to notice [`shutdown_requested()`](crate::shutdown_requested) and
+/// return, and is aborted only if it is still running at the deadline.
 ///
 /// `name` appears in [`tasks()`](crate::tasks) and in the report. Its output says whether it
 /// failed ([`ServiceOutput`]): a failure is reported, and with `stop_on_error` starts the shutdown.
@@ -298,8 +300,10 @@ where
     }
 }
 
-/// Runs `future` so that the shutdown **waits for it**: it is never cancelled by the shutdown, even
-/// if the task awaiting it is. (The name is aiorun's: see the crate docs.)
+/// Runs `future` as protected work: the shutdown waits for it and never cancels it.
+///
+/// It runs to its end even if the task awaiting it is cancelled. The name is aiorun's (the crate
+/// docs' ["Coming from aiorun"](https://docs.rs/graceful-main/latest/graceful/#coming-from-aiorun)).
 ///
 /// The future starts at once on the runtime, as its own tracked task, whether or not the returned
 /// [`ShutdownWaitsFor`] is awaited. The shutdown waits for it up to the deadline.

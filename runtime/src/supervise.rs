@@ -24,18 +24,22 @@ use crate::spawn::ServiceOutput;
 use crate::task::{TaskInfo, TaskKind};
 use crate::Reason;
 
-/// When a supervisor starts a new incarnation of its service, how long it waits first, and when
-/// it gives up.
+/// Restart policy for [`supervise`](crate::supervise): when to restart, how long to wait, when to give up.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
 ///
-/// let policy = graceful::Restart::on_failure()
-///     .backoff(Duration::from_millis(50), Duration::from_secs(5))
-///     .limit(10, Duration::from_secs(60));
-/// # let _ = policy;
+/// let exit = graceful::Builder::new().signals([]).run(async {
+///     let policy = graceful::Restart::on_failure()
+///         .backoff(Duration::from_millis(1), Duration::from_millis(10))
+///         .limit(2, Duration::from_secs(60));
+///     let flaky = graceful::supervise("flaky", policy, || async { Err::<(), _>("down") });
+///     flaky.stopped().await;
+///     assert_eq!(flaky.restarts(), 2); // three runs, then it gave up
+/// });
+/// assert_eq!(exit.code(), 1, "a supervisor that gives up stops the program");
 /// ```
 #[derive(Clone, Debug)]
 pub struct Restart {
@@ -64,55 +68,80 @@ impl Restart {
         }
     }
 
-    /// Restart after a failure: a panic, an `Err`, a failing `ExitCode`. A service that returns
-    /// successfully stays stopped.
+    /// Restarts after a failure (a panic, an `Err`, a failing `ExitCode`), not after a normal return.
     ///
     /// # Examples
     ///
     /// ```
-    /// let policy = graceful::Restart::on_failure();
-    /// # let _ = policy;
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let done = graceful::supervise("batch", graceful::Restart::on_failure(), || async {
+    ///         Ok::<(), std::io::Error>(())
+    ///     });
+    ///     done.stopped().await;
+    ///     assert_eq!(done.restarts(), 0, "a normal return is not restarted");
+    /// });
     /// ```
     pub fn on_failure() -> Restart {
         Restart::new(When::OnFailure)
     }
 
-    /// Restart after a failure and after a normal return.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let policy = graceful::Restart::always();
-    /// # let _ = policy;
-    /// ```
-    pub fn always() -> Restart {
-        Restart::new(When::Always)
-    }
-
-    /// Never restart: the one incarnation is an ordinary service, whose failure is handled as any
-    /// service's is (reported; `stop_on_panic`/`stop_on_error` apply).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let policy = graceful::Restart::never();
-    /// # let _ = policy;
-    /// ```
-    pub fn never() -> Restart {
-        Restart::new(When::Never)
-    }
-
-    /// The wait before a restart: exponential from `min` (the first restart) up to `max`, with
-    /// full jitter above `min`. Default: 100 ms to 30 s.
+    /// Restarts after a failure and after a normal return.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
     ///
-    /// let policy = graceful::Restart::on_failure()
-    ///     .backoff(Duration::from_millis(10), Duration::from_secs(1));
-    /// # let _ = policy;
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let policy = graceful::Restart::always().backoff(Duration::ZERO, Duration::ZERO);
+    ///     let ticker = graceful::supervise("ticker", policy, || async {});
+    ///     while ticker.restarts() < 3 {
+    ///         tokio::task::yield_now().await; // each normal return is restarted
+    ///     }
+    /// });
+    /// ```
+    pub fn always() -> Restart {
+        Restart::new(When::Always)
+    }
+
+    /// Never restarts: the one run is an ordinary service, reported like any other.
+    ///
+    /// Its failure is handled as any service's is: reported, and `stop_on_panic` and `stop_on_error`
+    /// apply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let once = graceful::supervise("once", graceful::Restart::never(), || async {
+    ///         Err::<(), _>("down")
+    ///     });
+    ///     once.stopped().await;
+    ///     assert_eq!(once.restarts(), 0);
+    /// });
+    /// ```
+    pub fn never() -> Restart {
+        Restart::new(When::Never)
+    }
+
+    /// Sets the wait before each restart: exponential from `min` to `max`, with jitter (default 100 ms to 30 s).
+    ///
+    /// `min` is the wait before the first restart; the jitter is full above `min`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let started = std::time::Instant::now();
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let policy = graceful::Restart::on_failure()
+    ///         .backoff(Duration::from_millis(100), Duration::from_secs(1))
+    ///         .limit(1, Duration::from_secs(60));
+    ///     let flaky = graceful::supervise("flaky", policy, || async { Err::<(), _>("down") });
+    ///     flaky.stopped().await;
+    /// });
+    /// assert!(started.elapsed() >= Duration::from_millis(100), "it waited before the restart");
     /// ```
     pub fn backoff(mut self, min: Duration, max: Duration) -> Restart {
         self.min = min;
@@ -120,16 +149,24 @@ impl Restart {
         self
     }
 
-    /// At most `restarts` restarts within `window`: the failure that would need one more gives
-    /// up (with `limit(2, ..)`: three incarnations, then give up). Default: 5 within 60 s.
+    /// Allows at most `restarts` restarts within `window`, then gives up (default 5 within 60 s).
+    ///
+    /// The failure that would need one more restart gives up: with `limit(2, ..)`, three
+    /// incarnations run, then the supervisor gives up.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
     ///
-    /// let policy = graceful::Restart::on_failure().limit(3, Duration::from_secs(10));
-    /// # let _ = policy;
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let policy = graceful::Restart::on_failure()
+    ///         .backoff(Duration::ZERO, Duration::ZERO)
+    ///         .limit(3, Duration::from_secs(10));
+    ///     let flaky = graceful::supervise("flaky", policy, || async { Err::<(), _>("down") });
+    ///     flaky.stopped().await;
+    ///     assert_eq!(flaky.restarts(), 3);
+    /// });
     /// ```
     pub fn limit(mut self, restarts: u32, window: Duration) -> Restart {
         self.limit = restarts;
@@ -154,8 +191,9 @@ impl Restart {
     }
 }
 
-/// A handle to a supervisor: how often it has restarted its service, and a future that resolves
-/// once it has stopped (given up, or shut down with its scope).
+/// Handle to a supervised service: its restart count, and a future for when supervision ends.
+///
+/// Supervision ends when the supervisor gives up or is shut down with its scope.
 ///
 /// # Examples
 ///
@@ -218,8 +256,10 @@ impl Supervisor {
         &self.inner.name
     }
 
-    /// A future that resolves once the supervisor has stopped: its service ended for good (a
-    /// normal return under `on_failure`), it gave up, or its scope's turn came.
+    /// Returns a future that resolves once the supervisor has stopped for good.
+    ///
+    /// That is when its service ended for good (a normal return under `on_failure`), it gave up, or
+    /// its scope's turn came.
     ///
     /// # Examples
     ///
@@ -277,8 +317,9 @@ impl fmt::Debug for SupervisorStopped {
     }
 }
 
-/// Runs a supervised service in the current scope: `factory` makes each incarnation, each runs
-/// as a service named `name`, and `policy` says when to make another.
+/// Runs a service in the current scope and restarts it as `policy` says, each run made by `factory`.
+///
+/// Each incarnation runs as a service named `name`.
 ///
 /// Each failure and restart is reported (`graceful: service "consumer" failed ("no broker");
 /// restart 3 of 5 in 60s, in 400ms`). The supervisor handles its service's failures:

@@ -81,8 +81,10 @@ fn watchdog_period() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// Tells the service manager that start-up is done: systemd's `READY=1` when `NOTIFY_SOCKET` is
-/// set (a `Type=notify` unit), nothing otherwise. Only the first call sends.
+/// Tells the service manager that start-up is done (systemd's `READY=1`); does nothing outside systemd.
+///
+/// `READY=1` goes to `NOTIFY_SOCKET` when it is set (a `Type=notify` unit). Only the first call
+/// sends.
 ///
 /// With `notify_ready = "auto"` the runtime sends it itself the first time `main` awaits, which
 /// fits programs whose start-up is everything before their first `.await` on work.

@@ -26,8 +26,9 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TaskKind {
-    /// Started by [`spawn`](crate::spawn): cancelled as soon as the shutdown starts. ("Task"
-    /// means any tracked work, as in [`tasks()`](crate::tasks); this is one kind of it.)
+    /// Started by [`spawn`](crate::spawn): cancelled as soon as the shutdown starts.
+    ///
+    /// "Task" means any tracked work, as in [`tasks()`](crate::tasks); this is one kind of it.
     Cancellable,
     /// Started by [`spawn_service`](crate::spawn_service), or `main` itself: drained.
     Service,
@@ -107,7 +108,7 @@ impl TaskKind {
 pub struct TaskInfo {
     /// The name given at spawn; empty for [`spawn`](crate::spawn) tasks, protected futures and hooks.
     pub name: Cow<'static, str>,
-    /// Which of the four kinds (or a hook).
+    /// What kind of work it is, which decides what the shutdown does with it.
     pub kind: TaskKind,
     /// Where it was spawned (`#[track_caller]`).
     pub location: &'static Location<'static>,

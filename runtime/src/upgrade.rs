@@ -60,8 +60,9 @@ pub(crate) struct Command {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum UpgradeError {
-    /// Called outside `#[graceful::main]` or `graceful::Builder::run`, or from a
-    /// `#[graceful::test]`, which is not a program that can replace itself.
+    /// Called outside the program's run (`#[graceful::main]` or `Builder::run`) or from a `#[graceful::test]`.
+    ///
+    /// A test is not a program that can replace itself.
     NotTheProgram,
     /// Restart without downtime needs Unix (descriptor inheritance).
     Unsupported,
@@ -103,10 +104,12 @@ impl std::error::Error for UpgradeError {
     }
 }
 
-/// Starts a restart without downtime: a new copy of the program takes over the listeners, and
-/// once it is ready this process shuts down with [`Reason::Upgraded`](crate::Reason::Upgraded)
-/// and exits 0. Returns once the new process is started; what becomes of it is reported (a
-/// `tracing` warning, or a `graceful: ` line on stderr, when it fails).
+/// Starts a restart without downtime: a new process takes over the listeners, then this one shuts down.
+///
+/// Once the new copy of the program is ready, this process shuts down with
+/// [`Reason::Upgraded`](crate::Reason::Upgraded) and exits 0. Returns once the new process is
+/// started; what becomes of it is reported (a `tracing` warning, or a `graceful: ` line on stderr,
+/// when it fails).
 ///
 /// The new process is this program's executable as resolved when `run` started, with the same
 /// arguments and environment (or [`Builder::upgrade_command`](crate::Builder::upgrade_command)).
@@ -153,8 +156,10 @@ pub fn upgrade() -> Result<(), UpgradeError> {
     }
 }
 
-/// Whether this process was started by a restart without downtime, as the new process: it was
-/// handed its listeners by the old one, which waits for its [`ready()`](crate::ready).
+/// Returns whether this process is the new process of a restart without downtime.
+///
+/// Such a process was handed its listeners by the old one, which waits for its
+/// [`ready()`](crate::ready).
 ///
 /// # Examples
 ///

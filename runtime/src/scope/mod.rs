@@ -39,9 +39,10 @@ pub(crate) mod turn;
 
 pub use turn::{ScopeFinished, ScopeShutdown};
 
-/// A named group of tracked work with its own turn in the shutdown: its work stops after the
-/// work of the scope that created it, and before the scopes that it [`depends_on`]. Scopes nest;
-/// a scope's path joins the names (`http/conn-42`).
+/// A named group of tracked work that stops at its own turn in the shutdown, after the work that made it.
+///
+/// Its work stops after the work of the scope that created it, and before the scopes that it
+/// [`depends_on`]. Scopes nest; a scope's path joins the names (`http/conn-42`).
 ///
 /// `Scope` is a cheap handle (`Clone + Send + Sync`). It has the calls of the crate root, acting
 /// on the scope: [`spawn`](Scope::spawn), [`spawn_service`](Scope::spawn_service),
@@ -391,7 +392,7 @@ fn here(shared: &Arc<Shared>) -> Arc<ScopeInner> {
     current().unwrap_or_else(|| shared.shutdown.root.clone())
 }
 
-/// A child of the current scope (the root outside any scope), named `name`.
+/// Creates a child scope named `name` under the current scope (the root outside any).
 ///
 /// Its path is its parent's joined with `/`. Dropping every handle does not end the scope's
 /// work; a scope whose handles are all dropped and whose work has all ended is freed.
@@ -421,8 +422,9 @@ pub fn scope(name: impl Into<Cow<'static, str>>) -> Scope {
     Scope::child_of(&parent, name)
 }
 
-/// The scope this code runs in: the scope its task was spawned into, or the root (the whole
-/// program) elsewhere.
+/// Returns the scope the calling code runs in (the root outside any scope).
+///
+/// That is the scope its task was spawned into, or the root (the whole program) elsewhere.
 ///
 /// # Examples
 ///
@@ -468,7 +470,7 @@ impl Scope {
         Scope { inner }
     }
 
-    /// A child of this scope.
+    /// Creates a child scope named `name` under this one.
     ///
     /// # Examples
     ///
@@ -487,9 +489,11 @@ impl Scope {
         Scope::child_of(&self.inner, name.into())
     }
 
-    /// Makes `other`'s turn wait until this scope has finished (its subtree and hooks included):
-    /// `workers.depends_on(&db)` stops the workers before the database. `other` may be an
-    /// ancestor (`child.depends_on(&parent)`: the parent's own work waits for the child).
+    /// Makes `other`'s turn in the shutdown wait until this scope has finished.
+    ///
+    /// Finished means its subtree and hooks included: `workers.depends_on(&db)` stops the workers
+    /// before the database. `other` may be an ancestor (`child.depends_on(&parent)`: the parent's own
+    /// work waits for the child).
     ///
     /// # Examples
     ///
@@ -519,9 +523,10 @@ impl Scope {
         self
     }
 
-    /// Makes this scope the place where `stop_on_panic` and `stop_on_error` act for work inside
-    /// it: a failure that would stop the program shuts this scope down instead, and is reported.
-    /// Set it before spawning work.
+    /// Makes `stop_on_panic` and `stop_on_error` shut down this scope instead of the program.
+    ///
+    /// A failure of work inside it that would stop the program shuts this scope down instead, and is
+    /// reported. Set it before spawning work.
     ///
     /// # Examples
     ///
@@ -540,8 +545,9 @@ impl Scope {
         self
     }
 
-    /// The deadline of this scope's own [`shutdown`](Scope::shutdown), counted from the call
-    /// (default: the runtime's `grace`). The program's deadline still comes first.
+    /// Sets the time budget of this scope's own [`shutdown`](Scope::shutdown) (default: the runtime's grace).
+    ///
+    /// It is counted from the call; the program's deadline still comes first.
     ///
     /// # Examples
     ///
@@ -586,9 +592,10 @@ impl Scope {
         &self.inner.path
     }
 
-    /// Whether this scope is shutting down: the program's shutdown has begun (as
-    /// [`is_shutting_down()`](crate::is_shutting_down)), or this scope's own partial
-    /// [`shutdown`](Scope::shutdown) has. Whether it is this scope's turn to stop is
+    /// Returns whether this scope is shutting down: its own shutdown or the program's has begun.
+    ///
+    /// The program's as [`is_shutting_down()`](crate::is_shutting_down) answers it, or this scope's
+    /// own partial [`shutdown`](Scope::shutdown). Whether it is this scope's turn to stop is
     /// [`shutdown_requested`](Scope::shutdown_requested).
     ///
     /// # Examples
@@ -669,8 +676,7 @@ impl Scope {
         shared.registry.snapshot_of(&|g| turn::picks(&groups, g))
     }
 
-    /// A future that resolves once all of this scope's work, its children's included, has ended,
-    /// without shutting anything down.
+    /// Returns a future that resolves once all work in this scope and below has ended, stopping none of it.
     ///
     /// A `main` that awaits scoped work it has not shut down waits for it: during the program's
     /// shutdown, scopes take their turns only after `main` has returned, so such a `main` waits
@@ -692,10 +698,11 @@ impl Scope {
         ScopeFinished::new(self.inner.clone())
     }
 
-    /// Shuts this scope down now, while the rest of the program goes on: first the scopes that
-    /// depend on it, then its own turn (announce, cancel, drain, children, hooks), within its
-    /// [`grace`](Scope::grace) or the program's deadline if that comes first. What is left at
-    /// that deadline is aborted. Resolves to the [`Report`] of the scope's subtree.
+    /// Shuts this scope and its subtree down now, while the program goes on; resolves to their [`Report`].
+    ///
+    /// First the scopes that depend on it stop, then it takes its own turn (announce, cancel, drain,
+    /// children, hooks), within its [`grace`](Scope::grace) or the program's deadline if that comes
+    /// first. What is left at that deadline is aborted.
     ///
     /// It starts when called, not when first polled. A second call, or a call during the
     /// program's shutdown, waits for the same end. Afterwards, work spawned into the scope is
@@ -718,8 +725,10 @@ impl Scope {
         turn::shutdown(&self.inner)
     }
 
-    /// Aborts everything in this scope and below it at once (`Drop`s run); a warning names what
-    /// was aborted. Afterwards, work spawned into the scope is cancelled before its first poll.
+    /// Aborts all work in this scope and below at once; later spawns into it are cancelled.
+    ///
+    /// `Drop`s run, and a warning names what was aborted. Work spawned into the scope afterwards is
+    /// cancelled before its first poll.
     ///
     /// # Examples
     ///
@@ -809,8 +818,9 @@ impl Scope {
         })
     }
 
-    /// Runs a blocking job in this scope: its [`StopFlag`] is raised at the scope's announce step,
-    /// and its turn joins it; see [`spawn_blocking`](crate::spawn_blocking).
+    /// Runs a blocking job in this scope, stopped at the scope's turn; see [`spawn_blocking`](crate::spawn_blocking).
+    ///
+    /// Its [`StopFlag`] is raised at the scope's announce step, and its turn joins it.
     ///
     /// # Examples
     ///
@@ -833,16 +843,24 @@ impl Scope {
         })
     }
 
-    /// Registers a hook of this scope: run once its whole subtree has finished in its turn, or
-    /// when the scope is freed before its turn (every handle dropped, all its work ended), last
-    /// registered first; see [`on_shutdown`](crate::on_shutdown).
+    /// Registers a hook that runs after this scope's subtree has finished; see [`on_shutdown`](crate::on_shutdown).
+    ///
+    /// It runs in the scope's turn, or when the scope is freed before its turn (every handle dropped,
+    /// all its work ended); last registered first.
     ///
     /// # Examples
     ///
     /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
     /// graceful::Builder::new().signals([]).run(async {
+    ///     let closed = Arc::new(AtomicBool::new(false));
+    ///     let flag = closed.clone();
     ///     let db = graceful::scope("db");
-    ///     db.on_shutdown(async { /* close the pool */ });
+    ///     db.on_shutdown(async move { flag.store(true, Ordering::SeqCst) }); // close the pool
+    ///     assert!(db.shutdown().await.is_clean());
+    ///     assert!(closed.load(Ordering::SeqCst), "the hook ran at the scope's turn");
     /// });
     /// ```
     #[track_caller]

@@ -43,8 +43,9 @@ impl Hooks {
     }
 }
 
-/// Registers a hook: a future run after the drain (step 4), one hook at a time, last registered
-/// first, so a hook can close what services used until they stopped.
+/// Registers a future that runs after the drain, last registered first, to close what services used.
+///
+/// Hooks run one at a time, once the work they could be closing things under has stopped.
 ///
 /// Inside a [`Scope`](crate::Scope), the hook is the scope's: it runs once the scope's subtree
 /// has finished in its turn, or when the scope is freed before its turn (every handle dropped, all

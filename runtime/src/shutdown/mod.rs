@@ -63,7 +63,7 @@ impl Shutdown {
 pub enum Reason {
     /// A captured signal ([`Signal::SIGTERM`](crate::Signal::SIGTERM), …).
     Signal(crate::Signal),
-    /// [`shutdown()`] or [`shutdown_with_code()`].
+    /// Requested by [`shutdown()`], [`shutdown_with_code()`] or a [`Handle`](crate::Handle).
     Requested,
     /// `main` returned successfully (and `run_forever` is off).
     MainReturned,
@@ -71,7 +71,7 @@ pub enum Reason {
     MainFailed,
     /// `main` panicked, or a tracked task did under `stop_on_panic`.
     Panic {
-        /// `"main"`, the task's name, or `task at file:line:col` for an unnamed one.
+        /// The work that panicked: `"main"`, the task's name, or `task at file:line:col` if unnamed.
         task: Cow<'static, str>,
     },
     /// A service failed (returned `Err`, or a failing `ExitCode`) under `stop_on_error`.
@@ -79,8 +79,9 @@ pub enum Reason {
         /// The service's name.
         task: Cow<'static, str>,
     },
-    /// A restart without downtime handed the service to the new process, which is ready: this
-    /// one drains and exits 0 (see [`upgrade()`](crate::upgrade)).
+    /// A restart without downtime handed over to the new process; this one drains and exits 0.
+    ///
+    /// The new process is ready; see [`upgrade()`](crate::upgrade).
     Upgraded,
 }
 
@@ -121,8 +122,9 @@ pub fn shutdown() {
     context::expect("graceful::shutdown").start_shutdown(Reason::Requested);
 }
 
-/// Requests a shutdown and sets the exit status to `code` (a panic or a signal still take
-/// precedence). A later call sets a new code.
+/// Requests a shutdown and sets the exit status to `code`.
+///
+/// A panic or a signal still take precedence. A later call sets a new code.
 ///
 /// # Examples
 ///
@@ -140,9 +142,11 @@ pub fn shutdown_with_code(code: u8) {
     context::expect("graceful::shutdown_with_code").request_with_code(code);
 }
 
-/// Whether the program's shutdown has started: true from the trigger on, the drain delay
-/// included, wherever it is called from — a scope included. This is the readiness-probe
-/// question; "is it my turn to stop?" is [`shutdown_requested()`] (see the crate docs' table).
+/// Returns whether the program's shutdown has started, drain delay included: the readiness-probe question.
+///
+/// True from the trigger on, wherever it is called from, a scope included. "Is it my turn to
+/// stop?" is the other question, [`shutdown_requested()`]; the crate docs' table
+/// ["Which question to ask"](https://docs.rs/graceful-main/latest/graceful/#which-question-to-ask) compares them.
 ///
 /// Outside a graceful runtime: `false`.
 ///
@@ -206,9 +210,10 @@ pub fn deadline() -> Option<tokio::time::Instant> {
     })
 }
 
-/// A child of the current scope's `CancellationToken` (the runtime's root token outside any
-/// scope), cancelled at its announce step. At the root: when the shutdown starts (after
-/// the drain delay), for libraries that take a token.
+/// Returns a `CancellationToken` cancelled when it is the caller's turn to stop, for libraries that take one.
+///
+/// It is a child of the current scope's token (the runtime's root token outside any scope),
+/// cancelled at its announce step: at the root, when the shutdown starts (after the drain delay).
 ///
 /// # Examples
 ///
@@ -232,8 +237,10 @@ pub fn token() -> CancellationToken {
     })
 }
 
-/// A future that resolves when it is the caller's turn to stop: at the announce step, after the
-/// drain delay (inside a [`Scope`](crate::Scope), at that scope's turn).
+/// Returns a future that resolves when it is the caller's turn to stop.
+///
+/// At the root that is the announce step, after the drain delay; inside a
+/// [`Scope`](crate::Scope), that scope's turn.
 ///
 /// `Send + 'static`, so it fits `axum::serve(..).with_graceful_shutdown(..)` as it is.
 ///
