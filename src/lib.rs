@@ -1,5 +1,8 @@
 //! Graceful shutdown for tokio programs.
 //!
+//! Add it with `cargo add graceful-main` (the package's name; its library, and the name in code,
+//! is `graceful`).
+//!
 //! Write `#[graceful::main]` on `async fn main` and get signal capture, a registry of the tasks you
 //! spawn, a cancel-then-drain shutdown with one grace period, shutdown hooks, a join of the
 //! blocking pool, a report that names whatever did not stop, and an exit that always comes.
@@ -186,7 +189,7 @@ struct ReadmeDoctests;
 
 /// Runs `async fn main` under a graceful runtime: signals captured, tasks tracked, shutdown bounded.
 ///
-/// The shutdown and the exit status are those the crate docs describe.
+/// The crate docs describe [the shutdown](crate#the-model) and [the exit status](crate#exit-status).
 ///
 /// The function must be `async`, take no parameters and have no generics; its return type may be
 /// anything implementing [`Termination`](std::process::Termination) (`()`, `Result<(), E: Debug>`,

@@ -24,8 +24,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The item a `pub` line declares: `fn name`, `struct Name`, …
 fn item(line: &str) -> Option<String> {
     let rest = line.strip_prefix("pub ")?;
-    let rest = rest
-        .strip_prefix("const fn ")
+    // `pub const fn`, `pub async fn`, `pub unsafe fn` are functions like any other.
+    let rest = ["const fn ", "async fn ", "unsafe fn "]
+        .iter()
+        .find_map(|q| rest.strip_prefix(q))
         .map_or(rest.to_string(), |r| format!("fn {r}"));
     let mut words = rest.split(|c: char| !(c.is_alphanumeric() || c == '_'));
     let kind = words.next()?;
@@ -47,6 +49,8 @@ fn scan(root: &Path, file: &Path, out: &mut Vec<String>) {
     // The enclosing `impl`/`pub enum`/`pub struct` block: its name and its indentation.
     let mut owner: Option<(String, usize, &str)> = None;
     let mut skip_until: Option<usize> = None;
+    // Inside a `pub enum`: the variant whose named fields are being read.
+    let mut variant_with_fields: Option<String> = None;
     for line in text.lines() {
         let indent = line.len() - line.trim_start().len();
         let trimmed = line.trim();
@@ -109,6 +113,21 @@ fn scan(root: &Path, file: &Path, out: &mut Vec<String>) {
                 if !variant.is_empty() {
                     out.push(format!("{path}: {name}::{variant}"));
                 }
+                variant_with_fields = trimmed.ends_with('{').then_some(variant);
+            }
+            Some((name, _, "enum")) if indent == 8 => {
+                // A named field of a struct-like variant: public with its enum.
+                if let (Some(variant), Some((field, _))) =
+                    (&variant_with_fields, trimmed.split_once(':'))
+                {
+                    out.push(format!("{path}: {name}::{variant}.{field}"));
+                }
+            }
+            Some((name, _, "trait")) if indent == 4 => {
+                // A trait's items are public with the trait, written without `pub`.
+                if let Some(item) = item(&format!("pub {trimmed}")) {
+                    out.push(format!("{path}: {name}::{item}"));
+                }
             }
             Some((name, _, "struct")) if indent == 4 => {
                 if let Some(field) = trimmed.strip_prefix("pub ") {
@@ -134,6 +153,8 @@ fn scan(root: &Path, file: &Path, out: &mut Vec<String>) {
                             owner = Some((name, 0, "enum"));
                         } else if item.starts_with("struct ") {
                             owner = Some((name, 0, "struct"));
+                        } else if item.starts_with("trait ") {
+                            owner = Some((name, 0, "trait"));
                         } else {
                             owner = Some((name, 0, "body"));
                         }
