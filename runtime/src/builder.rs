@@ -13,7 +13,8 @@ use crate::handle::{self, Handle};
 use crate::report::{self, Report};
 use crate::shutdown::sequence::{self, MainOutcome};
 use crate::shutdown::Reason;
-use crate::signals::{self, Signal};
+use crate::signal::{self, Signal};
+use crate::signals;
 use crate::task::TaskInfo;
 use crate::watchdog;
 use graceful_options as options;
@@ -127,18 +128,18 @@ impl Config {
     pub(crate) fn signals(&self) -> Vec<Signal> {
         self.signal_names
             .iter()
-            .filter_map(|name| signals::resolve(name))
+            .filter_map(|name| signal::resolve(name))
             .collect()
     }
 
     /// The signal that dumps the tasks, on a platform that has it.
     pub(crate) fn dump(&self) -> Option<Signal> {
-        self.dump_signal.and_then(signals::resolve)
+        self.dump_signal.and_then(signal::resolve)
     }
 
     /// The signal that starts an upgrade, on a platform that has it.
     pub(crate) fn upgrade(&self) -> Option<Signal> {
-        self.upgrade_signal.and_then(signals::resolve)
+        self.upgrade_signal.and_then(signal::resolve)
     }
 }
 
@@ -204,7 +205,7 @@ impl Builder {
                 worker_threads: None,
                 blocking_threads: None,
                 grace: options::DEFAULT_GRACE,
-                signal_names: signals::DEFAULT_SIGNALS.to_vec(),
+                signal_names: signal::DEFAULT_SIGNALS.to_vec(),
                 run_forever: false,
                 stop_on_panic: false,
                 stop_on_error: false,

@@ -15,7 +15,7 @@ use std::process::{ExitCode, Termination};
 
 use crate::context::Shared;
 use crate::report;
-use crate::signals::Signal;
+use crate::signal::Signal;
 
 /// Why the process is ended before the sequence has finished.
 #[derive(Clone, Copy, Debug)]

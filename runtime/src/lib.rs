@@ -17,6 +17,7 @@ mod registry;
 mod report;
 mod scope;
 mod shutdown;
+mod signal;
 mod signals;
 mod spawn;
 mod supervise;
@@ -40,7 +41,7 @@ pub use shutdown::{
     deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,
     shutdown_with_code, token, Reason, ShutdownRequested,
 };
-pub use signals::{ParseSignalError, Signal};
+pub use signal::{ParseSignalError, Signal};
 pub use spawn::{shutdown_waits_for, spawn, spawn_service, ServiceOutput, ShutdownWaitsFor};
 pub use supervise::{supervise, Restart, Supervisor, SupervisorStopped};
 pub use systemd::ready;

@@ -17,7 +17,7 @@ use crate::builder::SecondSignal;
 use crate::context::Shared;
 use crate::shutdown::trigger::Started;
 use crate::shutdown::Reason;
-use crate::signals::Signal;
+use crate::signal::Signal;
 use crate::task::{TaskInfo, TaskKind};
 
 fn to_stderr() -> bool {

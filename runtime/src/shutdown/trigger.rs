@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{later, Reason};
-use crate::signals::Signal;
+use crate::signal::Signal;
 
 pub(crate) struct Started {
     pub(crate) reason: Reason,
