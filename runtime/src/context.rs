@@ -11,10 +11,11 @@ use std::mem::ManuallyDrop;
 use std::sync::{Arc, OnceLock};
 
 use crate::builder::Config;
+use crate::reason::Reason;
 use crate::registry::Registry;
 use crate::report::{self, Reporter};
 use crate::scope::{self, ScopeInner};
-use crate::shutdown::{Reason, Shutdown};
+use crate::shutdown::Shutdown;
 use crate::systemd::Systemd;
 use crate::task::{TaskInfo, TaskKind};
 use crate::upgrade::Upgrade;

@@ -9,7 +9,8 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{self, Shared};
-use crate::shutdown::{Reason, ShutdownRequested};
+use crate::reason::Reason;
+use crate::shutdown::ShutdownRequested;
 use crate::task::TaskInfo;
 
 /// A `Clone + Send + Sync` handle to one graceful runtime, usable from any thread.

@@ -10,9 +10,12 @@
 mod blocking;
 mod builder;
 mod context;
+mod deadline;
 mod exit;
 mod handle;
 mod listen;
+mod phase;
+mod reason;
 mod registry;
 mod report;
 mod scope;
@@ -35,11 +38,12 @@ pub use handle::{handle, EnterGuard, Handle};
 #[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use listen::listen_unix;
 pub use listen::{listen_tcp, listen_tcp_named};
+pub use reason::Reason;
 pub use report::{Failure, Report};
 pub use scope::{current_scope, scope, Scope, ScopeFinished, ScopeShutdown};
 pub use shutdown::{
     deadline, is_shutting_down, on_shutdown, reason, shutdown, shutdown_requested,
-    shutdown_with_code, token, Reason, ShutdownRequested,
+    shutdown_with_code, token, ShutdownRequested,
 };
 pub use signal::{ParseSignalError, Signal};
 pub use spawn::{shutdown_waits_for, spawn, spawn_service, ServiceOutput, ShutdownWaitsFor};

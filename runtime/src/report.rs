@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::builder::SecondSignal;
 use crate::context::Shared;
+use crate::reason::Reason;
 use crate::shutdown::trigger::Started;
-use crate::shutdown::Reason;
 use crate::signal::Signal;
 use crate::task::{TaskInfo, TaskKind};
 

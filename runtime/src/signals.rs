@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::builder::SecondSignal;
 use crate::context::Shared;
 use crate::exit::Forced;
+use crate::reason::Reason;
 use crate::report;
-use crate::shutdown::Reason;
 use crate::signal::Signal;
 
 /// How a captured signal counts while a shutdown may already run.

@@ -139,7 +139,7 @@ impl<P: Place> Slot<P> {
             return scope.phase.cancels_at_once(self.kind);
         }
         // Until some shutdown of the process begins, the runtime need not be looked up.
-        if !crate::shutdown::sequence::any_phase_left_running() {
+        if !crate::phase::any_phase_left_running() {
             return false;
         }
         self.with_runtime(|shared| shared.shutdown.root.phase.cancels_at_once(self.kind))

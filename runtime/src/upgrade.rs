@@ -479,7 +479,7 @@ fn watch(
 
     let upgrade = &shared.upgrade;
     let pid = child.id();
-    let deadline = crate::shutdown::later(Instant::now(), shared.config.upgrade_timeout);
+    let deadline = crate::deadline::later(Instant::now(), shared.config.upgrade_timeout);
     // Short reads so a child that exits while a grandchild holds its end is still seen.
     let tick = Duration::from_millis(100);
     let outcome = loop {
@@ -525,7 +525,7 @@ fn watch(
                 // Under the lock: a shutdown starting now waits in `abandon`, finds nothing to
                 // kill, and this process's shutdown is already the upgrade's.
                 shared.systemd.hand_over(pid);
-                shared.start_shutdown(crate::shutdown::Reason::Upgraded);
+                shared.start_shutdown(crate::reason::Reason::Upgraded);
                 drop(unready);
                 crate::report::upgrade_progress(
                     shared,

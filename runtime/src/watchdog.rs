@@ -12,9 +12,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::context::Shared;
+use crate::deadline::later;
 use crate::exit::{self, Forced};
 use crate::report;
-use crate::shutdown::later;
 
 const FIRST_LINE: Duration = Duration::from_secs(1);
 const EVERY: Duration = Duration::from_secs(5);

@@ -27,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blocking::StopFlag;
 use crate::context::{self, Shared};
+use crate::phase::Phase;
 use crate::registry::{Label, SharedLabel};
 use crate::report::Report;
 use crate::shutdown::hooks::Hooks;
-use crate::shutdown::sequence::Phase;
 use crate::shutdown::ShutdownRequested;
 use crate::spawn::ServiceOutput;
 use crate::task::{TaskInfo, TaskKind, KINDS};

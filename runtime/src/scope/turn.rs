@@ -19,10 +19,9 @@ use tokio::time::sleep_until;
 
 use super::{ScopeInner, KINDS};
 use crate::context::Shared;
+use crate::deadline::{later, until_zero};
 use crate::report::{self, Report};
 use crate::shutdown::hooks::Hook;
-use crate::shutdown::later;
-use crate::shutdown::sequence::until_zero;
 use crate::task::{TaskInfo, TaskKind};
 
 /// Everything async: what a turn's deadline aborts.
@@ -474,7 +473,7 @@ fn refuse_self_wait(scope: &ScopeInner, what: &str) {
         }
         None => {
             scope.is_root()
-                && crate::shutdown::sequence::is_polling_main()
+                && crate::phase::is_polling_main()
                 && crate::context::with(|shared| {
                     shared.is_some_and(|s| std::ptr::eq(Arc::as_ptr(&s.shutdown.root), scope))
                 })

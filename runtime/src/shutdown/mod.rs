@@ -2,11 +2,9 @@
 //! ([`hooks`]) and the sequence that `run` drives to the end ([`sequence`]): drain delay,
 //! announce, cancel, drain, hooks, abort, join the blocking pool.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use pin_project_lite::pin_project;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -14,6 +12,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use std::sync::{Arc, Weak};
 
 use crate::context::{self, Shared};
+use crate::reason::Reason;
 use crate::scope::{self, ScopeInner};
 
 pub(crate) mod hooks;
@@ -43,63 +42,6 @@ impl Shutdown {
         self.root.token.cancel();
         self.root.stop.raise();
     }
-}
-
-/// Why the shutdown started, as [`reason()`] tells it.
-///
-/// # Examples
-///
-/// ```
-/// use graceful::Reason;
-///
-/// graceful::Builder::new().signals([]).run(async {
-///     assert_eq!(graceful::reason(), None);
-///     graceful::shutdown();
-///     assert_eq!(graceful::reason(), Some(Reason::Requested));
-/// });
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Reason {
-    /// A captured signal ([`Signal::SIGTERM`](crate::Signal::SIGTERM), …).
-    Signal(crate::Signal),
-    /// Requested by [`shutdown()`], [`shutdown_with_code()`] or a [`Handle`](crate::Handle).
-    Requested,
-    /// `main` returned successfully (and `run_forever` is off).
-    MainReturned,
-    /// `main` returned a failure (`Err`, or a failing `ExitCode`).
-    MainFailed,
-    /// `main` panicked, or a tracked task did under `stop_on_panic`.
-    Panic {
-        /// The work that panicked: `"main"`, the task's name, or `task at file:line:col` if unnamed.
-        task: Cow<'static, str>,
-    },
-    /// A service failed (returned `Err`, or a failing `ExitCode`) under `stop_on_error`.
-    Failed {
-        /// The service's name.
-        task: Cow<'static, str>,
-    },
-    /// A restart without downtime handed over to the new process; this one drains and exits 0.
-    ///
-    /// The new process is ready; see [`upgrade()`](crate::upgrade).
-    Upgraded,
-}
-
-/// `at + d`, or a moment so far ahead that no program will see it when that overflows: a grace of
-/// `Duration::MAX` means "no practical deadline", never a panic.
-pub(crate) fn later(at: Instant, d: Duration) -> Instant {
-    if let Some(t) = at.checked_add(d) {
-        return t;
-    }
-    // Instants are bounded by the platform's clock type; halve until the sum fits.
-    let mut step = d;
-    while !step.is_zero() {
-        step /= 2;
-        if let Some(t) = at.checked_add(step) {
-            return t;
-        }
-    }
-    at
 }
 
 /// Requests a shutdown, as a signal would. Idempotent: only the first

@@ -6,78 +6,22 @@ use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::{pin, Pin};
 use std::process::{ExitCode, Termination};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::sync::Notify;
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
-use super::{later, Reason};
 use crate::context::Shared;
+use crate::deadline::{later, until_zero};
+use crate::phase::PollingMain;
+use crate::reason::Reason;
 use crate::registry;
 use crate::report::{self, Report};
 use crate::scope::turn::{self, Mode};
 use crate::task::{TaskInfo, TaskKind};
 use crate::tracked::Slot;
-
-/// How far the sequence has come, as work spawned late must know: read by every spawn, and by
-/// every tracked future's first poll.
-#[derive(Default)]
-pub(crate) struct Phase(AtomicU8);
-
-const RUNNING: u8 = 0;
-/// Step 2 has begun: `spawn` tasks are cancelled before their first poll.
-const CANCELLING: u8 = 1;
-/// Step 5 has begun: all async work is aborted before its first poll.
-const ABORTING: u8 = 2;
-
-impl Phase {
-    /// Whether work of `kind` spawned now must never run.
-    ///
-    /// The spawner asks after its entry is in the registry, and the step sets the phase before it
-    /// reads the registry: with both `SeqCst` and the registry's lock between them, either the
-    /// step sees the entry and aborts it, or the spawner sees the phase and aborts it itself.
-    #[inline]
-    pub(crate) fn cancels_at_once(&self, kind: TaskKind) -> bool {
-        match self.0.load(Ordering::SeqCst) {
-            RUNNING => false,
-            CANCELLING => kind == TaskKind::Cancellable,
-            _ => kind != TaskKind::Blocking,
-        }
-    }
-
-    pub(crate) fn begin_cancel(&self) {
-        self.leave_running();
-        self.0.fetch_max(CANCELLING, Ordering::SeqCst);
-    }
-
-    pub(crate) fn begin_abort(&self) {
-        self.leave_running();
-        self.0.fetch_max(ABORTING, Ordering::SeqCst);
-    }
-
-    /// Counted before the phase moves, so that a reader who finds no phase of the process
-    /// started would have found this one running too (`SeqCst` on both sides).
-    fn leave_running(&self) {
-        if self.0.load(Ordering::SeqCst) == RUNNING {
-            LEFT_RUNNING.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-/// How many phases of this process, of any runtime and scope, have left `RUNNING` (a race may
-/// count one twice; it only ever grows). While it is zero, no work anywhere is to be cancelled
-/// at once, and a tracked future's first poll need not look its runtime up to learn that.
-static LEFT_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Whether some phase of the process may have left `RUNNING`: if not, nothing cancels at once.
-#[inline]
-pub(crate) fn any_phase_left_running() -> bool {
-    LEFT_RUNNING.load(Ordering::SeqCst) != 0
-}
 
 use crate::scope::turn::ASYNC_KINDS;
 
@@ -162,32 +106,6 @@ where
         })
         .await
     }
-}
-
-thread_local! {
-    /// Whether this thread is polling `main` now: `main` is the root's own work, which must not
-    /// await the root scope's shutdown (it would wait for itself).
-    static POLLING_MAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Marks this thread as polling `main` until dropped (unwinding included).
-struct PollingMain(bool);
-
-impl PollingMain {
-    fn enter() -> PollingMain {
-        PollingMain(POLLING_MAIN.replace(true))
-    }
-}
-
-impl Drop for PollingMain {
-    fn drop(&mut self) {
-        POLLING_MAIN.set(self.0);
-    }
-}
-
-/// Whether this thread is polling some runtime's `main` now.
-pub(crate) fn is_polling_main() -> bool {
-    POLLING_MAIN.get()
 }
 
 /// How the sequence ended, for the exit status and the report.
@@ -456,28 +374,4 @@ where
     let registry = &shared.registry;
     let zero = until_zero(registry.changed(), || kinds.count(registry), deadline);
     main.alongside(zero).await
-}
-
-/// Waits until `count()` is zero, counting again each time `changed` is notified; `false` at the
-/// deadline. The registry and the scopes notify when a count they keep reaches zero.
-pub(crate) async fn until_zero(
-    changed: &Notify,
-    count: impl Fn() -> usize,
-    deadline: tokio::time::Instant,
-) -> bool {
-    loop {
-        // Registered before the count is read, so a zero-crossing in between is not missed.
-        let mut notified = pin!(changed.notified());
-        notified.as_mut().enable();
-        if count() == 0 {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::select! {
-            _ = notified => {}
-            _ = sleep_until(deadline) => {}
-        }
-    }
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{later, Reason};
+use crate::deadline::later;
+use crate::reason::Reason;
 use crate::signal::Signal;
 
 pub(crate) struct Started {
