@@ -209,7 +209,15 @@ fn upgrades_hand_over_without_refusing_a_connection_and_in_flight_requests_end_o
     signal(old, SIGTERM);
     wait_gone(old);
     let out = first.wait();
-    assert!(!out.stderr.contains("graceful:"), "{}", out.stderr);
+    // Nothing reported: no work aborted, failed or panicked in any generation. The waiting line
+    // is no report: on a loaded machine the last drain can take more than the second after
+    // which it appears.
+    let reported: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|line| line.contains("graceful:") && !line.contains("graceful: waiting for"))
+        .collect();
+    assert!(reported.is_empty(), "{}", out.stderr);
 }
 
 #[test]
