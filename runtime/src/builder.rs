@@ -7,141 +7,18 @@ use std::process::Termination;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{Command, Config, Flavor, NotifyReady, SecondSignal};
 use crate::context::{self, Shared};
 use crate::exit::{self, Exit};
 use crate::handle::{self, Handle};
 use crate::reason::Reason;
 use crate::report::{self, Report};
 use crate::shutdown::sequence::{self, MainOutcome};
-use crate::signal::{self, Signal};
+use crate::signal::Signal;
 use crate::signals;
 use crate::task::TaskInfo;
 use crate::watchdog;
 use graceful_options as options;
-
-/// The tokio runtime flavor a graceful runtime uses.
-///
-/// # Examples
-///
-/// ```
-/// let here = std::thread::current().id();
-/// graceful::Builder::new()
-///     .signals([])
-///     .flavor(graceful::Flavor::CurrentThread)
-///     .run(async move {
-///         // One thread: spawned tasks run on the thread that called `run`.
-///         let there = graceful::spawn(async { std::thread::current().id() });
-///         assert_eq!(there.await.unwrap(), here);
-///     });
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Flavor {
-    /// tokio's work-stealing runtime (the default, as for `#[tokio::main]`).
-    #[default]
-    MultiThread,
-    /// One thread: the thread that calls `run`.
-    CurrentThread,
-}
-
-/// What a captured signal does while a shutdown runs.
-///
-/// Either way, the first captured signal never forces (it starts the shutdown, or joins one
-/// that `main`, [`shutdown()`](crate::shutdown) or a panic started), and repeats within a second
-/// of it are merged into it: GNU `timeout`, a terminal with a wrapper, and supervisors that
-/// retry all deliver one request twice.
-///
-/// # Examples
-///
-/// ```
-/// // Signals during the shutdown are ignored: only its deadline ends it.
-/// let exit = graceful::Builder::new()
-///     .second_signal(graceful::SecondSignal::Ignore)
-///     .run(async {});
-/// assert_eq!(exit.code(), 0);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SecondSignal {
-    /// A signal more than a second after the first ends the process at once (the default).
-    ///
-    /// The report so far is written, and the status is the one of that signal.
-    #[default]
-    Force,
-    /// Signals during a shutdown are ignored; the deadline and the watchdog end it.
-    Ignore,
-}
-
-/// When systemd is told that start-up is done (`READY=1`), under a `Type=notify` unit.
-///
-/// # Examples
-///
-/// ```
-/// // A program with nothing to prepare before it serves: ready as soon as `main` first waits.
-/// let exit = graceful::Builder::new()
-///     .signals([])
-///     .notify_ready(graceful::NotifyReady::Auto)
-///     .run(async { tokio::task::yield_now().await });
-/// assert_eq!(exit.code(), 0);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NotifyReady {
-    /// When the program calls [`ready()`](crate::ready) (the default).
-    #[default]
-    Manual,
-    /// The first time `main` awaits: start-up is what `main` does before it first waits.
-    Auto,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) flavor: Flavor,
-    pub(crate) worker_threads: Option<usize>,
-    pub(crate) blocking_threads: Option<usize>,
-    pub(crate) grace: Duration,
-    /// As given: checked against the other options by name, resolved when the run starts.
-    pub(crate) signal_names: Vec<&'static str>,
-    pub(crate) run_forever: bool,
-    pub(crate) stop_on_panic: bool,
-    pub(crate) stop_on_error: bool,
-    pub(crate) signal_exit_code: Option<u8>,
-    pub(crate) drain_delay: Duration,
-    pub(crate) dump_signal: Option<&'static str>,
-    pub(crate) second_signal: SecondSignal,
-    /// Whether this run may end the process (death by a signal, the watchdog's forced exit):
-    /// not under `#[graceful::test]`, where the harness owns the process.
-    pub(crate) exits_process: bool,
-    /// Send systemd's `READY=1` the first time `main` awaits.
-    pub(crate) notify_ready_auto: bool,
-    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
-    pub(crate) start_paused: bool,
-    /// As given, resolved when the run starts, like the signals.
-    pub(crate) upgrade_signal: Option<&'static str>,
-    pub(crate) upgrade_timeout: Duration,
-    /// What an upgrade starts instead of this program again with its arguments.
-    pub(crate) upgrade_command: Option<crate::upgrade::Command>,
-}
-
-impl Config {
-    /// The signals of this platform that start a shutdown.
-    pub(crate) fn signals(&self) -> Vec<Signal> {
-        self.signal_names
-            .iter()
-            .filter_map(|name| signal::resolve(name))
-            .collect()
-    }
-
-    /// The signal that dumps the tasks, on a platform that has it.
-    pub(crate) fn dump(&self) -> Option<Signal> {
-        self.dump_signal.and_then(signal::resolve)
-    }
-
-    /// The signal that starts an upgrade, on a platform that has it.
-    pub(crate) fn upgrade(&self) -> Option<Signal> {
-        self.upgrade_signal.and_then(signal::resolve)
-    }
-}
 
 /// Configures and runs a graceful runtime: the code form of `#[graceful::main]`.
 ///
@@ -200,26 +77,7 @@ impl Builder {
     pub fn new() -> Builder {
         Builder {
             handle: handle::Inner::new(),
-            config: Config {
-                flavor: Flavor::MultiThread,
-                worker_threads: None,
-                blocking_threads: None,
-                grace: options::DEFAULT_GRACE,
-                signal_names: signal::DEFAULT_SIGNALS.to_vec(),
-                run_forever: false,
-                stop_on_panic: false,
-                stop_on_error: false,
-                signal_exit_code: None,
-                drain_delay: Duration::ZERO,
-                dump_signal: None,
-                second_signal: SecondSignal::Force,
-                exits_process: true,
-                notify_ready_auto: false,
-                start_paused: false,
-                upgrade_signal: None,
-                upgrade_timeout: options::DEFAULT_UPGRADE_TIMEOUT,
-                upgrade_command: None,
-            },
+            config: Config::default(),
         }
     }
 
@@ -613,7 +471,7 @@ impl Builder {
         I: IntoIterator,
         I::Item: Into<std::ffi::OsString>,
     {
-        self.config.upgrade_command = Some(crate::upgrade::Command {
+        self.config.upgrade_command = Some(Command {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
         });
@@ -668,13 +526,12 @@ impl Builder {
     #[doc(hidden)]
     #[track_caller]
     pub fn __for_test(mut self) -> Builder {
-        self.config.signal_names.clear();
-        self.config.upgrade_signal = None;
-        self.config.exits_process = false;
+        self.config.for_test();
         self
     }
 
-    /// The settings of a runtime that captures nothing and never ends the process.
+    /// For unit tests: the settings of a runtime that captures nothing and never ends the process.
+    #[cfg(test)]
     pub(crate) fn into_config(self) -> Config {
         self.__for_test().config
     }

@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::sync::{Arc, OnceLock};
 
-use crate::builder::Config;
+use crate::config::Config;
 use crate::reason::Reason;
 use crate::registry::Registry;
 use crate::report::{self, Reporter};
@@ -61,7 +61,11 @@ impl Shared {
     /// whose task never runs. Nothing of the real runtime is kept.
     pub(crate) fn ended(reason: Option<Reason>) -> Arc<Shared> {
         let shared = Shared::new(
-            crate::Builder::new().into_config(),
+            {
+                let mut config = Config::default();
+                config.for_test();
+                config
+            },
             crate::handle::Inner::new(),
         );
         let gone = tokio::runtime::Builder::new_current_thread()
@@ -284,10 +288,9 @@ pub(crate) fn set_for_thread(shared: Option<Arc<Shared>>) {
 /// For unit tests: a runtime's shared state, made the one of this thread, with no tokio runtime.
 #[cfg(test)]
 pub(crate) fn enter_for_test() -> (Arc<Shared>, Enter) {
-    let shared = Shared::new(
-        crate::Builder::new().into_config(),
-        crate::handle::Inner::new(),
-    );
+    let mut config = Config::default();
+    config.for_test();
+    let shared = Shared::new(config, crate::handle::Inner::new());
     let enter = enter(shared.clone());
     (shared, enter)
 }

@@ -9,6 +9,7 @@
 
 mod blocking;
 mod builder;
+mod config;
 mod context;
 mod deadline;
 mod exit;
@@ -31,7 +32,8 @@ mod upgrade;
 mod watchdog;
 
 pub use blocking::{spawn_blocking, StopFlag};
-pub use builder::{Builder, Flavor, NotifyReady, SecondSignal};
+pub use builder::Builder;
+pub use config::{Flavor, NotifyReady, SecondSignal};
 pub use exit::Exit;
 pub use handle::{handle, EnterGuard, Handle};
 #[cfg(unix)]

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::builder::SecondSignal;
+use crate::config::SecondSignal;
 use crate::context::Shared;
 use crate::reason::Reason;
 use crate::shutdown::trigger::Started;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::builder::SecondSignal;
+use crate::config::SecondSignal;
 use crate::context::Shared;
 use crate::exit::Forced;
 use crate::reason::Reason;

@@ -26,9 +26,7 @@
 //! variables a grandchild inherits name somebody else and are ignored. Nothing is received over a
 //! socket anybody could connect to, so no other local user can hand the process a descriptor.
 
-use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 #[cfg(unix)]
 use std::sync::{
@@ -36,15 +34,8 @@ use std::sync::{
     Mutex, OnceLock, PoisonError,
 };
 
+use crate::config::Command;
 use crate::context::{self, Shared};
-
-/// What an upgrade starts.
-#[derive(Clone, Debug)]
-#[cfg_attr(not(unix), allow(dead_code))]
-pub(crate) struct Command {
-    pub(crate) program: PathBuf,
-    pub(crate) args: Vec<OsString>,
-}
 
 /// Why [`upgrade()`] did not start a new process.
 ///
