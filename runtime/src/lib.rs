@@ -24,6 +24,7 @@ mod shutdown;
 mod signal;
 mod signals;
 mod spawn;
+mod stop_flag;
 mod supervise;
 mod systemd;
 mod task;
@@ -31,7 +32,7 @@ mod tracked;
 mod upgrade;
 mod watchdog;
 
-pub use blocking::{spawn_blocking, StopFlag};
+pub use blocking::spawn_blocking;
 pub use builder::Builder;
 pub use config::{Flavor, NotifyReady, SecondSignal};
 pub use exit::Exit;
@@ -49,6 +50,7 @@ pub use shutdown::{
 };
 pub use signal::{ParseSignalError, Signal};
 pub use spawn::{shutdown_waits_for, spawn, spawn_service, ServiceOutput, ShutdownWaitsFor};
+pub use stop_flag::StopFlag;
 pub use supervise::{supervise, Restart, Supervisor, SupervisorStopped};
 pub use systemd::ready;
 pub use task::{TaskInfo, TaskKind};

@@ -25,7 +25,6 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::blocking::StopFlag;
 use crate::context::{self, Shared};
 use crate::phase::Phase;
 use crate::registry::{Label, SharedLabel};
@@ -33,6 +32,7 @@ use crate::report::Report;
 use crate::shutdown::hooks::Hooks;
 use crate::shutdown::ShutdownRequested;
 use crate::spawn::ServiceOutput;
+use crate::stop_flag::StopFlag;
 use crate::task::{TaskInfo, TaskKind, KINDS};
 
 pub(crate) mod turn;
