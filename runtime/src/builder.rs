@@ -13,6 +13,7 @@ use crate::exit::{self, Exit};
 use crate::handle::{self, Handle};
 use crate::reason::Reason;
 use crate::report::{self, Report};
+use crate::scope;
 use crate::shutdown::sequence::{self, MainOutcome};
 use crate::signal::Signal;
 use crate::signals;
@@ -661,6 +662,8 @@ impl Builder {
         F::Output: Termination,
     {
         self.validate();
+        // The scope tree hands a freed scope's hooks to a turn, a layer it does not reach.
+        scope::tree::on_freed_hooks(scope::turn::run_freed_hooks);
         // Before any thread of ours exists: the given descriptors become close-on-exec at once.
         crate::listen::take_given();
         // A clone of a builder that has run already gets a handle of its own.

@@ -12,30 +12,25 @@
 //! connection costs nothing once the connection is done.
 
 use std::borrow::Cow;
-use std::cell::Cell;
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{self, Shared};
-use crate::phase::Phase;
-use crate::registry::{Label, SharedLabel};
-use crate::report::Report;
-use crate::shutdown::hooks::Hooks;
 use crate::shutdown::ShutdownRequested;
 use crate::spawn::ServiceOutput;
 use crate::stop_flag::StopFlag;
 use crate::task::{TaskInfo, TaskKind, KINDS};
 
+pub(crate) mod tree;
 pub(crate) mod turn;
+
+pub(crate) use tree::{current, enter, Entered, ScopeInner, SEPARATOR};
 
 pub use turn::{ScopeFinished, ScopeShutdown};
 
@@ -89,301 +84,6 @@ pub use turn::{ScopeFinished, ScopeShutdown};
 #[derive(Clone)]
 pub struct Scope {
     pub(crate) inner: Arc<ScopeInner>,
-}
-
-pub(crate) struct ScopeInner {
-    name: Cow<'static, str>,
-    /// The group label of the scope's work; its pointer tells scopes apart.
-    pub(crate) path: Arc<str>,
-    parent: Option<Arc<ScopeInner>>,
-    runtime: Weak<Shared>,
-    pub(crate) token: CancellationToken,
-    pub(crate) stop: StopFlag,
-    pub(crate) phase: Phase,
-    pub(crate) hooks: Hooks,
-    /// The scope's own live work by kind (not its children's). The root's own work is counted by
-    /// the registry instead (its ungrouped entries), so the hot root spawn touches no shared
-    /// counter.
-    live: [AtomicUsize; KINDS],
-    /// Notified when a count of this scope, or of a scope below it, reaches zero.
-    pub(crate) changed: Notify,
-    children: Mutex<Vec<Weak<ScopeInner>>>,
-    /// Scopes that have declared `depends_on(self)`: they finish before this scope's turn.
-    dependents: Mutex<Vec<Weak<ScopeInner>>>,
-    isolated: AtomicBool,
-    grace: Mutex<Option<Duration>>,
-    /// The scope's turn has been claimed (by the program's shutdown or a partial one).
-    claimed: AtomicBool,
-    /// Its turn's deadline, once claimed: children created late inherit it.
-    pub(crate) deadline: OnceLock<Instant>,
-    /// Its own work has drained: its children may take their turns.
-    pub(crate) own_drained: CancellationToken,
-    /// Its whole subtree has finished and its hooks have run (or it was aborted).
-    pub(crate) done: CancellationToken,
-    /// Its turn ended at its deadline, with work left or hooks not run.
-    pub(crate) late: AtomicBool,
-    /// The report of its partial shutdown, once over.
-    pub(crate) report: OnceLock<Report>,
-}
-
-/// `Scope` names are joined by `/` into paths.
-const SEPARATOR: char = '/';
-
-impl ScopeInner {
-    /// The label of unnamed work spawned here from `location`: the one this thread made last, if
-    /// it was for this scope and this call site too (a loop spawning handlers shares one).
-    #[inline]
-    pub(crate) fn label_at(&self, location: &'static Location<'static>) -> SharedLabel {
-        SharedLabel::reuse(
-            &LAST_LABEL,
-            |label| label.is_for(&self.path, location),
-            || {
-                let group = Some(self.path.clone());
-                SharedLabel::new(
-                    location,
-                    Label {
-                        group,
-                        ..Label::default()
-                    },
-                )
-            },
-        )
-    }
-
-    /// The root scope of a runtime: the program.
-    pub(crate) fn root(runtime: Weak<Shared>, token: CancellationToken) -> Arc<ScopeInner> {
-        Arc::new(ScopeInner::new(
-            Cow::Borrowed(""),
-            Arc::from(""),
-            None,
-            runtime,
-            token,
-        ))
-    }
-
-    fn new(
-        name: Cow<'static, str>,
-        path: Arc<str>,
-        parent: Option<Arc<ScopeInner>>,
-        runtime: Weak<Shared>,
-        token: CancellationToken,
-    ) -> ScopeInner {
-        ScopeInner {
-            name,
-            path,
-            parent,
-            runtime,
-            token,
-            stop: StopFlag::new(),
-            phase: Phase::default(),
-            hooks: Hooks::default(),
-            live: Default::default(),
-            changed: Notify::new(),
-            children: Mutex::new(Vec::new()),
-            dependents: Mutex::new(Vec::new()),
-            isolated: AtomicBool::new(false),
-            grace: Mutex::new(None),
-            claimed: AtomicBool::new(false),
-            deadline: OnceLock::new(),
-            own_drained: CancellationToken::new(),
-            done: CancellationToken::new(),
-            late: AtomicBool::new(false),
-            report: OnceLock::new(),
-        }
-    }
-
-    pub(crate) fn is_root(&self) -> bool {
-        self.parent.is_none()
-    }
-
-    /// The group of the scope's work in the registry: `None` for the root's.
-    pub(crate) fn group(&self) -> Option<&Arc<str>> {
-        (!self.is_root()).then_some(&self.path)
-    }
-
-    pub(crate) fn runtime(&self) -> Option<Arc<Shared>> {
-        self.runtime.upgrade()
-    }
-
-    pub(crate) fn parent(&self) -> Option<&Arc<ScopeInner>> {
-        self.parent.as_ref()
-    }
-
-    pub(crate) fn live(&self, kinds: &[TaskKind]) -> usize {
-        kinds
-            .iter()
-            .map(|k| self.live[k.index()].load(Ordering::SeqCst))
-            .sum()
-    }
-
-    pub(crate) fn children(&self) -> Vec<Arc<ScopeInner>> {
-        lock(&self.children)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect()
-    }
-
-    pub(crate) fn dependents(&self) -> Vec<Arc<ScopeInner>> {
-        lock(&self.dependents)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect()
-    }
-
-    pub(crate) fn is_isolated(&self) -> bool {
-        self.isolated.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn own_grace(&self) -> Option<Duration> {
-        *lock(&self.grace)
-    }
-
-    /// Whether its turn has been claimed: it is shutting down, or waiting to.
-    pub(crate) fn is_claimed(&self) -> bool {
-        self.claimed.load(Ordering::SeqCst)
-    }
-
-    /// Claims the scope's turn; `true` for the one caller that got it.
-    pub(crate) fn claim(&self) -> bool {
-        !self.claimed.swap(true, Ordering::SeqCst)
-    }
-
-    /// This scope and every scope below it.
-    pub(crate) fn subtree(self: &Arc<Self>) -> Vec<Arc<ScopeInner>> {
-        let mut out = vec![self.clone()];
-        let mut next = 0;
-        while next < out.len() {
-            let children = out[next].children();
-            out.extend(children);
-            next += 1;
-        }
-        out
-    }
-
-    /// The nearest isolated scope, this one or above: where `stop_on_panic` and `stop_on_error`
-    /// act for work in it.
-    pub(crate) fn isolating(self: &Arc<Self>) -> Option<Arc<ScopeInner>> {
-        let mut at = Some(self.clone());
-        while let Some(scope) = at {
-            if scope.is_isolated() {
-                return Some(scope);
-            }
-            at = scope.parent.clone();
-        }
-        None
-    }
-
-    /// Registers a hook: it runs at the end of the scope's turn, or when the scope is freed
-    /// before its turn (see `Drop`).
-    pub(crate) fn add_hook(
-        &self,
-        location: &'static Location<'static>,
-        hook: crate::shutdown::hooks::HookFuture,
-    ) {
-        self.hooks.push(location, hook);
-    }
-
-    fn add_child(&self, child: &Arc<ScopeInner>) {
-        push_pruned(&mut lock(&self.children), Arc::downgrade(child));
-    }
-
-    pub(crate) fn counted(&self, kind: TaskKind) {
-        self.live[kind.index()].fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub(crate) fn uncounted(&self, kind: TaskKind) {
-        if self.live[kind.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
-            // Whoever waits on this scope or on one above it (`finished`, a turn) looks again.
-            let mut at = Some(self);
-            while let Some(scope) = at {
-                scope.changed.notify_waiters();
-                at = scope.parent.as_deref();
-            }
-        }
-    }
-}
-
-/// A scope freed before its turn — every handle dropped, all its work ended — runs its hooks now,
-/// as at the end of a turn: last registered first, each as a hook of its parent (which then waits
-/// for it). A scope per connection or per tenant with a hook is so freed when it is done, rather
-/// than kept until the program's shutdown.
-impl Drop for ScopeInner {
-    fn drop(&mut self) {
-        let Some(parent) = self.parent.take() else {
-            return;
-        };
-        let hooks = self.hooks.take_all();
-        if hooks.is_empty() {
-            return;
-        }
-        if let Some(shared) = self.runtime() {
-            turn::run_freed_hooks(&shared, &parent, self, hooks);
-        }
-    }
-}
-
-/// Adds `new` to a list of weak references, first dropping the dead ones when the list has grown
-/// to twice what was alive at the last pruning: the memory of ended scopes is given back, at an
-/// amortised constant cost per addition.
-fn push_pruned(list: &mut Vec<Weak<ScopeInner>>, new: Weak<ScopeInner>) {
-    if list.len() >= 16 && list.len().is_power_of_two() {
-        list.retain(|weak| weak.strong_count() > 0);
-        list.shrink_to(list.len() * 2);
-    }
-    list.push(new);
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-thread_local! {
-    /// The label this thread last made for unnamed work in a scope: see `ScopeInner::label_at`.
-    static LAST_LABEL: RefCell<Option<SharedLabel>> = const { RefCell::new(None) };
-
-    /// The scope of the work being polled on this thread, if it is not the root: borrowed from
-    /// the `Arc` the work holds, for as long as an [`Entered`] guard lives (null otherwise).
-    /// A pointer rather than an `Arc`, so that entering a scope on every poll costs no atomic
-    /// reference-count operation.
-    static CURRENT: Cell<*const ScopeInner> = const { Cell::new(std::ptr::null()) };
-}
-
-/// The current scope of this thread, if work of a scope other than the root is running here.
-pub(crate) fn current() -> Option<Arc<ScopeInner>> {
-    let current = CURRENT.try_with(Cell::get).unwrap_or(std::ptr::null());
-    if current.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null pointer was set by `enter` from an `Arc` that its guard borrows, and
-    // the guard puts the previous pointer back when it drops: so the `Arc` this one came from is
-    // alive now, and taking one more count of it is sound.
-    unsafe {
-        Arc::increment_strong_count(current);
-        Some(Arc::from_raw(current))
-    }
-}
-
-/// Makes `scope` the current scope until the guard drops (unwinding included). The guard borrows
-/// the `Arc`, so the scope outlives its time as the current one.
-pub(crate) struct Entered<'a> {
-    previous: *const ScopeInner,
-    _scope: std::marker::PhantomData<&'a Arc<ScopeInner>>,
-}
-
-pub(crate) fn enter(scope: &Arc<ScopeInner>) -> Entered<'_> {
-    let previous = CURRENT
-        .try_with(|cell| cell.replace(Arc::as_ptr(scope)))
-        .unwrap_or(std::ptr::null());
-    Entered {
-        previous,
-        _scope: std::marker::PhantomData,
-    }
-}
-
-impl Drop for Entered<'_> {
-    fn drop(&mut self) {
-        let _ = CURRENT.try_with(|cell| cell.set(self.previous));
-    }
 }
 
 /// The scope that `graceful::scope` and the free functions act on from this thread: the current
@@ -458,14 +158,7 @@ impl Scope {
         } else {
             Arc::from(format!("{}{SEPARATOR}{name}", parent.path))
         };
-        let inner = Arc::new(ScopeInner::new(
-            name,
-            path,
-            Some(parent.clone()),
-            parent.runtime.clone(),
-            CancellationToken::new(),
-        ));
-        parent.add_child(&inner);
+        let inner = ScopeInner::child(parent, name, path);
         turn::joined_late(&inner);
         Scope { inner }
     }
@@ -541,7 +234,7 @@ impl Scope {
     /// assert_eq!(exit.code(), 0);
     /// ```
     pub fn isolated(self) -> Scope {
-        self.inner.isolated.store(true, Ordering::SeqCst);
+        self.inner.isolate();
         self
     }
 
@@ -562,7 +255,7 @@ impl Scope {
     /// });
     /// ```
     pub fn grace(self, grace: Duration) -> Scope {
-        *lock(&self.inner.grace) = Some(grace);
+        self.inner.set_grace(grace);
         self
     }
 
@@ -576,7 +269,7 @@ impl Scope {
     /// });
     /// ```
     pub fn name(&self) -> &str {
-        &self.inner.name
+        self.inner.name()
     }
 
     /// The scope's path: the names from the root down, joined by `/` (`""` for the root).
@@ -879,7 +572,7 @@ impl Scope {
     #[inline]
     pub(crate) fn with_runtime<R>(&self, f: impl FnOnce(&Arc<Shared>) -> R) -> R {
         context::with(|here| match here {
-            Some(shared) if Arc::as_ptr(shared) == self.inner.runtime.as_ptr() => f(shared),
+            Some(shared) if self.inner.belongs_to(shared) => f(shared),
             _ => f(&self.inner.runtime().unwrap_or_else(|| Shared::ended(None))),
         })
     }
@@ -891,50 +584,5 @@ impl fmt::Debug for Scope {
             .field("path", &self.path())
             .field("shutting_down", &self.is_shutting_down())
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scope() -> Arc<ScopeInner> {
-        ScopeInner::root(Weak::new(), CancellationToken::new())
-    }
-
-    #[test]
-    fn entering_nests_and_puts_the_previous_scope_back() {
-        let (outer, inner) = (scope(), scope());
-        assert!(current().is_none());
-        {
-            let _outer = enter(&outer);
-            assert!(Arc::ptr_eq(&current().unwrap(), &outer));
-            {
-                let _inner = enter(&inner);
-                let seen = current().unwrap();
-                assert!(Arc::ptr_eq(&seen, &inner));
-                // `current` hands out a count of its own: the scope is shared, not borrowed.
-                assert_eq!(Arc::strong_count(&inner), 2);
-                drop(seen);
-            }
-            assert!(Arc::ptr_eq(&current().unwrap(), &outer));
-        }
-        assert!(current().is_none());
-        // Entering took no count.
-        assert_eq!(Arc::strong_count(&outer), 1);
-        assert_eq!(Arc::strong_count(&inner), 1);
-    }
-
-    #[test]
-    fn a_panic_while_entered_still_puts_the_previous_scope_back() {
-        let outer = scope();
-        let _outer = enter(&outer);
-        let inner = scope();
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _inner = enter(&inner);
-            panic!("work of the inner scope panicked");
-        }));
-        assert!(caught.is_err());
-        assert!(Arc::ptr_eq(&current().unwrap(), &outer));
     }
 }

@@ -297,7 +297,7 @@ pub(crate) fn add_dependency(a: &Arc<ScopeInner>, b: &Arc<ScopeInner>) {
             names.join(", which waits for ")
         );
     }
-    super::push_pruned(&mut super::lock(&b.dependents), Arc::downgrade(a));
+    b.add_dependent(a);
 }
 
 fn describe(scope: &ScopeInner) -> String {

@@ -3,6 +3,7 @@
 //! announce, cancel, drain, hooks, abort, join the blocking pool.
 
 use std::future::Future;
+use std::panic::Location;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -18,8 +19,6 @@ use crate::scope::{self, ScopeInner};
 pub(crate) mod hooks;
 pub(crate) mod sequence;
 pub(crate) mod trigger;
-
-pub use hooks::on_shutdown;
 
 /// The shutdown's state in one runtime: the trigger, and the root scope (the program), whose
 /// token, stop flag, phase and hooks are the sequence's.
@@ -252,4 +251,44 @@ impl Future for ShutdownRequested {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.project().inner.poll(cx)
     }
+}
+
+/// Registers a future that runs after the drain, last registered first, to close what services used.
+///
+/// Hooks run one at a time, once the work they could be closing things under has stopped.
+///
+/// Inside a [`Scope`](crate::Scope), the hook is the scope's: it runs once the scope's subtree
+/// has finished in its turn, or when the scope is freed before its turn (every handle dropped, all
+/// its work ended). A hook that panics is reported and the next one runs; a hook still running at the deadline is
+/// aborted and the ones after it do not run.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// let order = Arc::new(Mutex::new(Vec::new()));
+/// let log = order.clone();
+/// graceful::Builder::new().signals([]).run(async move {
+///     for name in ["A", "B", "C"] {
+///         let log = log.clone();
+///         graceful::on_shutdown(async move { log.lock().unwrap().push(name) });
+///     }
+/// });
+/// assert_eq!(*order.lock().unwrap(), ["C", "B", "A"]);
+/// ```
+///
+/// # Panics
+///
+/// Outside a graceful runtime.
+#[track_caller]
+pub fn on_shutdown<F>(hook: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let location = Location::caller();
+    context::with_expect("graceful::on_shutdown", |shared| {
+        let scope = crate::scope::current().unwrap_or_else(|| shared.shutdown.root.clone());
+        scope.add_hook(location, Box::pin(hook));
+    });
 }
