@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use std::sync::Arc;
 
 use crate::context::{self, Shared};
-use crate::scope::{self, ScopeInner};
+use crate::scope::tree::{self, ScopeInner};
 use crate::task::TaskKind;
 use crate::tracked;
 
@@ -220,7 +220,7 @@ where
     F::Output: Send + 'static,
 {
     let location = Location::caller();
-    context::with_expect("graceful::spawn", |shared| match scope::current() {
+    context::with_expect("graceful::spawn", |shared| match tree::current() {
         None => tracked::spawn(shared, TaskKind::Cancellable, location, future),
         Some(scope) => tracked::spawn_in(shared, &scope, TaskKind::Cancellable, location, future),
     })
@@ -265,7 +265,7 @@ where
     let location = Location::caller();
     let name = name.into();
     context::with_expect("graceful::spawn_service", |shared| {
-        service_in(shared, scope::current().as_ref(), name, location, future)
+        service_in(shared, tree::current().as_ref(), name, location, future)
     })
 }
 
@@ -350,7 +350,7 @@ where
 {
     let location = Location::caller();
     context::with_expect("graceful::shutdown_waits_for", |shared| {
-        protect(shared, scope::current(), location, future)
+        protect(shared, tree::current(), location, future)
     })
 }
 

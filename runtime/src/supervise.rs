@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::{self, Shared};
 use crate::registry::Label;
-use crate::scope::{self, Scope, ScopeInner};
+use crate::scope::tree::{self, ScopeInner};
+use crate::scope::turn;
 use crate::spawn::ServiceOutput;
 use crate::task::{TaskInfo, TaskKind};
 use crate::Reason;
@@ -374,43 +375,13 @@ where
 {
     let location = Location::caller();
     let (shared, scope) = context::with_expect("graceful::supervise", |shared| {
-        let scope = scope::current().unwrap_or_else(|| shared.shutdown.root.clone());
+        let scope = tree::current().unwrap_or_else(|| shared.shutdown.root.clone());
         (shared.clone(), scope)
     });
     start(&shared, &scope, name.into(), policy, location, factory)
 }
 
-impl Scope {
-    /// Runs a supervised service in this scope; see [`supervise`](crate::supervise).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// graceful::Builder::new().signals([]).run(async {
-    ///     let queue = graceful::scope("queue");
-    ///     let consumer = queue.supervise("consumer", graceful::Restart::on_failure(), || async {});
-    ///     consumer.stopped().await;
-    /// });
-    /// ```
-    #[track_caller]
-    pub fn supervise<F, Fut>(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        policy: Restart,
-        factory: F,
-    ) -> Supervisor
-    where
-        F: FnMut() -> Fut + Send + 'static,
-        Fut: Future + Send + 'static,
-        Fut::Output: ServiceOutput,
-    {
-        let location = Location::caller();
-        let name = name.into();
-        self.with_runtime(|shared| start(shared, &self.inner, name, policy, location, factory))
-    }
-}
-
-fn start<F, Fut>(
+pub(crate) fn start<F, Fut>(
     shared: &Arc<Shared>,
     scope: &Arc<ScopeInner>,
     name: Cow<'static, str>,
@@ -581,7 +552,7 @@ fn give_up(
     since: crate::report::LogMark,
 ) {
     if let Some(isolated) = scope.isolating() {
-        scope::turn::begin_since(&isolated, Some(since));
+        turn::begin_since(&isolated, Some(since));
         return;
     }
     shared.shutdown.trigger.set_failed();

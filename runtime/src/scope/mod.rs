@@ -578,6 +578,38 @@ impl Scope {
     }
 }
 
+impl Scope {
+    /// Runs a supervised service in this scope; see [`supervise`](crate::supervise).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// graceful::Builder::new().signals([]).run(async {
+    ///     let queue = graceful::scope("queue");
+    ///     let consumer = queue.supervise("consumer", graceful::Restart::on_failure(), || async {});
+    ///     consumer.stopped().await;
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn supervise<F, Fut>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        policy: crate::Restart,
+        factory: F,
+    ) -> crate::Supervisor
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ServiceOutput,
+    {
+        let location = Location::caller();
+        let name = name.into();
+        self.with_runtime(|shared| {
+            crate::supervise::start(shared, &self.inner, name, policy, location, factory)
+        })
+    }
+}
+
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 
 use crate::context::{self, Shared};
 use crate::reason::Reason;
-use crate::scope::{self, ScopeInner};
+use crate::scope::tree::{self, ScopeInner};
 
 pub(crate) mod hooks;
 pub(crate) mod sequence;
@@ -171,7 +171,7 @@ pub fn deadline() -> Option<tokio::time::Instant> {
 /// Outside a graceful runtime.
 pub fn token() -> CancellationToken {
     context::with_expect("graceful::token", |shared| {
-        scope::current().map_or_else(
+        tree::current().map_or_else(
             || shared.shutdown.root.token.child_token(),
             |s| s.token.child_token(),
         )
@@ -211,8 +211,8 @@ pub fn token() -> CancellationToken {
 /// Outside a graceful runtime.
 pub fn shutdown_requested() -> ShutdownRequested {
     context::with_expect("graceful::shutdown_requested", |shared| {
-        let token = scope::current()
-            .map_or_else(|| shared.shutdown.root.token.clone(), |s| s.token.clone());
+        let token =
+            tree::current().map_or_else(|| shared.shutdown.root.token.clone(), |s| s.token.clone());
         ShutdownRequested::from_token(token)
     })
 }
@@ -288,7 +288,7 @@ where
 {
     let location = Location::caller();
     context::with_expect("graceful::on_shutdown", |shared| {
-        let scope = crate::scope::current().unwrap_or_else(|| shared.shutdown.root.clone());
+        let scope = tree::current().unwrap_or_else(|| shared.shutdown.root.clone());
         scope.add_hook(location, Box::pin(hook));
     });
 }
