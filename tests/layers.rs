@@ -486,7 +486,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("context", "scope"),
     ("context", "shutdown"),
     ("context", "upgrade"),
-    ("context", "watchdog"),
     ("listen", "upgrade"),
     ("report", "context"),
     ("systemd", "context"),

@@ -19,7 +19,7 @@ use crate::shutdown::Shutdown;
 use crate::systemd::Systemd;
 use crate::task::{TaskInfo, TaskKind};
 use crate::upgrade::Upgrade;
-use crate::watchdog::Watchdog;
+use crate::watchdog::state::Watchdog;
 
 /// One runtime's state, a field per concern; each field's type owns its behaviour. The methods
 /// below are the few places where concerns meet: what a trigger tells everyone, and what a panic

@@ -16,15 +16,7 @@ use std::process::{ExitCode, Termination};
 use crate::context::Shared;
 use crate::report;
 use crate::signal::Signal;
-
-/// Why the process is ended before the sequence has finished.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Forced {
-    /// A captured signal repeated more than a second after the first.
-    Signal(Signal),
-    /// The watchdog: the runtime is wedged a second past the deadline.
-    Overrun,
-}
+use crate::watchdog::state::Forced;
 
 /// Ends the process now, with one line saying what was still running.
 pub(crate) fn force(shared: &Shared, why: Forced) -> ! {

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::SecondSignal;
 use crate::context::Shared;
-use crate::exit::Forced;
 use crate::reason::Reason;
 use crate::report;
 use crate::signal::Signal;
+use crate::watchdog::state::Forced;
 
 /// How a captured signal counts while a shutdown may already run.
 #[derive(Debug, PartialEq, Eq)]

@@ -7,63 +7,21 @@
 //! It never blocks on anything but its own lock: its lines go to the report's thread, and the
 //! exit writes its last line only if that cannot block.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::context::Shared;
 use crate::deadline::later;
-use crate::exit::{self, Forced};
+use crate::exit;
 use crate::report;
+
+pub(crate) mod state;
+
+use state::Forced;
 
 const FIRST_LINE: Duration = Duration::from_secs(1);
 const EVERY: Duration = Duration::from_secs(5);
 const PAST_DEADLINE: Duration = Duration::from_secs(1);
-
-#[derive(Default)]
-pub(crate) struct Watchdog {
-    state: Mutex<State>,
-    cond: Condvar,
-    /// Claimed by the forced exit: a second signal and the deadline may race to it.
-    forcing: AtomicBool,
-}
-
-#[derive(Default)]
-struct State {
-    /// Trigger time and deadline, once the shutdown started.
-    armed: Option<(Instant, Instant)>,
-    /// A forced exit asked for by the signal thread.
-    forced: Option<Forced>,
-    /// `run` has finished: nothing left to watch.
-    done: bool,
-}
-
-impl Watchdog {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn arm(&self, at: Instant, deadline: Instant) {
-        self.lock().armed = Some((at, deadline));
-        self.cond.notify_all();
-    }
-
-    /// Ends the process now, from the watchdog's thread (the caller returns at once).
-    pub(crate) fn force(&self, why: Forced) {
-        self.lock().forced.get_or_insert(why);
-        self.cond.notify_all();
-    }
-
-    /// Whether this caller is the one to carry out the forced exit.
-    pub(crate) fn claim_forced_exit(&self) -> bool {
-        !self.forcing.swap(true, Ordering::SeqCst)
-    }
-
-    pub(crate) fn disarm(&self) {
-        self.lock().done = true;
-        self.cond.notify_all();
-    }
-}
 
 /// Starts the watchdog thread. Once [`Watchdog::disarm`]ed, it ends at once: join it then, so
 /// that nothing of the runtime outlives `run`.
