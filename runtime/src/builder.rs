@@ -662,8 +662,7 @@ impl Builder {
         F::Output: Termination,
     {
         self.validate();
-        // The scope tree hands a freed scope's hooks to a turn, a layer it does not reach.
-        scope::tree::on_freed_hooks(scope::turn::run_freed_hooks);
+        scope::turn::hand_over();
         // Before any thread of ours exists: the given descriptors become close-on-exec at once.
         crate::listen::take_given();
         // A clone of a builder that has run already gets a handle of its own.

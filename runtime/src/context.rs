@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::reason::Reason;
 use crate::registry::Registry;
 use crate::report::{self, Reporter};
-use crate::scope::{self, ScopeInner};
+use crate::scope::tree::ScopeInner;
 use crate::shutdown::Shutdown;
 use crate::systemd::Systemd;
 use crate::task::{TaskInfo, TaskKind};
@@ -134,7 +134,7 @@ impl Shared {
         // A panicking hook is reported and the next one runs: it never stops the program.
         if self.config.stop_on_panic && info.kind != TaskKind::Hook {
             if let Some(scope) = isolating {
-                scope::turn::begin_since(&scope, Some(before));
+                scope.begin_turn(Some(before));
                 return;
             }
             let task = if info.name.is_empty() {
@@ -166,7 +166,7 @@ impl Shared {
         self.report.log.failed(&info, error);
         if self.config.stop_on_error {
             if let Some(scope) = isolating {
-                scope::turn::begin_since(&scope, Some(before));
+                scope.begin_turn(Some(before));
                 return;
             }
             self.shutdown.trigger.set_failed();

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Shared;
 use crate::phase::Phase;
 use crate::registry::{Label, SharedLabel};
-use crate::report::Report;
+use crate::report::{LogMark, Report};
 use crate::shutdown::hooks::{Hook, Hooks};
 use crate::stop_flag::StopFlag;
 use crate::task::{TaskKind, KINDS};
@@ -229,6 +229,14 @@ impl ScopeInner {
         self.hooks.push(location, hook);
     }
 
+    /// Starts this scope's partial shutdown, as `Scope::shutdown` does; its report counts what
+    /// was logged from `since` on.
+    pub(crate) fn begin_turn(self: &Arc<Self>, since: Option<LogMark>) {
+        if let Some(turns) = TURNS.get() {
+            (turns.begin)(self, since);
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -280,21 +288,26 @@ impl Drop for ScopeInner {
         if hooks.is_empty() {
             return;
         }
-        if let (Some(shared), Some(run)) = (self.runtime(), FREED_HOOKS.get()) {
-            run(&shared, &parent, self, hooks);
+        if let (Some(shared), Some(turns)) = (self.runtime(), TURNS.get()) {
+            (turns.run_freed_hooks)(&shared, &parent, self, hooks);
         }
     }
 }
 
-/// What runs the hooks of a scope freed before its turn: a scope's turn does (`turn.rs`), which
-/// this layer does not reach; it registers itself here before any scope exists.
-pub(crate) type FreedHooks = fn(&Arc<Shared>, &Arc<ScopeInner>, &ScopeInner, Vec<Hook>);
+/// What a scope's turn does (`turn.rs`) that the tree and the core, lower layers, ask for: `run`
+/// hands it over before any scope exists.
+pub(crate) struct Turns {
+    /// Runs the hooks of a scope freed before its turn, as hooks of its parent.
+    pub(crate) run_freed_hooks: fn(&Arc<Shared>, &Arc<ScopeInner>, &ScopeInner, Vec<Hook>),
+    /// Starts a scope's partial shutdown, its report counting from `since`.
+    pub(crate) begin: fn(&Arc<ScopeInner>, Option<LogMark>),
+}
 
-static FREED_HOOKS: OnceLock<FreedHooks> = OnceLock::new();
+static TURNS: OnceLock<Turns> = OnceLock::new();
 
-/// Registers what runs a freed scope's hooks; the first registration holds.
-pub(crate) fn on_freed_hooks(run: FreedHooks) {
-    let _ = FREED_HOOKS.set(run);
+/// Hands the tree what a turn does; the first hand-over holds (it is the same in every run).
+pub(crate) fn hand_turns(turns: Turns) {
+    let _ = TURNS.set(turns);
 }
 
 /// Adds `new` to a list of weak references, first dropping the dead ones when the list has grown

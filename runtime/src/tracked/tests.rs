@@ -183,6 +183,8 @@ fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
     let config = crate::Builder::new().stop_on_panic(true).into_config();
     let shared = Shared::new(config, crate::handle::Inner::new());
     let _enter = context::enter(shared.clone());
+    // As `run` does: the isolated scope's partial shutdown is a turn's.
+    crate::scope::turn::hand_over();
     // Its worker carries the runtime, as a graceful runtime's threads do.
     let worker = shared.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
