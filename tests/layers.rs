@@ -483,7 +483,6 @@ fn layers() -> Layers {
 const NOT_YET: &[(&str, &str)] = &[
     ("context", "handle"),
     ("context", "listen"),
-    ("context", "shutdown"),
     ("context", "upgrade"),
     ("listen", "upgrade"),
     ("report", "context"),

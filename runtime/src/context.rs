@@ -15,7 +15,7 @@ use crate::reason::Reason;
 use crate::registry::Registry;
 use crate::report::{self, Reporter};
 use crate::scope::tree::ScopeInner;
-use crate::shutdown::Shutdown;
+use crate::shutdown::state::Shutdown;
 use crate::systemd::Systemd;
 use crate::task::{TaskInfo, TaskKind};
 use crate::upgrade::Upgrade;
@@ -45,7 +45,9 @@ impl Shared {
         let upgrade = Upgrade::new(config.exits_process, config.upgrade_command.clone());
         Arc::new_cyclic(|runtime| Shared {
             registry: Registry::new(),
-            shutdown: Shutdown::new(public.root(), runtime.clone()),
+            // The root's token is the public handle's, so a `Handle` made before the run waits
+            // on the same one.
+            shutdown: Shutdown::new(ScopeInner::root(runtime.clone(), public.root())),
             config,
             tokio: OnceLock::new(),
             report: Reporter::default(),

@@ -10,38 +10,14 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use std::sync::{Arc, Weak};
-
-use crate::context::{self, Shared};
+use crate::context;
 use crate::reason::Reason;
-use crate::scope::tree::{self, ScopeInner};
+use crate::scope::tree;
 
 pub(crate) mod hooks;
 pub(crate) mod sequence;
+pub(crate) mod state;
 pub(crate) mod trigger;
-
-/// The shutdown's state in one runtime: the trigger, and the root scope (the program), whose
-/// token, stop flag, phase and hooks are the sequence's.
-pub(crate) struct Shutdown {
-    pub(crate) trigger: trigger::Trigger,
-    pub(crate) root: Arc<ScopeInner>,
-}
-
-impl Shutdown {
-    /// `token` is the public handle's, so a `Handle` made before the run waits on the same one.
-    pub(crate) fn new(token: CancellationToken, runtime: Weak<Shared>) -> Shutdown {
-        Shutdown {
-            trigger: trigger::Trigger::default(),
-            root: ScopeInner::root(runtime, token),
-        }
-    }
-
-    /// Step 1: the root's work is told to stop.
-    pub(crate) fn announce(&self) {
-        self.root.token.cancel();
-        self.root.stop.raise();
-    }
-}
 
 /// Requests a shutdown, as a signal would. Idempotent: only the first
 /// trigger starts the sequence.
