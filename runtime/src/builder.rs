@@ -671,7 +671,7 @@ impl Builder {
         } else {
             handle::Inner::new()
         };
-        let shared = Shared::new(self.config, public.clone());
+        let shared = Shared::new(self.config, public.clone(), public.root());
         let end_early = || public.end(None);
         // Our own threads first: without them no exit is bounded, so a program that cannot have
         // them does not start, and leaves no signal handler acting for it.

@@ -10,6 +10,8 @@ use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::sync::{Arc, OnceLock};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
 use crate::reason::Reason;
 use crate::registry::Registry;
@@ -34,20 +36,24 @@ pub(crate) struct Shared {
     pub(crate) watchdog: Watchdog,
     pub(crate) systemd: Systemd,
     pub(crate) upgrade: Upgrade,
-    /// What a [`Handle`](crate::Handle) reaches: this state while the run lasts, its answer after.
-    pub(crate) public: Arc<crate::handle::Inner>,
+    /// What a [`Handle`](crate::Handle) reaches (this state while the run lasts, its answer
+    /// after), held for `handle()` to hand out: the handle's own, opaque here.
+    pub(crate) public: Public,
 }
 
+/// The public side of a runtime, as its entry points gave it: a `Handle`'s state.
+pub(crate) type Public = Arc<dyn std::any::Any + Send + Sync>;
+
 impl Shared {
-    pub(crate) fn new(config: Config, public: Arc<crate::handle::Inner>) -> Arc<Shared> {
+    /// `root` is the token of the program's root scope: the public handle's, so a `Handle` made
+    /// before the run waits on the same one.
+    pub(crate) fn new(config: Config, public: Public, root: CancellationToken) -> Arc<Shared> {
         // `#[graceful::test]` runs are not the service the manager watches.
         let systemd = Systemd::from_env(config.exits_process);
         let upgrade = Upgrade::new(config.exits_process, config.upgrade_command.clone());
         Arc::new_cyclic(|runtime| Shared {
             registry: Registry::new(),
-            // The root's token is the public handle's, so a `Handle` made before the run waits
-            // on the same one.
-            shutdown: Shutdown::new(ScopeInner::root(runtime.clone(), public.root())),
+            shutdown: Shutdown::new(ScopeInner::root(runtime.clone(), root)),
             config,
             tokio: OnceLock::new(),
             report: Reporter::default(),
@@ -61,15 +67,14 @@ impl Shared {
     /// What a thread of a runtime that has ended sees: the shutdown started for `reason`, every
     /// token cancelled, and a tokio handle whose runtime is gone, so a spawn returns a handle
     /// whose task never runs. Nothing of the real runtime is kept.
-    pub(crate) fn ended(reason: Option<Reason>) -> Arc<Shared> {
-        let shared = Shared::new(
-            {
-                let mut config = Config::default();
-                config.for_test();
-                config
-            },
-            crate::handle::Inner::new(),
-        );
+    pub(crate) fn ended(
+        reason: Option<Reason>,
+        public: Public,
+        root: CancellationToken,
+    ) -> Arc<Shared> {
+        let mut config = Config::default();
+        config.for_test();
+        let shared = Shared::new(config, public, root);
         let gone = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current_thread runtime needs no thread and no I/O driver");
@@ -292,7 +297,7 @@ pub(crate) fn set_for_thread(shared: Option<Arc<Shared>>) {
 pub(crate) fn enter_for_test() -> (Arc<Shared>, Enter) {
     let mut config = Config::default();
     config.for_test();
-    let shared = Shared::new(config, crate::handle::Inner::new());
+    let shared = Shared::new(config, Arc::new(()), CancellationToken::new());
     let enter = enter(shared.clone());
     (shared, enter)
 }

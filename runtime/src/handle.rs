@@ -62,6 +62,14 @@ enum State {
     Ended(Option<(Reason, Instant)>),
 }
 
+/// What a thread of a runtime that has ended acts on: a core that answers as ended, with a
+/// handle of its own.
+pub(crate) fn ended_runtime(reason: Option<Reason>) -> Arc<Shared> {
+    let public = Inner::new();
+    let root = public.root();
+    Shared::ended(reason, public, root)
+}
+
 impl Inner {
     pub(crate) fn new() -> Arc<Inner> {
         Arc::new(Inner {
@@ -122,6 +130,16 @@ impl fmt::Debug for Inner {
 
 impl Handle {
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Handle {
+        Handle { inner }
+    }
+
+    /// The handle of the runtime whose core this is.
+    fn of(shared: &Arc<Shared>) -> Handle {
+        let inner = shared
+            .public
+            .clone()
+            .downcast::<Inner>()
+            .unwrap_or_else(|_| unreachable!("a runtime's public side is the state of its handle"));
         Handle { inner }
     }
 
@@ -262,7 +280,7 @@ impl Handle {
     /// });
     /// ```
     pub fn try_current() -> Option<Handle> {
-        context::with(|shared| shared.map(|s| Handle::from_inner(s.public.clone())))
+        context::with(|shared| shared.map(Handle::of))
     }
 
     /// Returns a future, awaitable on any runtime, that resolves when the program's shutdown starts.
@@ -351,7 +369,7 @@ impl Handle {
                 panic!("graceful::Handle::enter: the runtime has not started")
             }
             State::Ended(started) => EnterGuard {
-                _enter: context::enter(Shared::ended(started.as_ref().map(|(r, _)| r.clone()))),
+                _enter: context::enter(ended_runtime(started.as_ref().map(|(r, _)| r.clone()))),
                 _not_send: PhantomData,
             },
         }
@@ -418,7 +436,5 @@ impl fmt::Debug for EnterGuard {
 ///
 /// Outside a graceful runtime.
 pub fn handle() -> Handle {
-    context::with_expect("graceful::handle", |shared| {
-        Handle::from_inner(shared.public.clone())
-    })
+    context::with_expect("graceful::handle", Handle::of)
 }

@@ -573,7 +573,10 @@ impl Scope {
     pub(crate) fn with_runtime<R>(&self, f: impl FnOnce(&Arc<Shared>) -> R) -> R {
         context::with(|here| match here {
             Some(shared) if self.inner.belongs_to(shared) => f(shared),
-            _ => f(&self.inner.runtime().unwrap_or_else(|| Shared::ended(None))),
+            _ => f(&self
+                .inner
+                .runtime()
+                .unwrap_or_else(|| crate::handle::ended_runtime(None))),
         })
     }
 }

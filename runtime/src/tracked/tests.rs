@@ -181,7 +181,8 @@ fn a_slot_is_eight_bytes_and_a_scope_adds_its_pointer() {
 #[cfg_attr(miri, ignore = "a multi_thread runtime; nothing unsafe is exercised")]
 fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
     let config = crate::Builder::new().stop_on_panic(true).into_config();
-    let shared = Shared::new(config, crate::handle::Inner::new());
+    let public = crate::handle::Inner::new();
+    let shared = Shared::new(config, public.clone(), public.root());
     let _enter = context::enter(shared.clone());
     // As `run` does: the isolated scope's partial shutdown is a turn's.
     crate::scope::turn::hand_over();
