@@ -664,7 +664,7 @@ impl Builder {
         self.validate();
         scope::turn::hand_over();
         // Before any thread of ours exists: the given descriptors become close-on-exec at once.
-        crate::listen::take_given();
+        crate::inherited::take_given();
         // A clone of a builder that has run already gets a handle of its own.
         let public = if self.handle.is_unbound() {
             self.handle

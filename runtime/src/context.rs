@@ -111,13 +111,21 @@ impl Shared {
             self.upgrade.abandon();
         }
         if self.config.exits_process {
-            crate::listen::forget();
+            crate::inherited::forget();
         }
         self.registry.watch();
         self.watchdog.arm(started.at, started.deadline);
         self.systemd.stopping(self.config.grace);
         trigger.fire();
         true
+    }
+
+    /// `ready()`: start-up is over. Given sockets the program did not claim will never be used,
+    /// the old process of an upgrade hears that this one is ready, and so does systemd.
+    pub(crate) fn ready(&self) {
+        crate::inherited::close_unclaimed();
+        crate::inherited::tell_old_process();
+        self.systemd.ready();
     }
 
     /// `shutdown_with_code`: the code is set before the trigger, so the status sees it.

@@ -14,6 +14,7 @@ mod context;
 mod deadline;
 mod exit;
 mod handle;
+mod inherited;
 mod listen;
 mod phase;
 mod reason;
@@ -52,7 +53,6 @@ pub use signal::{ParseSignalError, Signal};
 pub use spawn::{shutdown_waits_for, spawn, spawn_service, ServiceOutput, ShutdownWaitsFor};
 pub use stop_flag::StopFlag;
 pub use supervise::{supervise, Restart, Supervisor, SupervisorStopped};
-pub use systemd::ready;
 pub use task::{TaskInfo, TaskKind};
 pub use upgrade::{is_upgrade, upgrade, UpgradeError};
 
@@ -79,4 +79,43 @@ pub fn tasks() -> Vec<TaskInfo> {
         return Scope { inner }.tasks();
     }
     context::with(|shared| shared.map(|s| s.registry.snapshot()).unwrap_or_default())
+}
+
+/// Tells the service manager that start-up is done (systemd's `READY=1`); does nothing outside systemd.
+///
+/// `READY=1` goes to `NOTIFY_SOCKET` when it is set (a `Type=notify` unit). Only the first call
+/// sends.
+///
+/// With `notify_ready = "auto"` the runtime sends it itself the first time `main` awaits, which
+/// fits programs whose start-up is everything before their first `.await` on work.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use std::os::unix::net::UnixDatagram;
+/// use std::time::Duration;
+///
+/// // What systemd does for a `Type=notify` unit: a socket, named in `NOTIFY_SOCKET`.
+/// let path = std::env::temp_dir().join(format!("graceful-notify-{}", std::process::id()));
+/// let manager = UnixDatagram::bind(&path).unwrap();
+/// manager.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+/// std::env::set_var("NOTIFY_SOCKET", &path);
+///
+/// graceful::Builder::new().signals([]).run(async {
+///     // Bind sockets, open pools... then:
+///     graceful::ready();
+/// });
+/// let mut message = [0; 64];
+/// let n = manager.recv(&mut message).unwrap();
+/// assert_eq!(&message[..n], b"READY=1");
+/// std::fs::remove_file(&path).unwrap();
+/// # }
+/// ```
+pub fn ready() {
+    context::with(|shared| {
+        if let Some(shared) = shared {
+            shared.ready();
+        }
+    })
 }

@@ -1,12 +1,10 @@
-//! systemd's notify protocol: `READY=1` from [`ready()`], `STOPPING=1` and `EXTEND_TIMEOUT_USEC`
+//! systemd's notify protocol: `READY=1` from [`ready()`](crate::ready), `STOPPING=1` and `EXTEND_TIMEOUT_USEC`
 //! when the shutdown starts, `WATCHDOG=1` every half `WATCHDOG_USEC`. A datagram to
 //! `NOTIFY_SOCKET`, as `sd_notify(3)` sends it; nothing at all when the variable is unset.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use crate::context;
 
 /// The connection to the service manager, read from the environment when `run` starts.
 pub(crate) struct Notifier {
@@ -73,36 +71,12 @@ impl Notifier {
 fn watchdog_period() -> Option<Duration> {
     if let Some(pid) = std::env::var_os("WATCHDOG_PID") {
         let pid = pid.to_str()?.parse::<u32>().ok()?;
-        if pid != std::process::id() && Some(pid) != crate::upgrade::parent() {
+        if pid != std::process::id() && Some(pid) != crate::inherited::parent() {
             return None;
         }
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec))
-}
-
-/// Tells the service manager that start-up is done (systemd's `READY=1`); does nothing outside systemd.
-///
-/// `READY=1` goes to `NOTIFY_SOCKET` when it is set (a `Type=notify` unit). Only the first call
-/// sends.
-///
-/// With `notify_ready = "auto"` the runtime sends it itself the first time `main` awaits, which
-/// fits programs whose start-up is everything before their first `.await` on work.
-///
-/// # Examples
-///
-/// ```
-/// graceful::Builder::new().signals([]).run(async {
-///     // Bind sockets, open pools...
-///     graceful::ready();
-/// });
-/// ```
-pub fn ready() {
-    context::with(|shared| {
-        if let Some(shared) = shared {
-            shared.systemd.ready();
-        }
-    })
 }
 
 /// One runtime's side of the protocol: the socket, when the process runs under a
@@ -125,11 +99,8 @@ impl Systemd {
         }
     }
 
-    /// `READY=1`, once; in the new process of an upgrade, the old one hears it too.
+    /// `READY=1`, once.
     pub(crate) fn ready(&self) {
-        // Start-up is over: given sockets the program did not claim will never be used.
-        crate::listen::close_unclaimed();
-        crate::upgrade::tell_old_process();
         if let Some(notifier) = &self.notifier {
             if !self.ready_sent.swap(true, Ordering::SeqCst) {
                 notifier.send("READY=1");

@@ -31,11 +31,13 @@ use std::sync::Arc;
 #[cfg(unix)]
 use std::sync::{
     atomic::{AtomicBool, Ordering},
-    Mutex, OnceLock, PoisonError,
+    Mutex, PoisonError,
 };
 
 use crate::config::Command;
 use crate::context::{self, Shared};
+#[cfg(unix)]
+use crate::inherited::{self, LISTENER, PARENT, READY, UPGRADE_PREFIX};
 
 /// Why [`upgrade()`] did not start a new process.
 ///
@@ -162,7 +164,7 @@ pub fn upgrade() -> Result<(), UpgradeError> {
 /// ```
 pub fn is_upgrade() -> bool {
     #[cfg(unix)]
-    return parent().is_some();
+    return inherited::parent().is_some();
     #[cfg(not(unix))]
     false
 }
@@ -237,78 +239,6 @@ impl Upgrade {
     }
 }
 
-/// The variables the new process reads, all with this prefix; removed from its own children's
-/// environment.
-#[cfg(unix)]
-const UPGRADE_PREFIX: &str = "GRACEFUL_UPGRADE_";
-#[cfg(unix)]
-const PARENT: &str = "GRACEFUL_UPGRADE_PARENT";
-#[cfg(unix)]
-const READY: &str = "GRACEFUL_UPGRADE_READY";
-/// One per listener: `GRACEFUL_UPGRADE_FD_<number>=<key>`.
-#[cfg(unix)]
-const LISTENER: &str = "GRACEFUL_UPGRADE_FD_";
-
-/// The old process's pid, if this process is the new one of an upgrade (see the module docs).
-/// The service manager may name it in `WATCHDOG_PID` for this process.
-#[cfg(unix)]
-pub(crate) fn parent() -> Option<u32> {
-    static PARENT_PID: OnceLock<Option<u32>> = OnceLock::new();
-    *PARENT_PID.get_or_init(|| {
-        let named: u32 = std::env::var(PARENT).ok()?.parse().ok()?;
-        // SAFETY: `getppid` has no preconditions.
-        let actual = unsafe { libc::getppid() };
-        (u32::try_from(actual).ok()? == named).then_some(named)
-    })
-}
-
-/// The listeners the old process handed over: descriptor numbers and requests. Read once, when
-/// the first `run` starts (see [`crate::listen`]).
-#[cfg(unix)]
-pub(crate) fn inherited_listeners() -> Vec<(std::os::fd::RawFd, crate::listen::Key)> {
-    if parent().is_none() {
-        return Vec::new();
-    }
-    // The ready descriptor too, taken now: close-on-exec before anything else starts.
-    ready_pipe();
-    std::env::vars_os()
-        .filter_map(|(name, value)| {
-            let fd = name.to_str()?.strip_prefix(LISTENER)?.parse().ok()?;
-            Some((fd, crate::listen::Key::decode(&value)?))
-        })
-        .collect()
-}
-
-/// The new process's end of the readiness pair, until `ready()` writes to it.
-#[cfg(unix)]
-fn ready_pipe() -> &'static Mutex<Option<std::os::unix::net::UnixStream>> {
-    static READY_PIPE: OnceLock<Mutex<Option<std::os::unix::net::UnixStream>>> = OnceLock::new();
-    READY_PIPE.get_or_init(|| {
-        let stream = parent().and_then(|_| {
-            let fd: std::os::fd::RawFd = std::env::var(READY).ok()?.parse().ok()?;
-            // SAFETY: the old process (our parent, checked) handed this descriptor to this
-            // process to own; the `OnceLock` takes it once.
-            unsafe { crate::listen::adopt(fd) }.map(std::os::unix::net::UnixStream::from)
-        });
-        Mutex::new(stream)
-    })
-}
-
-/// `ready()`, in the new process of an upgrade: tells the old one, once.
-pub(crate) fn tell_old_process() {
-    #[cfg(unix)]
-    {
-        use std::io::Write;
-        let taken = ready_pipe()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(mut stream) = taken {
-            let _ = stream.write_all(b"R");
-        }
-    }
-}
-
 #[cfg(unix)]
 fn kill(pid: u32) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
@@ -351,7 +281,7 @@ fn spawn(shared: &Arc<Shared>, command: &Command) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
 
-    let listeners = crate::listen::handover()?;
+    let listeners = inherited::handover()?;
     let (waiting, ready) = std::os::unix::net::UnixStream::pair()?;
     let mut child = std::process::Command::new(&command.program);
     child.args(&command.args);

@@ -62,7 +62,7 @@ where
         let outcome = match polled {
             Ok(Poll::Pending) => {
                 if let Some(shared) = self.ready_on_first_await.take() {
-                    shared.systemd.ready();
+                    shared.ready();
                 }
                 return Poll::Pending;
             }
