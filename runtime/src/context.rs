@@ -20,7 +20,7 @@ use crate::scope::tree::ScopeInner;
 use crate::shutdown::state::Shutdown;
 use crate::systemd::Systemd;
 use crate::task::{TaskInfo, TaskKind};
-use crate::upgrade::Upgrade;
+use crate::upgrade::state::Upgrade;
 use crate::watchdog::state::Watchdog;
 
 /// One runtime's state, a field per concern; each field's type owns its behaviour. The methods
