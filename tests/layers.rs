@@ -477,11 +477,6 @@ fn layers() -> Layers {
     }
 }
 
-/// Upward imports that are there today and go as the runtime moves into its layers: each entry
-/// is (from module, to module). The test fails on any upward import not listed here, and on an
-/// entry that no longer occurs, so the list only shrinks.
-const NOT_YET: &[(&str, &str)] = &[("report", "context")];
-
 fn name(module: &str) -> &str {
     if module.is_empty() {
         "lib"
@@ -528,11 +523,6 @@ fn imports_only_go_down_the_layers() {
             .unwrap();
         }
     }
-    let not_yet: BTreeSet<(String, String)> = NOT_YET
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    let mut seen_not_yet = BTreeSet::new();
     for (module, tokens, file) in &paths_of {
         let Some(&(layer, place)) = layers.of.get(module) else {
             continue;
@@ -552,10 +542,6 @@ fn imports_only_go_down_the_layers() {
             }
             let pair = (name(module).to_string(), name(&target).to_string());
             if layers.exceptions.contains(&pair) {
-                continue;
-            }
-            if not_yet.contains(&pair) {
-                seen_not_yet.insert(pair);
                 continue;
             }
             if reported.insert((path.text.clone(), target.clone())) {
@@ -579,14 +565,6 @@ fn imports_only_go_down_the_layers() {
                 .unwrap();
             }
         }
-    }
-    for pair in not_yet.difference(&seen_not_yet) {
-        writeln!(
-            problems,
-            "`{}` no longer reaches up to `{}`: take the pair out of NOT_YET in tests/layers.rs",
-            pair.0, pair.1
-        )
-        .unwrap();
     }
     assert!(problems.is_empty(), "\n{problems}");
 }

@@ -26,7 +26,7 @@ pub(crate) fn force(shared: &Shared, why: Forced) -> ! {
             std::thread::park();
         }
     }
-    let items = report::running(shared);
+    let items = report::running(shared.registry.snapshot());
     let what = report::describe(&items);
     let message = match why {
         Forced::Signal(signal) => {

@@ -14,7 +14,6 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::SecondSignal;
-use crate::context::Shared;
 use crate::reason::Reason;
 use crate::shutdown::trigger::Started;
 use crate::signal::Signal;
@@ -266,11 +265,6 @@ pub(crate) fn upgrade_warning(message: String) {
     upgrade_line(message).write();
 }
 
-/// The same, from a thread that must not block (the signal thread).
-pub(crate) fn upgrade_warning_later(shared: &Shared, message: String) {
-    shared.report.deferred.send(upgrade_line(message));
-}
-
 fn upgrade_line(message: String) -> Line {
     Line::Warn {
         phase: "upgrade",
@@ -278,20 +272,8 @@ fn upgrade_line(message: String) -> Line {
     }
 }
 
-/// An upgrade's progress: the new process started, or ready and handed the service. Written by
-/// the report's thread: the upgrade starts on the signal thread, which must not block on a
-/// subscriber that writes to a full pipe.
-#[cfg(unix)]
-pub(crate) fn upgrade_progress(shared: &Shared, message: String) {
-    shared.report.deferred.send(Line::Info {
-        phase: "upgrade",
-        message,
-    });
-}
-
 /// What is still running, main first, services next, tasks last: the order a reader cares about.
-pub(crate) fn running(shared: &Shared) -> Vec<TaskInfo> {
-    let mut items = shared.registry.snapshot();
+pub(crate) fn running(mut items: Vec<TaskInfo>) -> Vec<TaskInfo> {
     items.sort_by_key(|t| {
         let rank = match t.kind {
             TaskKind::Service if t.is_main() => 0,
@@ -336,12 +318,18 @@ pub(crate) fn describe(items: &[TaskInfo]) -> String {
 /// one more forces: "press Ctrl-C again", "send SIGTERM again". When none has (`main` returned,
 /// an upgrade handed over), the first captured signal must come twice, a second apart; "press
 /// Ctrl-C" only where a person at a terminal can, not to a daemon's log.
-fn how_to_force(shared: &Shared) -> String {
-    if shared.config.second_signal == SecondSignal::Ignore {
+///
+/// `first` is the signal that started the shutdown, if one did; `captured` the first signal the
+/// program captures.
+pub(crate) fn how_to_force(
+    second_signal: SecondSignal,
+    first: Option<Signal>,
+    captured: Option<Signal>,
+) -> String {
+    if second_signal == SecondSignal::Ignore {
         return String::new();
     }
-    let first = shared.shutdown.trigger.signal();
-    let Some(signal) = first.or_else(|| shared.config.signals().first().copied()) else {
+    let Some(signal) = first.or(captured) else {
         return String::new();
     };
     let ctrl_c = signal == Signal::SIGINT || signal == Signal::CTRL_C;
@@ -358,25 +346,27 @@ fn how_to_force(shared: &Shared) -> String {
     }
 }
 
-/// The waiting line, for the watchdog one second into a slow shutdown and every five after.
-pub(crate) fn waiting(shared: &Shared, deadline: Instant) {
+/// The waiting line, for the watchdog one second into a slow shutdown and every five after:
+/// what is `running` (asked only when the line is written), the time left, and `how_to_force`.
+pub(crate) fn waiting(
+    reporter: &Reporter,
+    deadline: Instant,
+    running: impl FnOnce() -> Vec<TaskInfo>,
+    how_to_force: &str,
+) {
     let left = deadline.saturating_duration_since(Instant::now());
     if left < Duration::from_millis(500) {
         // The abort at the deadline is about to name everything itself.
         return;
     }
-    let items = running(shared);
+    let items = running();
     let what = if items.is_empty() {
         "the runtime to shut down (untracked blocking work)".to_string()
     } else {
         describe(&items)
     };
-    let message = format!(
-        "waiting for {what} — {}{}",
-        Left(left),
-        how_to_force(shared)
-    );
-    shared.report.deferred.send(Line::Warn {
+    let message = format!("waiting for {what} — {}{how_to_force}", Left(left));
+    reporter.deferred.send(Line::Warn {
         phase: "waiting",
         message,
     });
@@ -399,8 +389,8 @@ impl fmt::Display for Left {
 }
 
 /// The `dump_signal` table: every live tracked task, one per line (written by the report's thread).
-pub(crate) fn dump(shared: &Shared) {
-    let items = running(shared);
+pub(crate) fn dump(reporter: &Reporter, items: Vec<TaskInfo>) {
+    let items = running(items);
     let mut out = format!("graceful: {} live tracked tasks\n", items.len());
     let _ = writeln!(
         out,
@@ -427,7 +417,7 @@ pub(crate) fn dump(shared: &Shared) {
             Age(item.age).to_string()
         );
     }
-    shared.report.deferred.send(Line::Raw(out));
+    reporter.deferred.send(Line::Raw(out));
 }
 
 /// What a shutdown ended with: why it started, how long it took, and what did not end well.
@@ -623,6 +613,25 @@ impl Log {
 pub(crate) struct Reporter {
     pub(crate) log: Log,
     pub(crate) deferred: Deferred,
+}
+
+impl Reporter {
+    /// An upgrade that failed or was refused, from a thread that must not block (the signal
+    /// thread): written by the report's thread.
+    pub(crate) fn upgrade_warning_later(&self, message: String) {
+        self.deferred.send(upgrade_line(message));
+    }
+
+    /// An upgrade's progress: the new process started, or ready and handed the service. Written
+    /// by the report's thread: the upgrade starts on the signal thread, which must not block on a
+    /// subscriber that writes to a full pipe.
+    #[cfg(unix)]
+    pub(crate) fn upgrade_progress(&self, message: String) {
+        self.deferred.send(Line::Info {
+            phase: "upgrade",
+            message,
+        });
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -48,7 +48,7 @@ fn classify(first: &OnceLock<(Signal, Instant)>, signal: Signal, at: Instant) ->
 /// thread, a forced exit to the watchdog.
 fn on_signal(shared: &Arc<Shared>, signal: Signal, at: Instant) {
     if shared.config.dump() == Some(signal) {
-        report::dump(shared);
+        report::dump(&shared.report, shared.registry.snapshot());
         return;
     }
     if shared.config.upgrade() == Some(signal) {

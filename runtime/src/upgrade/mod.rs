@@ -174,7 +174,9 @@ pub fn is_upgrade() -> bool {
 /// since this one must not block.
 pub(crate) fn on_signal(shared: &Arc<Shared>) {
     if let Err(refused) = start(shared) {
-        crate::report::upgrade_warning_later(shared, format!("upgrade refused: {refused}"));
+        shared
+            .report
+            .upgrade_warning_later(format!("upgrade refused: {refused}"));
     }
 }
 
@@ -283,13 +285,10 @@ fn spawn(shared: &Arc<Shared>, command: &Command) -> std::io::Result<()> {
         // A shutdown that started during the spawn found nothing to kill.
         shared.upgrade.abandon();
     }
-    crate::report::upgrade_progress(
-        shared,
-        format!(
-            "upgrade: started {} (pid {pid}); waiting for it to be ready",
-            command.program.display()
-        ),
-    );
+    shared.report.upgrade_progress(format!(
+        "upgrade: started {} (pid {pid}); waiting for it to be ready",
+        command.program.display()
+    ));
     let watching = shared.clone();
     let watcher = std::thread::Builder::new()
         .name("graceful-upgrade".into())
@@ -387,12 +386,9 @@ fn watch(
                 shared.systemd.hand_over(pid);
                 shared.start_shutdown(crate::reason::Reason::Upgraded);
                 drop(unready);
-                crate::report::upgrade_progress(
-                    shared,
-                    format!(
-                        "upgrade: pid {pid} is ready and serves; this process drains and exits"
-                    ),
-                );
+                shared.report.upgrade_progress(format!(
+                    "upgrade: pid {pid} is ready and serves; this process drains and exits"
+                ));
                 return;
             }
             drop(unready);

@@ -57,7 +57,17 @@ fn watch(shared: &Shared) {
                 // Outside the lock: the line lists the live tasks, which takes a while with a
                 // million of them, and the signal thread must not wait for it to ask for an exit.
                 drop(state);
-                report::waiting(shared, deadline);
+                let force = report::how_to_force(
+                    shared.config.second_signal,
+                    shared.shutdown.trigger.signal(),
+                    shared.config.signals().first().copied(),
+                );
+                report::waiting(
+                    &shared.report,
+                    deadline,
+                    || report::running(shared.registry.snapshot()),
+                    &force,
+                );
                 next_line = Some(later(line, EVERY));
                 state = dog.lock();
                 continue;
