@@ -20,6 +20,7 @@ mod phase;
 mod reason;
 mod registry;
 mod report;
+mod run;
 mod scope;
 mod shutdown;
 mod signal;
