@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::context::{self, Shared};
 use crate::registry::Label;
-use crate::scope::ScopeInner;
+use crate::scope::tree::ScopeInner;
 use crate::stop_flag::StopFlag;
 use crate::task::TaskKind;
 use crate::tracked::Slot;
@@ -46,7 +46,7 @@ where
 {
     let location = Location::caller();
     let shared = context::expect("graceful::spawn_blocking");
-    let scope = crate::scope::current();
+    let scope = crate::scope::tree::current();
     spawn_blocking_in(&shared, scope.as_ref(), name.into(), location, job)
 }
 

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::context::{self, Shared};
 use crate::registry::{At, Label, RegistryId};
-use crate::scope::{Entered, ScopeInner};
+use crate::scope::tree::{Entered, ScopeInner};
 use crate::task::TaskKind;
 
 /// Owned by the tracked work; its entry goes when it is dropped (completion, cancellation, panic).
@@ -125,7 +125,7 @@ impl<P: Place> Slot<P> {
     /// Makes the work's scope the current one until the guard drops: `None` for the root's.
     #[inline]
     pub(crate) fn enter(&self) -> Option<Entered<'_>> {
-        self.place.scope().map(crate::scope::enter)
+        self.place.scope().map(crate::scope::tree::enter)
     }
 
     /// Runs `f` with the runtime this slot's work belongs to: the one of the thread it runs on.

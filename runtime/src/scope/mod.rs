@@ -25,12 +25,12 @@ use crate::context::{self, Shared};
 use crate::shutdown::ShutdownRequested;
 use crate::spawn::ServiceOutput;
 use crate::stop_flag::StopFlag;
-use crate::task::{TaskInfo, TaskKind, KINDS};
+use crate::task::{TaskInfo, TaskKind};
 
 pub(crate) mod tree;
 pub(crate) mod turn;
 
-pub(crate) use tree::{current, enter, Entered, ScopeInner, SEPARATOR};
+pub(crate) use tree::{current, ScopeInner, SEPARATOR};
 
 pub use turn::{ScopeFinished, ScopeShutdown};
 

@@ -17,12 +17,12 @@ use std::time::Instant;
 
 use tokio::time::sleep_until;
 
-use super::{ScopeInner, KINDS};
+use super::tree::ScopeInner;
 use crate::context::Shared;
 use crate::deadline::{later, until_zero};
 use crate::report::{self, Report};
 use crate::shutdown::hooks::Hook;
-use crate::task::{TaskInfo, TaskKind};
+use crate::task::{TaskInfo, TaskKind, KINDS};
 
 /// Everything async: what a turn's deadline aborts.
 pub(crate) const ASYNC_KINDS: [TaskKind; 4] = [
@@ -467,7 +467,7 @@ pub(crate) fn abort(scope: &Arc<ScopeInner>) {
 /// Panics if the work polling this thread is inside `scope`'s subtree (or is its hook): awaiting
 /// the scope's `what` there would wait for itself until the deadline.
 fn refuse_self_wait(scope: &ScopeInner, what: &str) {
-    let inside = match super::current() {
+    let inside = match super::tree::current() {
         Some(current) => {
             let mut at = Some(&*current);
             let mut found = false;
