@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::reason::Reason;
 use crate::registry::Registry;
 use crate::report::{self, Reporter};
-use crate::scope::tree::ScopeInner;
+use crate::scope::tree::{ScopeInner, Turns};
 use crate::shutdown::state::Shutdown;
 use crate::systemd::Systemd;
 use crate::task::{TaskInfo, TaskKind};
@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     /// What a [`Handle`](crate::Handle) reaches (this state while the run lasts, its answer
     /// after), held for `handle()` to hand out: the handle's own, opaque here.
     pub(crate) public: Public,
+    /// What a scope's turn does, for the tree and the core to ask for.
+    pub(crate) turns: Turns,
 }
 
 /// The public side of a runtime, as its entry points gave it: a `Handle`'s state.
@@ -47,7 +49,14 @@ pub(crate) type Public = Arc<dyn std::any::Any + Send + Sync>;
 impl Shared {
     /// `root` is the token of the program's root scope: the public handle's, so a `Handle` made
     /// before the run waits on the same one.
-    pub(crate) fn new(config: Config, public: Public, root: CancellationToken) -> Arc<Shared> {
+    ///
+    /// `turns` is what a scope's turn does, handed down from that layer.
+    pub(crate) fn new(
+        config: Config,
+        public: Public,
+        root: CancellationToken,
+        turns: Turns,
+    ) -> Arc<Shared> {
         // `#[graceful::test]` runs are not the service the manager watches.
         let systemd = Systemd::from_env(config.exits_process);
         let upgrade = Upgrade::new(config.exits_process, config.upgrade_command.clone());
@@ -61,6 +70,7 @@ impl Shared {
             systemd,
             upgrade,
             public,
+            turns,
         })
     }
 
@@ -71,10 +81,11 @@ impl Shared {
         reason: Option<Reason>,
         public: Public,
         root: CancellationToken,
+        turns: Turns,
     ) -> Arc<Shared> {
         let mut config = Config::default();
         config.for_test();
-        let shared = Shared::new(config, public, root);
+        let shared = Shared::new(config, public, root, turns);
         let gone = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current_thread runtime needs no thread and no I/O driver");
@@ -298,14 +309,4 @@ impl Drop for Enter {
 /// For `on_thread_start`: the runtime's own threads carry it for their whole life.
 pub(crate) fn set_for_thread(shared: Option<Arc<Shared>>) {
     let _ = CURRENT.try_with(|current| current.replace(shared));
-}
-
-/// For unit tests: a runtime's shared state, made the one of this thread, with no tokio runtime.
-#[cfg(test)]
-pub(crate) fn enter_for_test() -> (Arc<Shared>, Enter) {
-    let mut config = Config::default();
-    config.for_test();
-    let shared = Shared::new(config, Arc::new(()), CancellationToken::new());
-    let enter = enter(shared.clone());
-    (shared, enter)
 }

@@ -67,7 +67,7 @@ enum State {
 pub(crate) fn ended_runtime(reason: Option<Reason>) -> Arc<Shared> {
     let public = Inner::new();
     let root = public.root();
-    Shared::ended(reason, public, root)
+    Shared::ended(reason, public, root, crate::scope::turn::turns())
 }
 
 impl Inner {

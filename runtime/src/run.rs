@@ -32,10 +32,9 @@ where
     F: Future,
     F::Output: Termination,
 {
-    scope::turn::hand_over();
     // Before any thread of ours exists: the given descriptors become close-on-exec at once.
     crate::inherited::take_given();
-    let shared = Shared::new(config, public.clone(), public.root());
+    let shared = Shared::new(config, public.clone(), public.root(), scope::turn::turns());
     let end_early = || public.end(None);
     // Our own threads first: without them no exit is bounded, so a program that cannot have
     // them does not start, and leaves no signal handler acting for it.

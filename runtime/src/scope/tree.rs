@@ -232,8 +232,8 @@ impl ScopeInner {
     /// Starts this scope's partial shutdown, as `Scope::shutdown` does; its report counts what
     /// was logged from `since` on.
     pub(crate) fn begin_turn(self: &Arc<Self>, since: Option<LogMark>) {
-        if let Some(turns) = TURNS.get() {
-            (turns.begin)(self, since);
+        if let Some(shared) = self.runtime() {
+            (shared.turns.begin)(self, since);
         }
     }
 
@@ -288,26 +288,21 @@ impl Drop for ScopeInner {
         if hooks.is_empty() {
             return;
         }
-        if let (Some(shared), Some(turns)) = (self.runtime(), TURNS.get()) {
-            (turns.run_freed_hooks)(&shared, &parent, self, hooks);
+        if let Some(shared) = self.runtime() {
+            (shared.turns.run_freed_hooks)(&shared, &parent, self, hooks);
         }
     }
 }
 
-/// What a scope's turn does (`turn.rs`) that the tree and the core, lower layers, ask for: `run`
-/// hands it over before any scope exists.
+/// What a scope's turn does (`turn.rs`) that the tree and the core, lower layers, ask for: each
+/// runtime's core is handed it when it is made (`turn::turns()`), and a scope reaches it through
+/// its runtime.
+#[derive(Clone, Copy)]
 pub(crate) struct Turns {
     /// Runs the hooks of a scope freed before its turn, as hooks of its parent.
     pub(crate) run_freed_hooks: fn(&Arc<Shared>, &Arc<ScopeInner>, &ScopeInner, Vec<Hook>),
     /// Starts a scope's partial shutdown, its report counting from `since`.
     pub(crate) begin: fn(&Arc<ScopeInner>, Option<LogMark>),
-}
-
-static TURNS: OnceLock<Turns> = OnceLock::new();
-
-/// Hands the tree what a turn does; the first hand-over holds (it is the same in every run).
-pub(crate) fn hand_turns(turns: Turns) {
-    let _ = TURNS.set(turns);
 }
 
 /// Adds `new` to a list of weak references, first dropping the dead ones when the list has grown

@@ -346,13 +346,13 @@ pub(crate) fn begin(scope: &Arc<ScopeInner>) {
     begin_since(scope, None);
 }
 
-/// Hands the scope tree what a turn does, for the layers below this one that ask for it (a scope
-/// freed with hooks, an isolated scope whose work failed): before any scope exists.
-pub(crate) fn hand_over() {
-    super::tree::hand_turns(super::tree::Turns {
+/// What a turn does, for the layers below this one that ask for it (a scope freed with hooks, an
+/// isolated scope whose work failed): handed to each runtime's core when it is made.
+pub(crate) fn turns() -> super::tree::Turns {
+    super::tree::Turns {
         run_freed_hooks,
         begin: begin_since,
-    });
+    }
 }
 
 /// The same, for a failure in the scope that starts it: its report covers the log from `since`,

@@ -3,6 +3,20 @@ use std::task::Waker;
 
 use super::*;
 
+/// A runtime's shared state, made the one of this thread, with no tokio runtime.
+fn enter_for_test() -> (Arc<Shared>, context::Enter) {
+    let mut config = crate::config::Config::default();
+    config.for_test();
+    let shared = Shared::new(
+        config,
+        Arc::new(()),
+        tokio_util::sync::CancellationToken::new(),
+        crate::scope::turn::turns(),
+    );
+    let enter = context::enter(shared.clone());
+    (shared, enter)
+}
+
 fn poll<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut Context::from_waker(Waker::noop()))
 }
@@ -21,7 +35,7 @@ fn test_runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn entry_lives_until_the_future_is_dropped() {
-    let (shared, _enter) = context::enter_for_test();
+    let (shared, _enter) = enter_for_test();
     let registry = &shared.registry;
     let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
     let mut task = Box::pin(tracked(&shared, TaskKind::Cancellable, rx));
@@ -37,7 +51,7 @@ fn entry_lives_until_the_future_is_dropped() {
 
 #[test]
 fn task_spawned_after_the_cancel_step_never_runs_its_body() {
-    let (shared, _enter) = context::enter_for_test();
+    let (shared, _enter) = enter_for_test();
     shared.shutdown.root.phase.begin_cancel();
     let mut task = pin!(tracked(&shared, TaskKind::Cancellable, async {
         panic!("a task spawned after the cancel step was polled")
@@ -50,7 +64,7 @@ fn task_spawned_after_the_cancel_step_never_runs_its_body() {
 
 #[test]
 fn after_the_abort_step_no_async_work_runs_but_blocking_jobs_do() {
-    let (shared, _enter) = context::enter_for_test();
+    let (shared, _enter) = enter_for_test();
     let phase = &shared.shutdown.root.phase;
     phase.begin_abort();
     for kind in [
@@ -69,7 +83,7 @@ fn after_the_abort_step_no_async_work_runs_but_blocking_jobs_do() {
 
 #[test]
 fn a_panic_is_logged_once_and_passed_on() {
-    let (shared, _enter) = context::enter_for_test();
+    let (shared, _enter) = enter_for_test();
     let mut task = Box::pin(tracked(&shared, TaskKind::Cancellable, async {
         panic!("boom");
     }));
@@ -116,7 +130,7 @@ mod interleavings {
     fn every_order_removes_the_entry_and_cancels_when_cancel_comes_first() {
         let rt = test_runtime();
         for order in orders() {
-            let (shared, _enter) = context::enter_for_test();
+            let (shared, _enter) = enter_for_test();
             let registry = &shared.registry;
             let task = rt.spawn(std::future::pending::<()>());
             let at = registry.reserve();
@@ -182,10 +196,13 @@ fn a_slot_is_eight_bytes_and_a_scope_adds_its_pointer() {
 fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
     let config = crate::Builder::new().stop_on_panic(true).into_config();
     let public = crate::handle::Inner::new();
-    let shared = Shared::new(config, public.clone(), public.root());
+    let shared = Shared::new(
+        config,
+        public.clone(),
+        public.root(),
+        crate::scope::turn::turns(),
+    );
     let _enter = context::enter(shared.clone());
-    // As `run` does: the isolated scope's partial shutdown is a turn's.
-    crate::scope::turn::hand_over();
     // Its worker carries the runtime, as a graceful runtime's threads do.
     let worker = shared.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
