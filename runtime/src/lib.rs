@@ -82,10 +82,13 @@ pub fn tasks() -> Vec<TaskInfo> {
     context::with(|shared| shared.map(|s| s.registry.snapshot()).unwrap_or_default())
 }
 
-/// Tells the service manager that start-up is done (systemd's `READY=1`); does nothing outside systemd.
+/// Tells whoever waits for start-up that it is done: systemd, and the old process of an upgrade.
 ///
-/// `READY=1` goes to `NOTIFY_SOCKET` when it is set (a `Type=notify` unit). Only the first call
-/// sends.
+/// systemd hears `READY=1` on `NOTIFY_SOCKET` when it is set (a `Type=notify` unit); only the
+/// first call sends. In the new process of a restart without downtime, the old process hears it
+/// and hands over: without `ready()` (or `notify_ready = "auto"`) the new process is killed at
+/// `upgrade_timeout`. Sockets passed to the process that the program has not claimed by now are
+/// closed.
 ///
 /// With `notify_ready = "auto"` the runtime sends it itself the first time `main` awaits, which
 /// fits programs whose start-up is everything before their first `.await` on work.

@@ -19,6 +19,10 @@ use crate::shutdown::trigger::Started;
 use crate::signal::Signal;
 use crate::task::{TaskInfo, TaskKind};
 
+mod value;
+
+pub use value::{Failure, Report};
+
 fn to_stderr() -> bool {
     !tracing::dispatcher::has_been_set()
 }
@@ -30,10 +34,6 @@ pub(crate) fn stderr_line(message: fmt::Arguments<'_>) {
 }
 
 /// A line for the report's thread.
-pub use value::{Failure, Report};
-
-mod value;
-
 enum Line {
     /// A warning: a `tracing` event, or a plain stderr line without a subscriber.
     Warn {
