@@ -4,8 +4,8 @@
 //! it in that row, never what a higher layer defines.
 //!
 //! Every `crate::`, `super::` and `self::` path in the runtime's code is read — `use`
-//! declarations, paths inside code, paths inside macro invocations — with comments, doc comments
-//! and string literals left out, and judged by the module that defines the item it names: a
+//! declarations, paths inside code, paths inside macro invocations, and `use child::…` of a
+//! module's own child — with comments, doc comments and string literals left out, and judged by the module that defines the item it names: a
 //! re-export does not move an item to another layer. Unit tests (`#[cfg(test)]` modules and
 //! `tests.rs` files) are not layered code and are not read.
 
@@ -293,6 +293,33 @@ fn paths(tokens: &[String]) -> Vec<Named> {
     out
 }
 
+/// `use child::…` in a module that declares `mod child;`: a path into its own child module,
+/// written without `self::`.
+fn child_uses(module: &str, tokens: &[String], modules: &BTreeSet<String>) -> Vec<Named> {
+    let mut out = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let first = tokens.get(i + 1).map(String::as_str).unwrap_or("");
+        if token == "use"
+            && tokens.get(i + 2).is_some_and(|t| t == "::")
+            && !matches!(first, "crate" | "super" | "self")
+            && modules.contains(&child(module, first))
+        {
+            let prefix = Named {
+                start: "self".into(),
+                segments: Vec::new(),
+                text: "self".into(),
+                alias: None,
+            };
+            read_tree(tokens, i + 1, &prefix, &mut out);
+        }
+    }
+    for path in &mut out {
+        // Shown as written.
+        path.text = path.text.trim_start_matches("self::").to_string();
+    }
+    out
+}
+
 /// What the crate's modules define and import, to follow a path to the module defining its item.
 struct Crate {
     modules: BTreeSet<String>,
@@ -528,7 +555,10 @@ fn imports_only_go_down_the_layers() {
             continue;
         };
         let mut reported = BTreeSet::new();
-        for path in paths(tokens) {
+        for path in paths(tokens)
+            .into_iter()
+            .chain(child_uses(module, tokens, &krate.modules))
+        {
             let Some(target) = krate.defining(module, &path, 0) else {
                 continue;
             };
@@ -607,4 +637,21 @@ fn the_reader_finds_paths_as_the_compiler_would() {
     let krate = Crate::read(&files);
     let path = &paths(&files[3].1)[0];
     assert_eq!(krate.defining("z", path, 0).as_deref(), Some("y"));
+    // `use child::…` without `self::`, in the module that declares the child.
+    let files = vec![
+        (
+            "p".to_string(),
+            tokens("mod q; use q::{R, s::T}; use std::x::Y;"),
+        ),
+        ("p::q".to_string(), tokens("pub struct R;")),
+        ("p::q::s".to_string(), tokens("pub struct T;")),
+    ];
+    let krate = Crate::read(&files);
+    let found = child_uses("p", &files[0].1, &krate.modules);
+    let texts: Vec<&str> = found.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(texts, ["q::R", "q::s::T"]);
+    assert_eq!(
+        krate.defining("p", &found[1], 0).as_deref(),
+        Some("p::q::s")
+    );
 }

@@ -24,31 +24,9 @@ mod shards;
 
 use entry::{clock_us, Entry, Meta, State};
 use origin::Origin;
-pub(crate) use origin::SharedLabel;
+pub(crate) use origin::{Label, SharedLabel};
 use shards::Shards;
 pub(crate) use shards::{At, Position};
-
-/// What an entry says of its work beyond kind and location. Unlabelled work (most `spawn`s)
-/// costs no allocation; labelled work keeps its label in a box.
-#[derive(Default, Debug)]
-pub(crate) struct Label {
-    pub(crate) name: Option<Cow<'static, str>>,
-    /// A group the work belongs to, by its label: grouped work is counted apart from the rest
-    /// and can be aborted or listed by group. (The scopes use their paths.)
-    pub(crate) group: Option<Arc<str>>,
-    pub(crate) restarts: u32,
-    /// An incarnation of a supervised service: its supervisor handles its failures.
-    pub(crate) supervised: bool,
-}
-
-impl Label {
-    pub(crate) fn named(name: Cow<'static, str>) -> Label {
-        Label {
-            name: Some(name),
-            ..Label::default()
-        }
-    }
-}
 
 thread_local! {
     /// The label this thread made last for work named with a `&'static str`.
