@@ -27,6 +27,7 @@ use crate::tracked::Slot;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let sum = graceful::spawn_blocking("sum", |_stop| (1..=10u64).sum::<u64>())
 ///         .await

@@ -22,6 +22,7 @@ use graceful_options as options;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::time::Duration;
 ///
 /// let exit = graceful::Builder::new()
@@ -64,6 +65,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// // `signals([])`: only `graceful::shutdown()` or `main` returning end this one.
     /// let exit = graceful::Builder::new().signals([]).run(async {});
     /// assert_eq!(exit.code(), 0);
@@ -80,6 +82,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let here = std::thread::current().id();
     /// graceful::Builder::new()
     ///     .signals([])
@@ -103,6 +106,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).worker_threads(1).run(async {
     ///     let a = graceful::spawn(async { std::thread::current().id() }).await.unwrap();
     ///     let b = graceful::spawn(async { std::thread::current().id() }).await.unwrap();
@@ -125,6 +129,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).blocking_threads(1).run(async {
     ///     let first = graceful::spawn_blocking("a", |_| std::thread::current().id());
     ///     let second = graceful::spawn_blocking("b", |_| std::thread::current().id());
@@ -147,6 +152,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// graceful::Builder::new()
@@ -178,6 +184,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use graceful::Signal;
     ///
     /// // SIGHUP too (a config reload that restarts the program); CTRL_BREAK is ignored off Windows.
@@ -204,6 +211,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use std::sync::Arc;
     ///
@@ -230,6 +238,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let exit = graceful::Builder::new().signals([]).stop_on_panic(true).run(async {
     ///     graceful::spawn(async { panic!("a worker failed") });
     ///     graceful::shutdown_requested().await;
@@ -259,6 +268,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let exit = graceful::Builder::new().signals([]).stop_on_error(true).run(async {
     ///     graceful::spawn_service("loader", async { Err::<(), _>("no such table") });
     ///     graceful::shutdown_requested().await;
@@ -280,6 +290,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// // Only a signal-triggered shutdown uses the code; here `main` ends the program.
     /// let exit = graceful::Builder::new().signal_exit_code(0).run(async {
     ///     graceful::shutdown_with_code(4);
@@ -303,6 +314,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// graceful::Builder::new()
@@ -335,6 +347,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// // `kill -USR1 <pid>` prints the live tasks to stderr while this runs.
     /// let exit = graceful::Builder::new()
     ///     .dump_signal(graceful::Signal::SIGUSR1)
@@ -355,6 +368,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// // Ctrl-C twice cannot cut this shutdown short; only its 10 s deadline can.
@@ -378,6 +392,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// // Without NOTIFY_SOCKET (not under systemd) this sends nothing and changes nothing.
     /// let exit = graceful::Builder::new()
     ///     .signals([])
@@ -405,6 +420,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// // `kill -USR2 <pid>` (systemd: `ExecReload=kill -USR2 $MAINPID`) replaces the process.
     /// let exit = graceful::Builder::new()
     ///     .upgrade_signal(graceful::Signal::SIGUSR2)
@@ -429,6 +445,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// let exit = graceful::Builder::new()
@@ -452,6 +469,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// // A deploy that installs each release in a directory of its own, behind a symlink.
     /// let exit = graceful::Builder::new()
     ///     .upgrade_signal(graceful::Signal::SIGUSR2)
@@ -480,6 +498,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::{Duration, Instant};
     ///
     /// let started = Instant::now();
@@ -505,6 +524,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let builder = graceful::Builder::new().signals([]);
     /// let handle = builder.handle();
     /// assert!(!handle.is_shutting_down(), "not started yet");
@@ -573,6 +593,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let exit = graceful::Builder::new().signals([]).run(async {
     ///     Err::<(), _>("no config file")
     /// });
@@ -606,6 +627,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let (exit, report) = graceful::Builder::new().signals([]).run_with_report(async {
     ///     let worker = graceful::spawn(async { panic!("a worker failed") });
     ///     assert!(worker.await.unwrap_err().is_panic());

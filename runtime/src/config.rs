@@ -12,6 +12,7 @@ use crate::signal::{self, Signal};
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// let here = std::thread::current().id();
 /// graceful::Builder::new()
 ///     .signals([])
@@ -42,6 +43,7 @@ pub enum Flavor {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// // Signals during the shutdown are ignored: only its deadline ends it.
 /// let exit = graceful::Builder::new()
 ///     .second_signal(graceful::SecondSignal::Ignore)
@@ -65,6 +67,7 @@ pub enum SecondSignal {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// // A program with nothing to prepare before it serves: ready as soon as `main` first waits.
 /// let exit = graceful::Builder::new()
 ///     .signals([])

@@ -164,6 +164,7 @@ pub(crate) fn decide(ending: &Ending) -> Exit {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::process::ExitCode;
 ///
 /// let exit = graceful::Builder::new().signals([]).run(async {
@@ -195,6 +196,7 @@ impl Exit {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let exit = graceful::Builder::new().signals([]).run(async {});
     /// assert_eq!(exit.signal(), None, "main returned");
     /// ```
@@ -213,6 +215,7 @@ impl Exit {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let exit = graceful::Builder::new().signals([]).run(async { Err::<(), _>("no config") });
     /// assert_eq!(exit.code(), 1);
     /// ```

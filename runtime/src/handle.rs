@@ -29,6 +29,7 @@ use crate::task::TaskInfo;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::time::Duration;
 ///
 /// let builder = graceful::Builder::new().signals([]);
@@ -148,6 +149,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let builder = graceful::Builder::new().signals([]);
     /// // Before the run: remembered; the run starts and shuts down at once.
     /// builder.handle().shutdown();
@@ -163,6 +165,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let builder = graceful::Builder::new().signals([]);
     /// builder.handle().shutdown_with_code(4);
     /// let exit = builder.run(async { graceful::shutdown_requested().await });
@@ -199,6 +202,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let builder = graceful::Builder::new().signals([]);
     /// let handle = builder.handle();
     /// assert!(!handle.is_shutting_down());
@@ -218,6 +222,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let builder = graceful::Builder::new().signals([]);
     /// let handle = builder.handle();
     /// builder.run(async {});
@@ -239,6 +244,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// let builder = graceful::Builder::new().signals([]).grace(Duration::from_secs(5));
@@ -266,6 +272,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// // Library code that follows the program's shutdown when there is one.
     /// fn shutting_down() -> bool {
     ///     graceful::Handle::try_current().is_some_and(|handle| handle.is_shutting_down())
@@ -290,6 +297,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let builder = graceful::Builder::new().signals([]);
     /// let requested = builder.handle().shutdown_requested();
     /// builder.run(async {});
@@ -305,6 +313,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let builder = graceful::Builder::new().signals([]);
     /// let handle = builder.handle();
     /// builder.run(async move {
@@ -335,6 +344,7 @@ impl Handle {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let builder = graceful::Builder::new().signals([]);
     /// let handle = builder.handle();
     /// builder.run(async {});
@@ -347,6 +357,7 @@ impl Handle {
     /// ```
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let handle = graceful::handle();
     ///     std::thread::spawn(move || {
@@ -392,6 +403,7 @@ impl fmt::Debug for Handle {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let handle = graceful::handle();
 ///     std::thread::spawn(move || {
@@ -424,6 +436,7 @@ impl fmt::Debug for EnterGuard {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let handle = graceful::handle();
 ///     // A plain thread, outside the runtime, stops the program.

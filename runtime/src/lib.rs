@@ -68,6 +68,7 @@ pub use upgrade::{is_upgrade, upgrade, UpgradeError};
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     graceful::spawn_service("flusher", graceful::shutdown_requested());
 ///     let names: Vec<_> = graceful::tasks().into_iter().map(|t| t.name).collect();
@@ -96,6 +97,7 @@ pub fn tasks() -> Vec<TaskInfo> {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// # #[cfg(unix)] {
 /// use std::os::unix::net::UnixDatagram;
 /// use std::time::Duration;

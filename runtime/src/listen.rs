@@ -39,6 +39,7 @@ use crate::inherited::{claim, remember, Key, Wanted};
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let listener = graceful::listen_tcp("127.0.0.1:0").await.unwrap();
 ///     assert!(listener.local_addr().unwrap().port() != 0);
@@ -63,6 +64,7 @@ pub async fn listen_tcp(
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     // Not under systemd: bound fresh.
 ///     let admin = graceful::listen_tcp_named("admin", "127.0.0.1:0").await.unwrap();
@@ -138,6 +140,7 @@ fn tcp_from(fd: OwnedFd) -> io::Result<tokio::net::TcpListener> {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let path = std::env::temp_dir().join(format!("graceful-doc-{}.sock", std::process::id()));
 ///     let _ = std::fs::remove_file(&path);

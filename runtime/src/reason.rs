@@ -7,6 +7,7 @@ use std::borrow::Cow;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use graceful::Reason;
 ///
 /// graceful::Builder::new().signals([]).run(async {

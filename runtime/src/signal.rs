@@ -13,6 +13,7 @@ use std::str::FromStr;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use graceful::Signal;
 ///
 /// let reload: Signal = "SIGHUP".parse().unwrap();
@@ -103,6 +104,7 @@ impl FromStr for Signal {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// let err = "SIGKILL".parse::<graceful::Signal>().unwrap_err();
 /// assert!(err.to_string().contains("cannot be caught"));
 /// ```

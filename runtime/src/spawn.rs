@@ -32,6 +32,7 @@ use crate::tracked;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     // Reported on stderr: `graceful: service "loader" at src/main.rs:4:5 failed: "no such table"`.
 ///     let loader = graceful::spawn_service("loader", async { Err::<u32, _>("no such table") });
@@ -186,6 +187,7 @@ impl<T: ServiceOutput> tracked::Check<T> for ServiceCheck {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::sync::Arc;
 ///
@@ -237,6 +239,7 @@ where
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::sync::Arc;
 ///
@@ -311,6 +314,7 @@ where
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::sync::Arc;
 ///
@@ -387,6 +391,7 @@ where
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let saved: graceful::ShutdownWaitsFor<u32> = graceful::shutdown_waits_for(async { 7 });
 ///     assert_eq!(saved.await, 7);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::time::Duration;
 ///
 /// graceful::Builder::new().signals([]).run(async {
@@ -57,6 +58,7 @@ impl StopFlag {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let job = graceful::spawn_blocking("units", |stop| {
     ///         let mut units = 0u64;
@@ -80,6 +82,7 @@ impl StopFlag {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// graceful::Builder::new().signals([]).run(async {
@@ -123,6 +126,7 @@ impl StopFlag {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let job = graceful::spawn_blocking("waiter", |stop| {
     ///         stop.wait();

@@ -30,6 +30,7 @@ use crate::Reason;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::time::Duration;
 ///
 /// let exit = graceful::Builder::new().signals([]).run(async {
@@ -74,6 +75,7 @@ impl Restart {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let done = graceful::supervise("batch", graceful::Restart::on_failure(), || async {
     ///         Ok::<(), std::io::Error>(())
@@ -91,6 +93,7 @@ impl Restart {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// graceful::Builder::new().signals([]).run(async {
@@ -113,6 +116,7 @@ impl Restart {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let once = graceful::supervise("once", graceful::Restart::never(), || async {
     ///         Err::<(), _>("down")
@@ -132,6 +136,7 @@ impl Restart {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// let started = std::time::Instant::now();
@@ -158,6 +163,7 @@ impl Restart {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// graceful::Builder::new().signals([]).run(async {
@@ -199,6 +205,7 @@ impl Restart {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::sync::Arc;
 /// use std::time::Duration;
@@ -233,6 +240,7 @@ impl Supervisor {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let supervisor = graceful::supervise("once", graceful::Restart::on_failure(), || async {});
     ///     supervisor.stopped().await;
@@ -248,6 +256,7 @@ impl Supervisor {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let supervisor = graceful::supervise("consumer", graceful::Restart::never(), || async {});
     ///     assert_eq!(supervisor.name(), "consumer");
@@ -265,6 +274,7 @@ impl Supervisor {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let supervisor = graceful::supervise("job", graceful::Restart::on_failure(), || async {});
     ///     supervisor.stopped().await;
@@ -293,6 +303,7 @@ impl fmt::Debug for Supervisor {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let supervisor = graceful::supervise("job", graceful::Restart::never(), || async {});
 ///     let stopped: graceful::SupervisorStopped = supervisor.stopped();
@@ -333,6 +344,7 @@ impl fmt::Debug for SupervisorStopped {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::sync::Arc;
 /// use std::time::Duration;

@@ -12,6 +12,7 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use graceful::{Builder, TaskKind};
 ///
 /// let exit = Builder::new().signals([]).run(async {
@@ -91,6 +92,7 @@ impl TaskKind {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use graceful::{Builder, TaskKind};
 ///
 /// Builder::new().signals([]).run(async {

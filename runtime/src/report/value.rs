@@ -14,6 +14,7 @@ use crate::task::TaskInfo;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::time::Duration;
 ///
 /// let (exit, report) = graceful::Builder::new()
@@ -52,6 +53,7 @@ pub struct Report {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// let (_, report) = graceful::Builder::new().signals([]).run_with_report(async {
 ///     let loader = graceful::spawn_service("loader", async { Err::<(), _>("no such table") });
 ///     loader.await.unwrap().unwrap_err();
@@ -76,6 +78,7 @@ impl Report {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let (_, report) = graceful::Builder::new().signals([]).run_with_report(async {});
     /// assert!(report.is_clean());
     /// ```

@@ -62,6 +62,7 @@ pub use turn::{ScopeFinished, ScopeShutdown};
 /// them, where a `spawn` task would be cancelled first.
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::sync::{Arc, Mutex};
 ///
 /// let order = Arc::new(Mutex::new(Vec::new()));
@@ -100,6 +101,7 @@ fn here(shared: &Arc<Shared>) -> Arc<ScopeInner> {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let http = graceful::scope("http");
 ///     let conn = http.scope("conn-42");
@@ -129,6 +131,7 @@ pub fn scope(name: impl Into<Cow<'static, str>>) -> Scope {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     assert_eq!(graceful::current_scope().path(), "");
 ///     let jobs = graceful::scope("jobs");
@@ -168,6 +171,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let tenant = graceful::scope("tenants").scope("acme");
     ///     assert_eq!(tenant.path(), "tenants/acme");
@@ -191,6 +195,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::sync::{Arc, Mutex};
     ///
     /// let order = Arc::new(Mutex::new(Vec::new()));
@@ -224,6 +229,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// let exit = graceful::Builder::new().signals([]).stop_on_panic(true).run(async {
     ///     let plugin = graceful::scope("plugin").isolated();
     ///     plugin.spawn(async { panic!("a plugin bug") });
@@ -245,6 +251,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::time::Duration;
     ///
     /// graceful::Builder::new().signals([]).run(async {
@@ -264,6 +271,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     assert_eq!(graceful::scope("db").name(), "db");
     /// });
@@ -277,6 +285,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     assert_eq!(graceful::scope("a").scope("b").path(), "a/b");
     /// });
@@ -294,6 +303,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let tenant = graceful::scope("tenant");
     ///     let other = graceful::scope("other");
@@ -317,6 +327,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let jobs = graceful::scope("jobs");
     ///     let stop = jobs.shutdown_requested();
@@ -336,6 +347,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let jobs = graceful::scope("jobs");
     ///     let token = jobs.token();
@@ -351,6 +363,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let db = graceful::scope("db");
     ///     db.spawn_service("driver", graceful::shutdown_requested());
@@ -378,6 +391,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let batch = graceful::scope("batch");
     ///     for i in 0..3 {
@@ -404,6 +418,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let tenant = graceful::scope("tenant-7");
     ///     tenant.spawn_service("sync", async {
@@ -426,6 +441,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let tenant = graceful::scope("tenant");
     ///     let stuck = tenant.scope("jobs").spawn_service("stuck", std::future::pending::<()>());
@@ -442,6 +458,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let jobs = graceful::scope("jobs");
     ///     assert_eq!(jobs.spawn(async { 7 }).await.unwrap(), 7);
@@ -465,6 +482,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let db = graceful::scope("db");
     ///     let requested = db.shutdown_requested();
@@ -493,6 +511,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let db = graceful::scope("db");
     ///     assert_eq!(db.shutdown_waits_for(async { 3 }).await, 3);
@@ -518,6 +537,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let io = graceful::scope("io");
     ///     let sum = io.spawn_blocking("sum", |_stop| 2 + 2).await.unwrap();
@@ -544,6 +564,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use std::sync::Arc;
     ///
@@ -587,6 +608,7 @@ impl Scope {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let queue = graceful::scope("queue");
     ///     let consumer = queue.supervise("consumer", graceful::Restart::on_failure(), || async {});

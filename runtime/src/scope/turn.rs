@@ -507,6 +507,7 @@ fn refuse_self_wait(scope: &ScopeInner, what: &str) {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let jobs = graceful::scope("jobs");
 ///     let stopping: graceful::ScopeShutdown = jobs.shutdown();
@@ -558,6 +559,7 @@ impl std::fmt::Debug for ScopeShutdown {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let jobs = graceful::scope("jobs");
 ///     jobs.spawn(async {});

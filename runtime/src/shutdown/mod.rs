@@ -25,6 +25,7 @@ pub(crate) mod trigger;
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     graceful::shutdown();
 ///     graceful::shutdown();
@@ -46,6 +47,7 @@ pub fn shutdown() {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// let exit = graceful::Builder::new().signals([]).run(async {
 ///     graceful::shutdown_with_code(7);
 /// });
@@ -70,6 +72,7 @@ pub fn shutdown_with_code(code: u8) {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// assert!(!graceful::is_shutting_down());
 /// graceful::Builder::new().signals([]).run(async {
 ///     let jobs = graceful::scope("jobs");
@@ -90,6 +93,7 @@ pub fn is_shutting_down() -> bool {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use graceful::Reason;
 ///
 /// graceful::Builder::new().signals([]).run(async {
@@ -108,6 +112,7 @@ pub fn reason() -> Option<Reason> {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::time::Duration;
 ///
 /// graceful::Builder::new()
@@ -135,6 +140,7 @@ pub fn deadline() -> Option<tokio::time::Instant> {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let token = graceful::token();
 ///     graceful::shutdown();
@@ -164,6 +170,7 @@ pub fn token() -> CancellationToken {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     let stopped = graceful::spawn_service("loop", async {
 ///         loop {
@@ -207,6 +214,7 @@ pin_project! {
     /// # Examples
     ///
     /// ```
+    /// # use graceful_runtime as graceful;
     /// graceful::Builder::new().signals([]).run(async {
     ///     let requested: graceful::ShutdownRequested = graceful::shutdown_requested();
     ///     graceful::shutdown();
@@ -241,6 +249,7 @@ impl Future for ShutdownRequested {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// use std::sync::{Arc, Mutex};
 ///
 /// let order = Arc::new(Mutex::new(Vec::new()));

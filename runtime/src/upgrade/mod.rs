@@ -45,6 +45,7 @@ use crate::inherited::{self, LISTENER, PARENT, READY, UPGRADE_PREFIX};
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     graceful::shutdown();
 ///     let refused = graceful::upgrade().unwrap_err();
@@ -125,22 +126,23 @@ impl std::error::Error for UpgradeError {
 /// # Examples
 ///
 /// ```no_run
-/// #[graceful::main(upgrade_signal = "SIGUSR2")]
-/// async fn main() -> std::io::Result<()> {
-///     let listener = graceful::listen_tcp("127.0.0.1:8080").await?;
-///     if graceful::is_upgrade() {
-///         println!("took over from the old process");
-///     }
-///     graceful::ready();
-///     loop {
-///         tokio::select! {
-///             _ = graceful::shutdown_requested() => return Ok(()),
-///             accepted = listener.accept() => {
-///                 let (socket, _) = accepted?;
-///                 graceful::spawn(async move { drop(socket) });
-///             }
+/// # use graceful_runtime as graceful;
+/// fn main() -> graceful::Exit {
+///     graceful::Builder::new().run(async {
+///         let listener = graceful::listen_tcp("127.0.0.1:8080").await?;
+///         if graceful::is_upgrade() {
+///             println!("took over from the old process");
 ///         }
-///     }
+///         graceful::ready();
+///         // … serve from `listener`; then, when a new build has been deployed (an admin
+///         // endpoint, a file watcher: what `upgrade_signal` does on a signal):
+///         if let Err(refused) = graceful::upgrade() {
+///             eprintln!("serving on: {refused}");
+///         }
+///         graceful::shutdown_requested().await; // `Reason::Upgraded` once the new one is ready
+///         drop(listener);
+///         Ok::<(), std::io::Error>(())
+///     })
 /// }
 /// ```
 pub fn upgrade() -> Result<(), UpgradeError> {
@@ -158,6 +160,7 @@ pub fn upgrade() -> Result<(), UpgradeError> {
 /// # Examples
 ///
 /// ```
+/// # use graceful_runtime as graceful;
 /// graceful::Builder::new().signals([]).run(async {
 ///     // Started by a test harness, not by an upgrade.
 ///     assert!(!graceful::is_upgrade());
