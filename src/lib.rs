@@ -144,16 +144,16 @@
 //!
 //! # Coming from aiorun
 //!
-//! The crate is the Rust counterpart of Python's [aiorun](https://github.com/cjrh/aiorun), and keeps two of its names so its users
-//! find them: [`shutdown_waits_for`] (work the shutdown waits for, never cancels) and the
-//! attribute's `uvloop_like` (an alias of `flavor`: aiorun's `use_uvloop` picks the loop, this
-//! picks tokio's runtime flavor). The rest maps onto Rust's words: `run(main())` is
-//! `#[graceful::main]` or [`Builder::run`]; `stop_on_unhandled_errors` is `stop_on_panic`;
-//! `executor_workers` is `blocking_threads`; `timeout_task_shutdown` is `grace`, one budget for
-//! the whole shutdown; `shutdown_callback` is [`on_shutdown`]; `loop.stop()` is [`shutdown()`];
-//! `asyncio.all_tasks()` is [`tasks()`]; `run_in_executor` is [`spawn_blocking`]; aiorun's
-//! behaviour of ignoring signals during a shutdown is `second_signal = "ignore"`, and keeping the
-//! loop running after `main` returns is `run_forever`. A cancelled task is not sent a
+//! The crate is the Rust counterpart of Python's [aiorun](https://github.com/cjrh/aiorun), and
+//! keeps two of its names so its users find them: [`shutdown_waits_for`] (work the shutdown waits
+//! for, never cancels) and the attribute's `uvloop_like` (an alias of `flavor`: aiorun's
+//! `use_uvloop` picks the loop, this picks tokio's runtime flavor). The rest maps onto Rust's
+//! words: `run(main())` is `#[graceful::main]` or [`Builder::run`]; `stop_on_unhandled_errors` is
+//! `stop_on_panic`; `executor_workers` is `blocking_threads`; `timeout_task_shutdown` is `grace`,
+//! one budget for the whole shutdown; `shutdown_callback` is [`on_shutdown`]; `loop.stop()` is
+//! [`shutdown()`]; `asyncio.all_tasks()` is [`tasks()`]; `run_in_executor` is [`spawn_blocking`];
+//! aiorun's behaviour of ignoring signals during a shutdown is `second_signal = "ignore"`, and
+//! keeping the loop running after `main` returns is `run_forever`. A cancelled task is not sent a
 //! `CancelledError`: its future is dropped at its next `.await`, and its `Drop`s run.
 //!
 //! # Restart without downtime
@@ -187,17 +187,20 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-/// Runs `async fn main` under a graceful runtime: signals captured, tasks tracked, shutdown bounded.
+/// Runs `async fn main` under a graceful runtime: signals captured, tasks tracked, shutdown
+/// bounded.
 ///
-/// The crate docs describe [the shutdown](crate#the-model) and [the exit status](crate#exit-status).
+/// The crate docs describe [the shutdown](crate#the-model) and [the exit
+/// status](crate#exit-status).
 ///
 /// The function must be `async`, take no parameters and have no generics; its return type may be
 /// anything implementing [`Termination`](std::process::Termination) (`()`, `Result<(), E: Debug>`,
 /// `ExitCode`). The expanded function returns [`Exit`], which ends the process with the status
-/// (dying by the signal that started the shutdown). An attributed `async fn start()` called from
-/// a plain `fn main() -> ExitCode` fits with `.into()`, but the conversion loses the death by the
-/// signal: the status becomes 128 + its number (see [`Exit`]). Like `#[tokio::main]`, the body need not be `Send`: it runs on the main thread,
-/// as the service named `main` (drained at shutdown, never dropped at the cancel step).
+/// (dying by the signal that started the shutdown). An attributed `async fn start()` called from a
+/// plain `fn main() -> ExitCode` fits with `.into()`, but the conversion loses the death by the
+/// signal: the status becomes 128 + its number (see [`Exit`]). Like `#[tokio::main]`, the body need
+/// not be `Send`: it runs on the main thread, as the service named `main` (drained at shutdown,
+/// never dropped at the cancel step).
 ///
 /// # Options
 ///
@@ -254,7 +257,8 @@ struct ReadmeDoctests;
 #[doc(inline)]
 pub use graceful_macros::main;
 
-/// Runs an async test under a graceful runtime and fails it if any work panicked, failed or outlived the grace.
+/// Runs an async test under a graceful runtime and fails it if any work panicked, failed or
+/// outlived the grace.
 ///
 /// After the body, the shutdown sequence runs, and the test fails unless its [`Report`] is clean:
 /// nothing aborted at the deadline or abandoned, no panic (a `Drop` of cancelled work included), no

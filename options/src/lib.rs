@@ -1,5 +1,6 @@
-//! The option table of [`graceful-main`](https://docs.rs/graceful-main): the names, values, defaults and
-//! checks that `#[graceful::main]` applies at compile time and `graceful::Builder` at run time.
+//! The option table of [`graceful-main`](https://docs.rs/graceful-main): the names, values,
+//! defaults and checks that `#[graceful::main]` applies at compile time and `graceful::Builder` at
+//! run time.
 //!
 //! Both use the functions here, so both reject the same settings with the same words: the
 //! attribute as a compile error on the offending token, the builder as a panic saying

@@ -14,7 +14,8 @@ use crate::stop_flag::StopFlag;
 use crate::task::TaskKind;
 use crate::tracked::Slot;
 
-/// Runs a blocking job on the blocking pool; the shutdown raises its [`StopFlag`] and waits up to the deadline.
+/// Runs a blocking job on the blocking pool; the shutdown raises its [`StopFlag`] and waits up to
+/// the deadline.
 ///
 /// The job is tracked by name. A job still running at the deadline is **abandoned** (a thread
 /// cannot be killed) and named in the report.

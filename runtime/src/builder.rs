@@ -206,7 +206,8 @@ impl Builder {
         self
     }
 
-    /// Keeps the program running after `main` returns successfully, until a signal or [`shutdown()`](crate::shutdown).
+    /// Keeps the program running after `main` returns successfully, until a signal or
+    /// [`shutdown()`](crate::shutdown).
     ///
     /// # Examples
     ///
@@ -251,11 +252,12 @@ impl Builder {
         self
     }
 
-    /// Makes a failing service start a shutdown with exit status 1; without it the failure is only reported.
+    /// Makes a failing service start a shutdown with exit status 1; without it the failure is only
+    /// reported.
     ///
     /// A service fails when it returns `Err` or a failing `ExitCode`. This is what
-    /// [tokio-graceful-shutdown](https://docs.rs/tokio-graceful-shutdown) and .NET's hosted services
-    /// do.
+    /// [tokio-graceful-shutdown](https://docs.rs/tokio-graceful-shutdown) and .NET's hosted
+    /// services do.
     ///
     /// It is meant for long-lived services, whose failure means the program cannot go on: a
     /// queue consumer, a database driver, the accept loop. Not for per-request or per-connection
@@ -384,7 +386,8 @@ impl Builder {
         self
     }
 
-    /// Sets when systemd's `READY=1` is sent: at [`ready()`](crate::ready) (the default) or when `main` first awaits.
+    /// Sets when systemd's `READY=1` is sent: at [`ready()`](crate::ready) (the default) or when
+    /// `main` first awaits.
     ///
     /// [`NotifyReady::Manual`] waits for [`ready()`](crate::ready); [`NotifyReady::Auto`] sends it
     /// the first time `main` awaits. Nothing is sent without `NOTIFY_SOCKET`.
@@ -409,8 +412,8 @@ impl Builder {
     /// Sets the Unix signal (SIGHUP, SIGUSR1 or SIGUSR2) that starts a restart without downtime.
     ///
     /// On that signal the program does what [`upgrade()`](crate::upgrade) does. It must be neither
-    /// one of the [`signals`](Builder::signals) nor the [`dump_signal`](Builder::dump_signal); it is
-    /// ignored on Windows.
+    /// one of the [`signals`](Builder::signals) nor the [`dump_signal`](Builder::dump_signal); it
+    /// is ignored on Windows.
     ///
     /// # Panics
     ///
@@ -461,7 +464,8 @@ impl Builder {
         self
     }
 
-    /// Sets the program and arguments an upgrade starts, instead of this executable and its arguments.
+    /// Sets the program and arguments an upgrade starts, instead of this executable and its
+    /// arguments.
     ///
     /// By default an upgrade starts this program's executable, as resolved when `run` started, with
     /// the arguments it was started with. The environment is this process's either way.
@@ -579,7 +583,8 @@ impl Builder {
         }
     }
 
-    /// Runs `future` as `main` on a new runtime, then the shutdown, and returns the [`Exit`]; blocks the thread.
+    /// Runs `future` as `main` on a new runtime, then the shutdown, and returns the [`Exit`];
+    /// blocks the thread.
     ///
     /// `future` runs as the service `main`. The [`Exit`] is the status the crate docs'
     /// ["Exit status"](https://docs.rs/graceful-main/latest/graceful/#exit-status) describes.
@@ -620,9 +625,9 @@ impl Builder {
 
     /// Runs like [`run`](Self::run), and also returns the shutdown's [`Report`].
     ///
-    /// The report says what was aborted, abandoned, failed or panicked, and which hooks did not run:
-    /// for programs that embed the runtime and decide themselves what a shutdown that did not end
-    /// well means.
+    /// The report says what was aborted, abandoned, failed or panicked, and which hooks did not
+    /// run: for programs that embed the runtime and decide themselves what a shutdown that did not
+    /// end well means.
     ///
     /// # Examples
     ///

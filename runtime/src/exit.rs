@@ -207,7 +207,8 @@ impl Exit {
         }
     }
 
-    /// Returns the exit status as a shell shows it (on Unix, 128 + the number after a death by signal).
+    /// Returns the exit status as a shell shows it (on Unix, 128 + the number after a death by
+    /// signal).
     ///
     /// On Windows an owed console event is `STATUS_CONTROL_C_EXIT` as an `i32`, as
     /// `ExitStatus::code` shows it.

@@ -195,7 +195,8 @@ impl Handle {
         }
     }
 
-    /// Returns whether the program's shutdown has started (`false` before the run, `true` after it).
+    /// Returns whether the program's shutdown has started (`false` before the run, `true` after
+    /// it).
     ///
     /// True from the trigger on, as [`is_shutting_down()`](crate::is_shutting_down).
     ///
@@ -266,8 +267,8 @@ impl Handle {
     /// Returns the handle of this thread's graceful runtime, or `None` outside one.
     ///
     /// For library code that uses graceful when the program runs under it and plain tokio otherwise
-    /// ([`handle()`](crate::handle) panics outside a runtime, as tokio's `Handle::current` does). On
-    /// a thread of a runtime that has ended it is `Some`, and answers as ended.
+    /// ([`handle()`](crate::handle) panics outside a runtime, as tokio's `Handle::current` does).
+    /// On a thread of a runtime that has ended it is `Some`, and answers as ended.
     ///
     /// # Examples
     ///
@@ -290,7 +291,8 @@ impl Handle {
         context::with(|shared| shared.map(Handle::of))
     }
 
-    /// Returns a future, awaitable on any runtime, that resolves when the program's shutdown starts.
+    /// Returns a future, awaitable on any runtime, that resolves when the program's shutdown
+    /// starts.
     ///
     /// It resolves at the root's announce step, from any thread and at any time.
     ///
@@ -328,10 +330,11 @@ impl Handle {
             .unwrap_or_default()
     }
 
-    /// Makes the free functions act on this runtime on the current thread until the guard is dropped.
+    /// Makes the free functions act on this runtime on the current thread until the guard is
+    /// dropped.
     ///
-    /// [`spawn`](crate::spawn), [`shutdown`](crate::shutdown) and the rest then act on it, as tokio's
-    /// `Handle::enter` does for tokio's.
+    /// [`spawn`](crate::spawn), [`shutdown`](crate::shutdown) and the rest then act on it, as
+    /// tokio's `Handle::enter` does for tokio's.
     ///
     /// After the runtime has ended, the free functions answer as on a thread of a runtime that
     /// has shut down: `is_shutting_down()` is true, and a spawn returns a handle whose task never

@@ -1,5 +1,5 @@
-//! The runtime of [`graceful-main`](https://docs.rs/graceful-main): signal capture, the task registry, the
-//! shutdown sequence, the report and the exit.
+//! The runtime of [`graceful-main`](https://docs.rs/graceful-main): signal capture, the task
+//! registry, the shutdown sequence, the report and the exit.
 //!
 //! Depend on `graceful-main`, not on this crate: it re-exports everything here, and its
 //! `#[graceful::main]` expands to [`Builder`].

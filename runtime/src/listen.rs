@@ -26,7 +26,8 @@ use std::os::fd::{AsFd, OwnedFd};
 #[cfg(unix)]
 use crate::inherited::{claim, remember, Key, Wanted};
 
-/// Returns a TCP listener on `address`: the old process's or systemd's socket if one was passed, else a new one.
+/// Returns a TCP listener on `address`: the old process's or systemd's socket if one was passed,
+/// else a new one.
 ///
 /// In a restart without downtime it is the one the old process had for `address`; else the one the
 /// service manager passed for it (systemd socket activation, matched by the bound address); else
@@ -55,7 +56,8 @@ pub async fn listen_tcp(
     tcp(None, address).await
 }
 
-/// Like [`listen_tcp`], but finds a passed socket by `name`, as systemd's `FileDescriptorName=` names it.
+/// Like [`listen_tcp`], but finds a passed socket by `name`, as systemd's `FileDescriptorName=`
+/// names it.
 ///
 /// It is the socket the old process had under `name` in an upgrade, or the one the service manager
 /// passed under `name` (`FileDescriptorName=` in the socket unit, `LISTEN_FDNAMES`), else what
@@ -133,7 +135,8 @@ fn tcp_from(fd: OwnedFd) -> io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(listener)
 }
 
-/// Returns a Unix socket listener at `path`: the old process's or systemd's if one was passed, else a new one.
+/// Returns a Unix socket listener at `path`: the old process's or systemd's if one was passed, else
+/// a new one.
 ///
 /// Remembered for the next upgrade like [`listen_tcp`]'s.
 ///

@@ -21,7 +21,8 @@ use std::borrow::Cow;
 pub enum Reason {
     /// A captured signal ([`Signal::SIGTERM`](crate::Signal::SIGTERM), …).
     Signal(crate::Signal),
-    /// Requested by [`shutdown()`](crate::shutdown), [`shutdown_with_code()`](crate::shutdown_with_code) or a [`Handle`](crate::Handle).
+    /// Requested by [`shutdown()`](crate::shutdown),
+    /// [`shutdown_with_code()`](crate::shutdown_with_code) or a [`Handle`](crate::Handle).
     Requested,
     /// `main` returned successfully (and `run_forever` is off).
     MainReturned,
@@ -29,7 +30,8 @@ pub enum Reason {
     MainFailed,
     /// `main` panicked, or a tracked task did under `stop_on_panic`.
     Panic {
-        /// The work that panicked: `"main"`, the task's name, or `task at file:line:col` if unnamed.
+        /// The work that panicked: `"main"`, the task's name, or `task at file:line:col` if
+        /// unnamed.
         task: Cow<'static, str>,
     },
     /// A service failed (returned `Err`, or a failing `ExitCode`) under `stop_on_error`.

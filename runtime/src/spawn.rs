@@ -228,7 +228,8 @@ where
     })
 }
 
-/// Spawns a named service that the shutdown drains: asked to stop, then aborted only at the deadline.
+/// Spawns a named service that the shutdown drains: asked to stop, then aborted only at the
+/// deadline.
 ///
 /// It keeps running, is expected to notice [`shutdown_requested()`](crate::shutdown_requested) and
 /// return, and is aborted only if it is still running at the deadline.
@@ -306,7 +307,8 @@ where
 /// Runs `future` as protected work: the shutdown waits for it and never cancels it.
 ///
 /// It runs to its end even if the task awaiting it is cancelled. The name is aiorun's (the crate
-/// docs' ["Coming from aiorun"](https://docs.rs/graceful-main/latest/graceful/#coming-from-aiorun)).
+/// docs' ["Coming from
+/// aiorun"](https://docs.rs/graceful-main/latest/graceful/#coming-from-aiorun)).
 ///
 /// The future starts at once on the runtime, as its own tracked task, whether or not the returned
 /// [`ShutdownWaitsFor`] is awaited. The shutdown waits for it up to the deadline.

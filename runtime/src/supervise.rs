@@ -25,7 +25,8 @@ use crate::spawn::ServiceOutput;
 use crate::task::{TaskInfo, TaskKind};
 use crate::Reason;
 
-/// Restart policy for [`supervise`](crate::supervise): when to restart, how long to wait, when to give up.
+/// Restart policy for [`supervise`](crate::supervise): when to restart, how long to wait, when to
+/// give up.
 ///
 /// # Examples
 ///
@@ -70,7 +71,8 @@ impl Restart {
         }
     }
 
-    /// Restarts after a failure (a panic, an `Err`, a failing `ExitCode`), not after a normal return.
+    /// Restarts after a failure (a panic, an `Err`, a failing `ExitCode`), not after a normal
+    /// return.
     ///
     /// # Examples
     ///
@@ -110,8 +112,8 @@ impl Restart {
 
     /// Never restarts: the one run is an ordinary service, reported like any other.
     ///
-    /// Its failure is handled as any service's is: reported, and `stop_on_panic` and `stop_on_error`
-    /// apply.
+    /// Its failure is handled as any service's is: reported, and `stop_on_panic` and
+    /// `stop_on_error` apply.
     ///
     /// # Examples
     ///
@@ -129,7 +131,8 @@ impl Restart {
         Restart::new(When::Never)
     }
 
-    /// Sets the wait before each restart: exponential from `min` to `max`, with jitter (default 100 ms to 30 s).
+    /// Sets the wait before each restart: exponential from `min` to `max`, with jitter (default 100
+    /// ms to 30 s).
     ///
     /// `min` is the wait before the first restart; the jitter is full above `min`.
     ///
@@ -329,7 +332,8 @@ impl fmt::Debug for SupervisorStopped {
     }
 }
 
-/// Runs a service in the current scope and restarts it as `policy` says, each run made by `factory`.
+/// Runs a service in the current scope and restarts it as `policy` says, each run made by
+/// `factory`.
 ///
 /// Each incarnation runs as a service named `name`.
 ///

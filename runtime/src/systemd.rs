@@ -1,6 +1,7 @@
-//! systemd's notify protocol: `READY=1` from [`ready()`](crate::ready), `STOPPING=1` and `EXTEND_TIMEOUT_USEC`
-//! when the shutdown starts, `WATCHDOG=1` every half `WATCHDOG_USEC`. A datagram to
-//! `NOTIFY_SOCKET`, as `sd_notify(3)` sends it; nothing at all when the variable is unset.
+//! systemd's notify protocol: `READY=1` from [`ready()`](crate::ready), `STOPPING=1` and
+//! `EXTEND_TIMEOUT_USEC` when the shutdown starts, `WATCHDOG=1` every half `WATCHDOG_USEC`. A
+//! datagram to `NOTIFY_SOCKET`, as `sd_notify(3)` sends it; nothing at all when the variable is
+//! unset.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -108,7 +108,8 @@ impl TaskKind {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct TaskInfo {
-    /// The name given at spawn; empty for [`spawn`](crate::spawn) tasks, protected futures and hooks.
+    /// The name given at spawn; empty for [`spawn`](crate::spawn) tasks, protected futures and
+    /// hooks.
     pub name: Cow<'static, str>,
     /// What kind of work it is, which decides what the shutdown does with it.
     pub kind: TaskKind,

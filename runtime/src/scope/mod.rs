@@ -34,7 +34,8 @@ pub(crate) use tree::{current, ScopeInner, SEPARATOR};
 
 pub use turn::{ScopeFinished, ScopeShutdown};
 
-/// A named group of tracked work that stops at its own turn in the shutdown, after the work that made it.
+/// A named group of tracked work that stops at its own turn in the shutdown, after the work that
+/// made it.
 ///
 /// Its work stops after the work of the scope that created it, and before the scopes that it
 /// [`depends_on`]. Scopes nest; a scope's path joins the names (`http/conn-42`).
@@ -189,8 +190,8 @@ impl Scope {
     /// Makes `other`'s turn in the shutdown wait until this scope has finished.
     ///
     /// Finished means its subtree and hooks included: `workers.depends_on(&db)` stops the workers
-    /// before the database. `other` may be an ancestor (`child.depends_on(&parent)`: the parent's own
-    /// work waits for the child).
+    /// before the database. `other` may be an ancestor (`child.depends_on(&parent)`: the parent's
+    /// own work waits for the child).
     ///
     /// # Examples
     ///
@@ -223,8 +224,8 @@ impl Scope {
 
     /// Makes `stop_on_panic` and `stop_on_error` shut down this scope instead of the program.
     ///
-    /// A failure of work inside it that would stop the program shuts this scope down instead, and is
-    /// reported. Set it before spawning work.
+    /// A failure of work inside it that would stop the program shuts this scope down instead, and
+    /// is reported. Set it before spawning work.
     ///
     /// # Examples
     ///
@@ -244,7 +245,8 @@ impl Scope {
         self
     }
 
-    /// Sets the time budget of this scope's own [`shutdown`](Scope::shutdown) (default: the runtime's grace).
+    /// Sets the time budget of this scope's own [`shutdown`](Scope::shutdown) (default: the
+    /// runtime's grace).
     ///
     /// It is counted from the call; the program's deadline still comes first.
     ///
@@ -382,7 +384,8 @@ impl Scope {
         shared.registry.snapshot_of(&|g| turn::picks(&groups, g))
     }
 
-    /// Returns a future that resolves once all work in this scope and below has ended, stopping none of it.
+    /// Returns a future that resolves once all work in this scope and below has ended, stopping
+    /// none of it.
     ///
     /// A `main` that awaits scoped work it has not shut down waits for it: during the program's
     /// shutdown, scopes take their turns only after `main` has returned, so such a `main` waits
@@ -405,11 +408,12 @@ impl Scope {
         ScopeFinished::new(self.inner.clone())
     }
 
-    /// Shuts this scope and its subtree down now, while the program goes on; resolves to their [`Report`].
+    /// Shuts this scope and its subtree down now, while the program goes on; resolves to their
+    /// [`Report`].
     ///
-    /// First the scopes that depend on it stop, then it takes its own turn (announce, cancel, drain,
-    /// children, hooks), within its [`grace`](Scope::grace) or the program's deadline if that comes
-    /// first. What is left at that deadline is aborted.
+    /// First the scopes that depend on it stop, then it takes its own turn (announce, cancel,
+    /// drain, children, hooks), within its [`grace`](Scope::grace) or the program's deadline if
+    /// that comes first. What is left at that deadline is aborted.
     ///
     /// It starts when called, not when first polled. A second call, or a call during the
     /// program's shutdown, waits for the same end. Afterwards, work spawned into the scope is
@@ -530,7 +534,8 @@ impl Scope {
         })
     }
 
-    /// Runs a blocking job in this scope, stopped at the scope's turn; see [`spawn_blocking`](crate::spawn_blocking).
+    /// Runs a blocking job in this scope, stopped at the scope's turn; see
+    /// [`spawn_blocking`](crate::spawn_blocking).
     ///
     /// Its [`StopFlag`] is raised at the scope's announce step, and its turn joins it.
     ///
@@ -556,10 +561,11 @@ impl Scope {
         })
     }
 
-    /// Registers a hook that runs after this scope's subtree has finished; see [`on_shutdown`](crate::on_shutdown).
+    /// Registers a hook that runs after this scope's subtree has finished; see
+    /// [`on_shutdown`](crate::on_shutdown).
     ///
-    /// It runs in the scope's turn, or when the scope is freed before its turn (every handle dropped,
-    /// all its work ended); last registered first.
+    /// It runs in the scope's turn, or when the scope is freed before its turn (every handle
+    /// dropped, all its work ended); last registered first.
     ///
     /// # Examples
     ///

@@ -61,11 +61,12 @@ pub fn shutdown_with_code(code: u8) {
     context::expect("graceful::shutdown_with_code").request_with_code(code);
 }
 
-/// Returns whether the program's shutdown has started, drain delay included: the readiness-probe question.
+/// Returns whether the program's shutdown has started, drain delay included: the readiness-probe
+/// question.
 ///
-/// True from the trigger on, wherever it is called from, a scope included. "Is it my turn to
-/// stop?" is the other question, [`shutdown_requested()`]; the crate docs' table
-/// ["Which question to ask"](https://docs.rs/graceful-main/latest/graceful/#which-question-to-ask) compares them.
+/// True from the trigger on, wherever it is called from, a scope included. "Is it my turn to stop?"
+/// is the other question, [`shutdown_requested()`]; the crate docs' table ["Which question to
+/// ask"](https://docs.rs/graceful-main/latest/graceful/#which-question-to-ask) compares them.
 ///
 /// Outside a graceful runtime: `false`.
 ///
@@ -132,7 +133,8 @@ pub fn deadline() -> Option<tokio::time::Instant> {
     })
 }
 
-/// Returns a `CancellationToken` cancelled when it is the caller's turn to stop, for libraries that take one.
+/// Returns a `CancellationToken` cancelled when it is the caller's turn to stop, for libraries that
+/// take one.
 ///
 /// It is a child of the current scope's token (the runtime's root token outside any scope),
 /// cancelled at its announce step: at the root, when the shutdown starts (after the drain delay).
@@ -237,14 +239,15 @@ impl Future for ShutdownRequested {
     }
 }
 
-/// Registers a future that runs after the drain, last registered first, to close what services used.
+/// Registers a future that runs after the drain, last registered first, to close what services
+/// used.
 ///
 /// Hooks run one at a time, once the work they could be closing things under has stopped.
 ///
-/// Inside a [`Scope`](crate::Scope), the hook is the scope's: it runs once the scope's subtree
-/// has finished in its turn, or when the scope is freed before its turn (every handle dropped, all
-/// its work ended). A hook that panics is reported and the next one runs; a hook still running at the deadline is
-/// aborted and the ones after it do not run.
+/// Inside a [`Scope`](crate::Scope), the hook is the scope's: it runs once the scope's subtree has
+/// finished in its turn, or when the scope is freed before its turn (every handle dropped, all its
+/// work ended). A hook that panics is reported and the next one runs; a hook still running at the
+/// deadline is aborted and the ones after it do not run.
 ///
 /// # Examples
 ///

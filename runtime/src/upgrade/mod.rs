@@ -55,7 +55,8 @@ use crate::inherited::{self, LISTENER, PARENT, READY, UPGRADE_PREFIX};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum UpgradeError {
-    /// Called outside the program's run (`#[graceful::main]` or `Builder::run`) or from a `#[graceful::test]`.
+    /// Called outside the program's run (`#[graceful::main]` or `Builder::run`) or from a
+    /// `#[graceful::test]`.
     ///
     /// A test is not a program that can replace itself.
     NotTheProgram,
@@ -99,7 +100,8 @@ impl std::error::Error for UpgradeError {
     }
 }
 
-/// Starts a restart without downtime: a new process takes over the listeners, then this one shuts down.
+/// Starts a restart without downtime: a new process takes over the listeners, then this one shuts
+/// down.
 ///
 /// Once the new copy of the program is ready, this process shuts down with
 /// [`Reason::Upgraded`](crate::Reason::Upgraded) and exits 0. Returns once the new process is
