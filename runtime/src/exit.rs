@@ -434,13 +434,14 @@ mod tests {
 
     #[test]
     fn an_exit_converts_to_and_from_exit_codes() {
-        let sigterm = Exit {
-            status: Status::Signal(Signal::SIGTERM),
-        };
         #[cfg(unix)]
-        assert_eq!(sigterm.code(), 128 + libc::SIGTERM);
-        #[cfg(unix)]
-        assert_eq!(ExitCode::from(sigterm), ExitCode::from(143));
+        {
+            let sigterm = Exit {
+                status: Status::Signal(Signal::SIGTERM),
+            };
+            assert_eq!(sigterm.code(), 128 + libc::SIGTERM);
+            assert_eq!(ExitCode::from(sigterm), ExitCode::from(143));
+        }
         assert_eq!(Exit::from(ExitCode::from(42)), Exit::from(42));
         assert_eq!(ExitCode::from(Exit::from(42)), ExitCode::from(42));
         assert_eq!(format!("{:?}", Exit::from(3)), "Exit { code: 3 }");

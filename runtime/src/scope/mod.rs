@@ -409,7 +409,7 @@ impl Scope {
     }
 
     /// Shuts this scope and its subtree down now, while the program goes on; resolves to their
-    /// [`Report`].
+    /// [`Report`](crate::Report).
     ///
     /// First the scopes that depend on it stop, then it takes its own turn (announce, cancel,
     /// drain, children, hooks), within its [`grace`](Scope::grace) or the program's deadline if
