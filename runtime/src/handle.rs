@@ -64,11 +64,15 @@ enum State {
 }
 
 /// What a thread of a runtime that has ended acts on: a core that answers as ended, with a
-/// handle of its own.
-pub(crate) fn ended_runtime(reason: Option<Reason>) -> Arc<Shared> {
+/// handle of its own that answers as ended too (`started`: why and until when the runtime's
+/// shutdown ran, if it did).
+pub(crate) fn ended_runtime(started: Option<(Reason, Instant)>) -> Arc<Shared> {
     let public = Inner::new();
     let root = public.root();
-    Shared::ended(reason, public, root, crate::scope::turn::turns())
+    let reason = started.as_ref().map(|(reason, _)| reason.clone());
+    let shared = Shared::ended(reason, public.clone(), root, crate::scope::turn::turns());
+    public.end(started);
+    shared
 }
 
 impl Inner {
@@ -354,6 +358,7 @@ impl Handle {
     /// // Ended: a spawn never runs, and says so.
     /// let _entered = handle.enter();
     /// assert!(graceful::is_shutting_down());
+    /// assert!(graceful::Handle::try_current().unwrap().is_shutting_down());
     /// let task = graceful::spawn(async { 1 });
     /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     /// assert!(rt.block_on(task).unwrap_err().is_cancelled());
@@ -383,7 +388,7 @@ impl Handle {
                 panic!("graceful::Handle::enter: the runtime has not started")
             }
             State::Ended(started) => EnterGuard {
-                _enter: context::enter(ended_runtime(started.as_ref().map(|(r, _)| r.clone()))),
+                _enter: context::enter(ended_runtime(started.clone())),
                 _not_send: PhantomData,
             },
         }
