@@ -345,7 +345,7 @@ fn parent(module: &str) -> String {
 
 impl Crate {
     fn read(files: &[(String, Vec<String>)]) -> Crate {
-        let modules = files.iter().map(|(m, _)| m.clone()).collect();
+        let modules: BTreeSet<String> = files.iter().map(|(m, _)| m.clone()).collect();
         let mut defines = BTreeMap::new();
         let mut imports = BTreeMap::new();
         for (module, tokens) in files {
@@ -379,7 +379,7 @@ impl Crate {
                     let start = match first {
                         "crate" | "super" | "self" => first.to_string(),
                         // A child module of this one (`use hooks::on_shutdown;`).
-                        _ if modules_contains(files, &child(module, first)) => "self".into(),
+                        _ if modules.contains(&child(module, first)) => "self".into(),
                         _ => String::new(),
                     };
                     if !start.is_empty() {
@@ -447,10 +447,6 @@ impl Crate {
         }
         Some(module)
     }
-}
-
-fn modules_contains(files: &[(String, Vec<String>)], module: &str) -> bool {
-    files.iter().any(|(m, _)| m == module)
 }
 
 /// The layers of `ARCHITECTURE.md`: per module, its layer and its place in the layer's row.

@@ -606,9 +606,6 @@ impl Scope {
                 .unwrap_or_else(|| crate::handle::ended_runtime(None))),
         })
     }
-}
-
-impl Scope {
     /// Runs a supervised service in this scope; see [`supervise`](crate::supervise).
     ///
     /// # Examples
