@@ -146,9 +146,23 @@ fn spawns_during_the_shutdown_behave_per_kind() {
     let seen = Arc::new(Seen::default());
     let s = seen.clone();
     let code = builder().run(async move {
+        // Dropped at the cancel step: from then on a `spawn` never runs. (Waking at the announce
+        // instead would race the sequence's step from the announce to the cancel.)
+        struct SaysWhenDropped(Option<tokio::sync::oneshot::Sender<()>>);
+        impl Drop for SaysWhenDropped {
+            fn drop(&mut self) {
+                let _ = self.0.take().map(|tx| tx.send(()));
+            }
+        }
+        let (dropped, cancel_step) = tokio::sync::oneshot::channel();
+        let guard = SaysWhenDropped(Some(dropped));
+        graceful::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        });
         let during_drain = s.clone();
         graceful::spawn_service("spawner", async move {
-            graceful::shutdown_requested().await;
+            let _ = cancel_step.await;
             let s = during_drain;
             let (a, b, c, d, e) = (s.clone(), s.clone(), s.clone(), s.clone(), s.clone());
             graceful::spawn(async move { a.task_ran.store(true, Ordering::SeqCst) });
