@@ -575,13 +575,13 @@ fn imports_only_go_down_the_layers() {
                     .strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")))
                     .unwrap();
                 let how = if target_layer == layer {
-                    format!("listed after it in layer {}", layers.names[layer])
+                    format!("is listed after it in layer {}", layers.names[layer])
                 } else {
-                    format!("layer {}", layers.names[target_layer])
+                    format!("is in layer {}", layers.names[target_layer])
                 };
                 writeln!(
                     problems,
-                    "{}: `{}` reaches up: `{}` is in layer {}, `{}` (which defines it) in {how}",
+                    "{}: `{}` reaches up: `{}` is in layer {}, `{}` (which defines it) {how}",
                     file.display(),
                     path.text,
                     name(module),

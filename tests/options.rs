@@ -251,7 +251,11 @@ fn the_attributes_docs_list_every_option_with_its_default() {
 /// taking the same values — but `crate` and the alias `uvloop_like`, which are the attribute's own.
 #[test]
 fn every_option_is_the_builder_setter_of_the_same_name() {
-    let builder = include_str!("../runtime/src/builder.rs");
+    let builder = [
+        include_str!("../runtime/src/builder/mod.rs"),
+        include_str!("../runtime/src/builder/upgrade.rs"),
+    ]
+    .concat();
     let options = graceful_options::MAIN_OPTIONS
         .iter()
         .chain(graceful_options::TEST_OPTIONS);

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use crate::context::{self, Shared};
+use crate::context;
 use crate::registry::Label;
+use crate::runtime::Runtime;
 use crate::scope::tree::ScopeInner;
 use crate::stop_flag::StopFlag;
 use crate::task::TaskKind;
@@ -55,7 +56,7 @@ where
 /// A blocking job in `scope` (the root for `None`): its stop flag is the scope's, and it runs
 /// with the scope as its current scope.
 pub(crate) fn spawn_blocking_in<F, R>(
-    shared: &Shared,
+    shared: &Runtime,
     scope: Option<&Arc<ScopeInner>>,
     name: Cow<'static, str>,
     location: &'static Location<'static>,
@@ -73,7 +74,7 @@ where
     };
     let stop = match &scope {
         Some(scope) => scope.stop.clone(),
-        None => shared.shutdown.root.stop.clone(),
+        None => shared.shutdown().root.stop.clone(),
     };
     let slot = Slot::insert_in(shared, TaskKind::Blocking, label, location, scope);
     shared.tokio().spawn_blocking(move || {

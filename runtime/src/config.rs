@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::signal::{self, Signal};
+use graceful_options as options;
 
 /// The tokio runtime flavor a graceful runtime uses.
 ///
@@ -141,6 +142,23 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The checks of combinations, which no single setting can make: the first that fails, in
+    /// the attribute's words.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let current_thread = self.flavor == Flavor::CurrentThread;
+        options::check_worker_threads_flavor(current_thread, self.worker_threads.is_some())?;
+        options::check_start_paused_flavor(current_thread, self.start_paused)?;
+        options::check_drain_delay(self.drain_delay, self.grace)?;
+        if let Some(dump) = self.dump_signal {
+            options::check_dump_not_in_signals(dump, self.signal_names.iter().copied())?;
+        }
+        if let Some(upgrade) = self.upgrade_signal {
+            let signals = self.signal_names.iter().copied();
+            options::check_upgrade_signal_free(upgrade, signals, self.dump_signal)?;
+        }
+        Ok(())
+    }
+
     /// A runtime that captures nothing and never ends the process: a test's, or what a thread of
     /// a runtime that has ended sees.
     pub(crate) fn for_test(&mut self) {

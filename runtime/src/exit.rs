@@ -13,20 +13,20 @@ use std::fmt;
 use std::io::Write as _;
 use std::process::{ExitCode, Termination};
 
-use crate::context::Shared;
 use crate::report;
+use crate::runtime::Runtime;
 use crate::signal::Signal;
 use crate::watchdog::state::Forced;
 
 /// Ends the process now, with one line saying what was still running.
-pub(crate) fn force(shared: &Shared, why: Forced) -> ! {
-    if !shared.watchdog.claim_forced_exit() {
+pub(crate) fn force(shared: &Runtime, why: Forced) -> ! {
+    if !shared.watchdog().claim_forced_exit() {
         // The other forced path is ending the process, and nothing can stop it: wait for it.
         loop {
             std::thread::park();
         }
     }
-    let items = report::running(shared.registry.snapshot());
+    let items = report::running(shared.registry().snapshot());
     let what = report::describe(&items);
     let message = match why {
         Forced::Signal(signal) => {
@@ -40,8 +40,8 @@ pub(crate) fn force(shared: &Shared, why: Forced) -> ! {
     // A forced exit is never a clean one: a status of 0 the user chose becomes 1. Death by the
     // signal stays as it is: supervisors read it as "stopped on request".
     match (
-        shared.shutdown.trigger.signal(),
-        shared.config.signal_exit_code,
+        shared.shutdown().trigger.signal(),
+        shared.config().signal_exit_code,
     ) {
         (Some(_), Some(code)) => quit_now(i32::from(code.max(1))),
         (Some(signal), None) => die(signal),

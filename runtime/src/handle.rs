@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{self, Shared};
+use crate::context;
 use crate::reason::Reason;
+use crate::runtime::Runtime;
 use crate::shutdown::ShutdownRequested;
 use crate::task::TaskInfo;
 
@@ -58,7 +59,7 @@ enum State {
     Before {
         requested: Option<Option<u8>>,
     },
-    Running(Arc<Shared>),
+    Running(Arc<Runtime>),
     /// Why its shutdown started and its deadline, if it started one.
     Ended(Option<(Reason, Instant)>),
 }
@@ -66,11 +67,11 @@ enum State {
 /// What a thread of a runtime that has ended acts on: a core that answers as ended, with a
 /// handle of its own that answers as ended too (`started`: why and until when the runtime's
 /// shutdown ran, if it did).
-pub(crate) fn ended_runtime(started: Option<(Reason, Instant)>) -> Arc<Shared> {
+pub(crate) fn ended_runtime(started: Option<(Reason, Instant)>) -> Arc<Runtime> {
     let public = Inner::new();
     let root = public.root();
     let reason = started.as_ref().map(|(reason, _)| reason.clone());
-    let shared = Shared::ended(reason, public.clone(), root, crate::scope::turn::turns());
+    let shared = Runtime::ended(reason, public.clone(), root, crate::scope::partial::turns());
     public.end(started);
     shared
 }
@@ -92,7 +93,7 @@ impl Inner {
     }
 
     /// The run starts: returns a shutdown asked for before it, with its code.
-    pub(crate) fn bind(&self, shared: &Arc<Shared>) -> Option<Option<u8>> {
+    pub(crate) fn bind(&self, shared: &Arc<Runtime>) -> Option<Option<u8>> {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, State::Running(shared.clone())) {
             State::Before { requested } => requested,
@@ -111,7 +112,7 @@ impl Inner {
         matches!(&*self.lock(), State::Before { .. })
     }
 
-    fn running(&self) -> Option<Arc<Shared>> {
+    fn running(&self) -> Option<Arc<Runtime>> {
         match &*self.lock() {
             State::Running(shared) => Some(shared.clone()),
             _ => None,
@@ -123,7 +124,7 @@ impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &*self.lock() {
             State::Before { .. } => "not started",
-            State::Running(shared) if shared.shutdown.trigger.started().is_some() => {
+            State::Running(shared) if shared.shutdown().trigger.started().is_some() => {
                 "shutting down"
             }
             State::Running(_) => "running",
@@ -139,9 +140,9 @@ impl Handle {
     }
 
     /// The handle of the runtime whose core this is.
-    fn of(shared: &Arc<Shared>) -> Handle {
+    fn of(shared: &Arc<Runtime>) -> Handle {
         let inner = shared
-            .public
+            .public()
             .clone()
             .downcast::<Inner>()
             .unwrap_or_else(|_| unreachable!("a runtime's public side is the state of its handle"));
@@ -217,7 +218,7 @@ impl Handle {
     pub fn is_shutting_down(&self) -> bool {
         match &*self.inner.lock() {
             State::Before { .. } => false,
-            State::Running(shared) => shared.shutdown.trigger.started().is_some(),
+            State::Running(shared) => shared.shutdown().trigger.started().is_some(),
             State::Ended(_) => true,
         }
     }
@@ -236,7 +237,11 @@ impl Handle {
     pub fn reason(&self) -> Option<Reason> {
         match &*self.inner.lock() {
             State::Before { .. } => None,
-            State::Running(shared) => shared.shutdown.trigger.started().map(|s| s.reason.clone()),
+            State::Running(shared) => shared
+                .shutdown()
+                .trigger
+                .started()
+                .map(|s| s.reason.clone()),
             State::Ended(started) => started.as_ref().map(|(reason, _)| reason.clone()),
         }
     }
@@ -262,7 +267,7 @@ impl Handle {
     pub fn deadline(&self) -> Option<tokio::time::Instant> {
         let deadline = match &*self.inner.lock() {
             State::Before { .. } => None,
-            State::Running(shared) => shared.shutdown.trigger.started().map(|s| s.deadline),
+            State::Running(shared) => shared.shutdown().trigger.started().map(|s| s.deadline),
             State::Ended(started) => started.as_ref().map(|(_, deadline)| *deadline),
         };
         deadline.map(tokio::time::Instant::from_std)
@@ -330,7 +335,7 @@ impl Handle {
     pub fn tasks(&self) -> Vec<TaskInfo> {
         self.inner
             .running()
-            .map(|shared| shared.registry.snapshot())
+            .map(|shared| shared.registry().snapshot())
             .unwrap_or_default()
     }
 

@@ -21,6 +21,7 @@ mod reason;
 mod registry;
 mod report;
 mod run;
+mod runtime;
 mod scope;
 mod shutdown;
 mod signal;
@@ -80,7 +81,7 @@ pub fn tasks() -> Vec<TaskInfo> {
     if let Some(inner) = scope::current() {
         return Scope { inner }.tasks();
     }
-    context::with(|shared| shared.map(|s| s.registry.snapshot()).unwrap_or_default())
+    context::with(|shared| shared.map(|s| s.registry().snapshot()).unwrap_or_default())
 }
 
 /// Tells whoever waits for start-up that it is done: systemd, and the old process of an upgrade.

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, Flavor};
-use crate::context::{self, Shared};
+use crate::context;
 use crate::exit::{self, Exit};
 use crate::handle;
 use crate::reason::Reason;
 use crate::report::{self, Report};
+use crate::runtime::Runtime;
 use crate::scope;
 use crate::shutdown::sequence::{self, MainOutcome};
 use crate::signals;
@@ -34,7 +35,12 @@ where
 {
     // Before any thread of ours exists: the given descriptors become close-on-exec at once.
     crate::inherited::take_given();
-    let shared = Shared::new(config, public.clone(), public.root(), scope::turn::turns());
+    let shared = Runtime::new(
+        config,
+        public.clone(),
+        public.root(),
+        scope::partial::turns(),
+    );
     let end_early = || public.end(None);
     // Our own threads first: without them no exit is bounded, so a program that cannot have
     // them does not start, and leaves no signal handler acting for it.
@@ -64,7 +70,7 @@ where
             if let Some(listener) = listener {
                 listener.close();
             }
-            shared.watchdog.disarm();
+            shared.watchdog().disarm();
             let _ = watchdog.join();
             end_early();
             return (Exit::from(1), Report::default());
@@ -79,7 +85,7 @@ where
         }
         None => {}
     }
-    shared.systemd.start_pings(runtime.handle());
+    shared.systemd().start_pings(runtime.handle());
 
     // A panic unwinding out of `block_on` would drop the runtime, which waits forever for
     // blocking work: catch it so the bounded shutdown below still happens.
@@ -87,11 +93,15 @@ where
         runtime.block_on(sequence::drive(&shared, future, location))
     }))
     .unwrap_or_else(|_| {
-        shared.shutdown.trigger.set_panicked();
+        shared.shutdown().trigger.set_panicked();
         sequence::Ended {
             main: MainOutcome::Panicked,
             report: Report {
-                reason: shared.shutdown.trigger.started().map(|s| s.reason.clone()),
+                reason: shared
+                    .shutdown()
+                    .trigger
+                    .started()
+                    .map(|s| s.reason.clone()),
                 panicked: vec![TaskInfo::main(location)],
                 ..Report::default()
             },
@@ -99,16 +109,16 @@ where
     });
 
     // Step 6's end: untracked blocking work (tokio's own fs, stdin, DNS) gets what is left.
-    let left = shared.shutdown.trigger.time_left(shared.config.grace);
+    let left = shared.shutdown().trigger.time_left(shared.config().grace);
     runtime.shutdown_timeout(left.max(RUNTIME_SHUTDOWN_FLOOR));
     if let Some(listener) = listener {
         listener.close();
     }
-    let trigger = &shared.shutdown.trigger;
+    let trigger = &shared.shutdown().trigger;
     let status = exit::decide(&exit::Ending {
         panicked: trigger.has_panicked() || matches!(ended.main, MainOutcome::Panicked),
         signal: trigger.signal(),
-        signal_exit_code: shared.config.signal_exit_code,
+        signal_exit_code: shared.config().signal_exit_code,
         failed: trigger.has_failed(),
         code: trigger.code(),
         upgraded: trigger
@@ -120,12 +130,12 @@ where
         },
         clean: ended.report.finished_in_time(),
     });
-    shared.watchdog.disarm();
+    shared.watchdog().disarm();
     let _ = watchdog.join();
     drop(enter);
     public.end(
         shared
-            .shutdown
+            .shutdown()
             .trigger
             .started()
             .map(|s| (s.reason.clone(), s.deadline)),
@@ -136,8 +146,8 @@ where
 /// Even past the deadline, tasks aborted at it get this long to run their `Drop`s.
 const RUNTIME_SHUTDOWN_FLOOR: Duration = Duration::from_millis(100);
 
-fn build_runtime(shared: &Arc<Shared>) -> std::io::Result<tokio::runtime::Runtime> {
-    let config = &shared.config;
+fn build_runtime(shared: &Arc<Runtime>) -> std::io::Result<tokio::runtime::Runtime> {
+    let config = shared.config();
     let mut builder = match config.flavor {
         Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -149,7 +159,7 @@ fn build_runtime(shared: &Arc<Shared>) -> std::io::Result<tokio::runtime::Runtim
     if let Some(n) = config.blocking_threads {
         builder.max_blocking_threads(n);
     }
-    // Weak: the runtime's own callbacks must not keep its `Shared` (which holds its handle) alive.
+    // Weak: the runtime's own callbacks must not keep its `Runtime` (which holds its handle) alive.
     let weak = Arc::downgrade(shared);
     builder.on_thread_start(move || context::set_for_thread(weak.upgrade()));
     builder.on_thread_stop(|| context::set_for_thread(None));

@@ -6,9 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::SecondSignal;
-use crate::context::Shared;
 use crate::reason::Reason;
 use crate::report;
+use crate::runtime::Runtime;
 use crate::signal::Signal;
 use crate::watchdog::state::Forced;
 
@@ -46,31 +46,31 @@ fn classify(first: &OnceLock<(Signal, Instant)>, signal: Signal, at: Instant) ->
 /// This thread never writes and never ends the process itself: both can block (a full pipe on
 /// stderr), and it must stay free to hear the next signal. The dump goes to the report's own
 /// thread, a forced exit to the watchdog.
-fn on_signal(shared: &Arc<Shared>, signal: Signal, at: Instant) {
-    if shared.config.dump() == Some(signal) {
-        report::dump(&shared.report, shared.registry.snapshot());
+fn on_signal(shared: &Arc<Runtime>, signal: Signal, at: Instant) {
+    if shared.config().dump() == Some(signal) {
+        report::dump(shared.reporter(), shared.registry().snapshot());
         return;
     }
-    if shared.config.upgrade() == Some(signal) {
+    if shared.config().upgrade() == Some(signal) {
         crate::upgrade::on_signal(shared);
         return;
     }
-    match classify(&shared.shutdown.trigger.first_signal, signal, at) {
+    match classify(&shared.shutdown().trigger.first_signal, signal, at) {
         Delivery::First => {
             shared.start_shutdown(Reason::Signal(signal));
         }
         Delivery::Merged => {}
-        Delivery::Again => match shared.config.second_signal {
-            SecondSignal::Force => shared.watchdog.force(Forced::Signal(signal)),
+        Delivery::Again => match shared.config().second_signal {
+            SecondSignal::Force => shared.watchdog().force(Forced::Signal(signal)),
             SecondSignal::Ignore => {}
         },
     }
 }
 
-fn wanted(shared: &Shared) -> Vec<Signal> {
-    let mut wanted = shared.config.signals();
-    wanted.extend(shared.config.dump());
-    wanted.extend(shared.config.upgrade());
+fn wanted(shared: &Runtime) -> Vec<Signal> {
+    let mut wanted = shared.config().signals();
+    wanted.extend(shared.config().dump());
+    wanted.extend(shared.config().upgrade());
     wanted
 }
 
@@ -129,7 +129,7 @@ impl Listener {
 ///
 /// If another runtime of this process is capturing signals.
 #[cfg(unix)]
-pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> {
+pub(crate) fn listen(shared: &Arc<Runtime>) -> std::io::Result<Option<Listener>> {
     let wanted = wanted(shared);
     if wanted.is_empty() {
         return Ok(None);
@@ -163,7 +163,7 @@ pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> 
 /// Windows delivers console events on a thread of its own; tokio's listeners for them run here on
 /// a small runtime of ours, so a busy main runtime does not delay them.
 #[cfg(windows)]
-pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> {
+pub(crate) fn listen(shared: &Arc<Runtime>) -> std::io::Result<Option<Listener>> {
     use tokio::signal::windows;
 
     let wanted = wanted(shared);
@@ -220,7 +220,7 @@ pub(crate) fn listen(shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> 
 }
 
 #[cfg(not(any(unix, windows)))]
-pub(crate) fn listen(_shared: &Arc<Shared>) -> std::io::Result<Option<Listener>> {
+pub(crate) fn listen(_shared: &Arc<Runtime>) -> std::io::Result<Option<Listener>> {
     Ok(None)
 }
 

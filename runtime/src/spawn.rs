@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 
 use std::sync::Arc;
 
-use crate::context::{self, Shared};
+use crate::context;
+use crate::runtime::Runtime;
 use crate::scope::tree::{self, ScopeInner};
 use crate::task::TaskKind;
 use crate::tracked;
@@ -275,7 +276,7 @@ where
 
 /// A service in `scope` (the root for `None`).
 pub(crate) fn service_in<F>(
-    shared: &Shared,
+    shared: &Runtime,
     scope: Option<&Arc<ScopeInner>>,
     name: Cow<'static, str>,
     location: &'static Location<'static>,
@@ -362,7 +363,7 @@ where
 
 /// Starts `future` as protected work in `scope` (`None` for the root).
 pub(crate) fn protect<F>(
-    shared: &Shared,
+    shared: &Runtime,
     scope: Option<Arc<ScopeInner>>,
     location: &'static Location<'static>,
     future: F,
@@ -434,7 +435,7 @@ impl<T> ShutdownWaitsFor<T> {
             None => context::with(|shared| shared.cloned()),
         };
         let program_deadline =
-            runtime.and_then(|shared| shared.shutdown.trigger.started().map(|s| s.deadline));
+            runtime.and_then(|shared| shared.shutdown().trigger.started().map(|s| s.deadline));
         if program_deadline.is_some_and(|deadline| deadline <= now) {
             return "the shutdown's deadline passed".into();
         }

@@ -17,13 +17,12 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{self, Shared};
+use crate::context;
 use crate::registry::Label;
+use crate::runtime::Runtime;
 use crate::scope::tree::{self, ScopeInner};
-use crate::scope::turn;
 use crate::spawn::ServiceOutput;
 use crate::task::{TaskInfo, TaskKind};
-use crate::Reason;
 
 /// Restart policy for [`supervise`](crate::supervise): when to restart, how long to wait, when to
 /// give up.
@@ -341,7 +340,7 @@ impl fmt::Debug for SupervisorStopped {
 /// restart 3 of 5 in 60s, in 400ms`). The supervisor handles its service's failures:
 /// `stop_on_panic` and `stop_on_error` do not react to them. When it gives up (the intensity
 /// limit is reached), the nearest isolated scope is shut down, or else the program, with
-/// [`Reason::Failed`] and status 1. From the start of its scope's turn in a shutdown nothing
+/// [`Reason::Failed`](crate::Reason::Failed) and status 1. From the start of its scope's turn in a shutdown nothing
 /// restarts: the running incarnation is drained like any service. [`tasks()`](crate::tasks)
 /// shows the incarnation with its restart count.
 ///
@@ -391,14 +390,14 @@ where
 {
     let location = Location::caller();
     let (shared, scope) = context::with_expect("graceful::supervise", |shared| {
-        let scope = tree::current().unwrap_or_else(|| shared.shutdown.root.clone());
+        let scope = tree::current().unwrap_or_else(|| shared.shutdown().root.clone());
         (shared.clone(), scope)
     });
     start(&shared, &scope, name.into(), policy, location, factory)
 }
 
 pub(crate) fn start<F, Fut>(
-    shared: &Arc<Shared>,
+    shared: &Arc<Runtime>,
     scope: &Arc<ScopeInner>,
     name: Cow<'static, str>,
     policy: Restart,
@@ -444,7 +443,7 @@ enum Ended {
 }
 
 async fn run<F, Fut>(
-    shared: &Arc<Shared>,
+    shared: &Arc<Runtime>,
     scope: &Arc<ScopeInner>,
     supervisor: &Supervisor,
     policy: &Restart,
@@ -482,13 +481,13 @@ async fn run<F, Fut>(
         let mut info = TaskInfo::service(name.clone(), location);
         info.scope = scope.group().cloned();
         // An isolated scope that this failure makes give up reports the failure too.
-        let before = shared.report.log.mark();
+        let before = shared.reporter().log.mark();
         let error = match ended {
             Ended::Cancelled => return,
             Ended::Returned if policy.when == When::OnFailure => return,
             Ended::Returned => None,
             Ended::Failed(error) => {
-                shared.report.log.failed(&info, &error);
+                shared.reporter().log.failed(&info, &error);
                 Some(error)
             }
         };
@@ -522,7 +521,7 @@ async fn run<F, Fut>(
                 graceful_options::format_duration(policy.window)
             );
             crate::report::supervised(&info, &outcome, &why);
-            give_up(shared, scope, &info, before);
+            shared.supervisor_gave_up(&info, scope, before);
             return;
         }
         let restart = supervisor.restarts() + 1;
@@ -548,33 +547,16 @@ async fn run<F, Fut>(
 }
 
 /// The scope's announce: the root's is the program's.
-fn announce_of(shared: &Shared, scope: &Arc<ScopeInner>) -> CancellationToken {
+fn announce_of(shared: &Runtime, scope: &Arc<ScopeInner>) -> CancellationToken {
     if scope.is_root() {
-        shared.shutdown.root.token.clone()
+        shared.shutdown().root.token.clone()
     } else {
         scope.token.clone()
     }
 }
 
-fn turn_begun(shared: &Shared, scope: &Arc<ScopeInner>) -> bool {
+fn turn_begun(shared: &Runtime, scope: &Arc<ScopeInner>) -> bool {
     announce_of(shared, scope).is_cancelled()
-}
-
-/// Escalates: the nearest isolated scope shuts down, or the program with `Reason::Failed`.
-fn give_up(
-    shared: &Arc<Shared>,
-    scope: &Arc<ScopeInner>,
-    info: &TaskInfo,
-    since: crate::report::LogMark,
-) {
-    if let Some(isolated) = scope.isolating() {
-        turn::begin_since(&isolated, Some(since));
-        return;
-    }
-    shared.shutdown.trigger.set_failed();
-    shared.start_shutdown(Reason::Failed {
-        task: info.name.clone(),
-    });
 }
 
 fn panic_text(payload: Box<dyn Any + Send>) -> String {

@@ -16,8 +16,9 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
-use crate::context::{self, Shared};
+use crate::context;
 use crate::registry::{At, Label, RegistryId};
+use crate::runtime::Runtime;
 use crate::scope::tree::{Entered, ScopeInner};
 use crate::task::TaskKind;
 
@@ -84,8 +85,8 @@ pub(crate) enum Progress {
 
 impl Slot {
     /// `main`'s entry: a service the sequence drops itself.
-    pub(crate) fn main(shared: &Shared, location: &'static Location<'static>) -> Slot {
-        let at = shared.registry.insert_main(location);
+    pub(crate) fn main(shared: &Runtime, location: &'static Location<'static>) -> Slot {
+        let at = shared.registry().insert_main(location);
         Slot::new(shared, at, TaskKind::Service, Root)
     }
 }
@@ -93,13 +94,13 @@ impl Slot {
 impl<P: Place> Slot<P> {
     /// The slot of the work at `at`, counted in its place's scope until it drops.
     #[inline]
-    pub(crate) fn new(shared: &Shared, at: At, kind: TaskKind, place: P) -> Slot<P> {
+    pub(crate) fn new(shared: &Runtime, at: At, kind: TaskKind, place: P) -> Slot<P> {
         if let Some(scope) = place.scope() {
             scope.counted(kind);
         }
         Slot {
             at,
-            registry: shared.registry.id(),
+            registry: shared.registry().id(),
             kind,
             progress: Cell::new(Progress::Fresh),
             place,
@@ -108,7 +109,7 @@ impl<P: Place> Slot<P> {
 
     /// An entry for work with no abort handle (a blocking job) in `place`.
     pub(crate) fn insert_in(
-        shared: &Shared,
+        shared: &Runtime,
         kind: TaskKind,
         label: Label,
         location: &'static Location<'static>,
@@ -116,7 +117,7 @@ impl<P: Place> Slot<P> {
     ) -> Slot<P> {
         Slot::new(
             shared,
-            shared.registry.insert(kind, label, location),
+            shared.registry().insert(kind, label, location),
             kind,
             place,
         )
@@ -129,8 +130,8 @@ impl<P: Place> Slot<P> {
     }
 
     /// Runs `f` with the runtime this slot's work belongs to: the one of the thread it runs on.
-    fn with_runtime<R>(&self, f: impl FnOnce(&Arc<Shared>) -> R) -> Option<R> {
-        context::with(|shared| shared.filter(|s| s.registry.id() == self.registry).map(f))
+    fn with_runtime<R>(&self, f: impl FnOnce(&Arc<Runtime>) -> R) -> Option<R> {
+        context::with(|shared| shared.filter(|s| s.registry().id() == self.registry).map(f))
     }
 
     /// Whether the work must not start: see `Phase::cancels_at_once`.
@@ -142,7 +143,7 @@ impl<P: Place> Slot<P> {
         if !crate::phase::any_phase_left_running() {
             return false;
         }
-        self.with_runtime(|shared| shared.shutdown.root.phase.cancels_at_once(self.kind))
+        self.with_runtime(|shared| shared.shutdown().root.phase.cancels_at_once(self.kind))
             .unwrap_or(false)
     }
 
@@ -153,7 +154,7 @@ impl<P: Place> Slot<P> {
             // another worker first. The spawner is between tokio's spawn and the fill, running
             // nothing of the user's, so the wait is short.
             let info = loop {
-                match shared.registry.describe(self.at) {
+                match shared.registry().describe(self.at) {
                     Some(info) => break info,
                     None => std::thread::yield_now(),
                 }
@@ -166,7 +167,7 @@ impl<P: Place> Slot<P> {
     pub(crate) fn panicked(&self) {
         self.progress.set(Progress::Panicked);
         self.with_runtime(|shared| {
-            if let Some(info) = shared.registry.mark_panicked(self.at) {
+            if let Some(info) = shared.registry().mark_panicked(self.at) {
                 shared.task_panicked(&info, self.place.scope());
             }
         });
@@ -181,7 +182,7 @@ impl<P: Place> Drop for Slot<P> {
         if std::thread::panicking() && self.progress.get() != Progress::Panicked {
             self.panicked();
         }
-        self.with_runtime(|shared| shared.registry.release(self.at));
+        self.with_runtime(|shared| shared.registry().release(self.at));
         // The entry first, then the scope's count: whoever the count wakes finds no entry left.
         if let Some(scope) = self.place.scope() {
             scope.uncounted(self.kind);
@@ -258,7 +259,7 @@ impl<F: Future, C: Check<F::Output>, P: Place> Future for Tracked<F, C, P> {
 
 /// Spawns `future` on `shared`'s runtime as unnamed tracked work of `kind`, in the root scope.
 pub(crate) fn spawn<F>(
-    shared: &Shared,
+    shared: &Runtime,
     kind: TaskKind,
     location: &'static Location<'static>,
     future: F,
@@ -267,15 +268,15 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let root = &shared.shutdown.root;
+    let root = &shared.shutdown().root;
     spawn_filled::<Unchecked, F>(shared, root, kind, future, |at, abort| {
-        shared.registry.fill_unnamed(at, kind, location, abort)
+        shared.registry().fill_unnamed(at, kind, location, abort)
     })
 }
 
 /// Spawns `future` as tracked work named `name` in the root scope, with `C` checking the output.
 pub(crate) fn spawn_named<C, F>(
-    shared: &Shared,
+    shared: &Runtime,
     kind: TaskKind,
     name: Cow<'static, str>,
     location: &'static Location<'static>,
@@ -286,16 +287,16 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let root = &shared.shutdown.root;
+    let root = &shared.shutdown().root;
     spawn_filled::<C, F>(shared, root, kind, future, |at, abort| {
-        shared.registry.fill(at, kind, name, location, abort)
+        shared.registry().fill(at, kind, name, location, abort)
     })
 }
 
 /// Spawns `future` as unnamed tracked work of `kind` in `scope`: grouped under the scope's path,
 /// counted by the scope, polled with it as the current scope.
 pub(crate) fn spawn_in<F>(
-    shared: &Shared,
+    shared: &Runtime,
     scope: &Arc<ScopeInner>,
     kind: TaskKind,
     location: &'static Location<'static>,
@@ -311,14 +312,14 @@ where
     // Unnamed work shares its call site's label with the work spawned there before.
     spawn_filled::<Unchecked, F>(shared, scope, kind, future, |at, abort| {
         let label = scope.label_at(location);
-        shared.registry.fill_shared(at, kind, label, abort)
+        shared.registry().fill_shared(at, kind, label, abort)
     })
 }
 
 /// Spawns `future` as tracked work named `name` in `scope` (or the root), with `C` checking the
 /// output: a service.
 pub(crate) fn spawn_named_in<C, F>(
-    shared: &Shared,
+    shared: &Runtime,
     scope: &Arc<ScopeInner>,
     kind: TaskKind,
     name: Cow<'static, str>,
@@ -338,7 +339,7 @@ where
 
 /// Spawns `future` as tracked work with a label of the caller's making, in `scope` or the root.
 pub(crate) fn spawn_labelled<F>(
-    shared: &Shared,
+    shared: &Runtime,
     scope: &Arc<ScopeInner>,
     kind: TaskKind,
     label: Label,
@@ -353,7 +354,7 @@ where
 }
 
 fn spawn_labelled_checked<C, F>(
-    shared: &Shared,
+    shared: &Runtime,
     scope: &Arc<ScopeInner>,
     kind: TaskKind,
     mut label: Label,
@@ -370,7 +371,7 @@ where
     }
     spawn_filled::<C, F>(shared, scope, kind, future, |at, abort| {
         shared
-            .registry
+            .registry()
             .fill_labelled(at, kind, label, location, abort)
     })
 }
@@ -378,7 +379,7 @@ where
 /// Spawns `future` in `scope` (or the root) with a reserved entry that `fill` fills in.
 #[inline(always)]
 fn spawn_filled<C, F>(
-    shared: &Shared,
+    shared: &Runtime,
     scope: &Arc<ScopeInner>,
     kind: TaskKind,
     future: F,
@@ -389,7 +390,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let at = shared.registry.reserve();
+    let at = shared.registry().reserve();
     let handle = if scope.is_root() {
         let slot = Slot::new(shared, at, kind, Root);
         shared.tokio().spawn(Tracked::<F, C>::new(future, slot))

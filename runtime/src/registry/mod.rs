@@ -52,11 +52,6 @@ pub(crate) fn any(_: Option<&Arc<str>>) -> bool {
     true
 }
 
-/// Ungrouped entries only.
-pub(crate) fn ungrouped(group: Option<&Arc<str>>) -> bool {
-    group.is_none()
-}
-
 pub(crate) struct Registry {
     shards: Shards,
     epoch_us: u64,
@@ -314,15 +309,9 @@ impl Registry {
         out
     }
 
-    /// Aborts the live work of these kinds in the groups `which` picks; returns how many. Work
-    /// without an abort handle (`main`) is counted, and is for the caller to drop.
-    pub(crate) fn abort(&self, kinds: &[TaskKind], which: Which<'_>) -> usize {
-        self.abort_slice(kinds, which, Position::START, usize::MAX)
-            .0
-    }
-
-    /// Aborts as [`abort`](Self::abort) does, up to `max` entries from `from` on: how many it
-    /// aborted, and where to go on from (`None`: done). Between two slices nothing is locked, so
+    /// Aborts the live work of these kinds in the groups `which` picks, up to `max` entries from
+    /// `from` on: how many it aborted, and where to go on from (`None`: done). Work without an
+    /// abort handle (`main`) is counted, and is for the caller to drop. Between two slices nothing is locked, so
     /// the work aborted so far can end and leave meanwhile.
     pub(crate) fn abort_slice(
         &self,

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Shared;
 use crate::phase::Phase;
 use crate::registry::{Label, SharedLabel};
 use crate::report::{LogMark, Report};
+use crate::runtime::Runtime;
 use crate::shutdown::hooks::{Hook, Hooks};
 use crate::stop_flag::StopFlag;
 use crate::task::{TaskKind, KINDS};
@@ -25,7 +25,7 @@ pub(crate) struct ScopeInner {
     /// The group label of the scope's work; its pointer tells scopes apart.
     pub(crate) path: Arc<str>,
     parent: Option<Arc<ScopeInner>>,
-    runtime: Weak<Shared>,
+    runtime: Weak<Runtime>,
     pub(crate) token: CancellationToken,
     pub(crate) stop: StopFlag,
     pub(crate) phase: Phase,
@@ -80,7 +80,7 @@ impl ScopeInner {
     }
 
     /// The root scope of a runtime: the program.
-    pub(crate) fn root(runtime: Weak<Shared>, token: CancellationToken) -> Arc<ScopeInner> {
+    pub(crate) fn root(runtime: Weak<Runtime>, token: CancellationToken) -> Arc<ScopeInner> {
         Arc::new(ScopeInner::new(
             Cow::Borrowed(""),
             Arc::from(""),
@@ -111,7 +111,7 @@ impl ScopeInner {
         name: Cow<'static, str>,
         path: Arc<str>,
         parent: Option<Arc<ScopeInner>>,
-        runtime: Weak<Shared>,
+        runtime: Weak<Runtime>,
         token: CancellationToken,
     ) -> ScopeInner {
         ScopeInner {
@@ -147,12 +147,18 @@ impl ScopeInner {
         (!self.is_root()).then_some(&self.path)
     }
 
-    pub(crate) fn runtime(&self) -> Option<Arc<Shared>> {
+    pub(crate) fn runtime(&self) -> Option<Arc<Runtime>> {
         self.runtime.upgrade()
     }
 
     pub(crate) fn parent(&self) -> Option<&Arc<ScopeInner>> {
         self.parent.as_ref()
+    }
+
+    /// Its turn's first step: its work is told to stop.
+    pub(crate) fn announce(&self) {
+        self.token.cancel();
+        self.stop.raise();
     }
 
     pub(crate) fn live(&self, kinds: &[TaskKind]) -> usize {
@@ -233,7 +239,7 @@ impl ScopeInner {
     /// was logged from `since` on.
     pub(crate) fn begin_turn(self: &Arc<Self>, since: Option<LogMark>) {
         if let Some(shared) = self.runtime() {
-            (shared.turns.begin)(self, since);
+            (shared.turns().begin)(self, since);
         }
     }
 
@@ -242,7 +248,7 @@ impl ScopeInner {
     }
 
     /// Whether `runtime` is the runtime this scope belongs to.
-    pub(crate) fn belongs_to(&self, runtime: &Arc<Shared>) -> bool {
+    pub(crate) fn belongs_to(&self, runtime: &Arc<Runtime>) -> bool {
         Arc::as_ptr(runtime) == self.runtime.as_ptr()
     }
 
@@ -289,18 +295,18 @@ impl Drop for ScopeInner {
             return;
         }
         if let Some(shared) = self.runtime() {
-            (shared.turns.run_freed_hooks)(&shared, &parent, self, hooks);
+            (shared.turns().run_freed_hooks)(&shared, &parent, self, hooks);
         }
     }
 }
 
 /// What a scope's turn does (`turn.rs`) that the tree and the core, lower layers, ask for: each
-/// runtime's core is handed it when it is made (`turn::turns()`), and a scope reaches it through
+/// runtime's core is handed it when it is made (`partial::turns()`), and a scope reaches it through
 /// its runtime.
 #[derive(Clone, Copy)]
 pub(crate) struct Turns {
     /// Runs the hooks of a scope freed before its turn, as hooks of its parent.
-    pub(crate) run_freed_hooks: fn(&Arc<Shared>, &Arc<ScopeInner>, &ScopeInner, Vec<Hook>),
+    pub(crate) run_freed_hooks: fn(&Arc<Runtime>, &Arc<ScopeInner>, &ScopeInner, Vec<Hook>),
     /// Starts a scope's partial shutdown, its report counting from `since`.
     pub(crate) begin: fn(&Arc<ScopeInner>, Option<LogMark>),
 }

@@ -1,26 +1,23 @@
-//! A scope's turn in a shutdown, the dependencies that order the turns, and the partial shutdown
-//! and abort of one scope's subtree.
+//! A scope's turn in a shutdown, and the dependencies that order the turns.
 //!
 //! A turn: (1) the scopes that depend on this one finish first; (2) its own work is announced,
 //! its `spawn` tasks cancelled, its services, protected futures and blocking jobs drained; (3) its
-//! children take their turns, concurrently; (4) its hooks run; then it is done. In the program's
-//! shutdown the root's own work is steps 1–3 of the sequence (`shutdown/sequence.rs`), which then
-//! starts the root's children here. Each turn runs as a plain tokio task of the runtime.
+//! children take their turns, concurrently; (4) its hooks run; then it is done. The program's
+//! shutdown is the root's turn, run by the sequence (`shutdown/sequence.rs`) with `main` polled
+//! alongside; every other turn runs as a plain tokio task of the runtime.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::time::sleep_until;
 
 use super::tree::ScopeInner;
-use crate::context::Shared;
-use crate::deadline::{later, until_zero};
-use crate::report::{self, Report};
+use crate::deadline::until_zero;
+use crate::report;
+use crate::report::summary::Summary;
+use crate::runtime::Runtime;
 use crate::shutdown::hooks::Hook;
 use crate::task::{TaskInfo, TaskKind, KINDS};
 
@@ -32,15 +29,7 @@ pub(crate) const ASYNC_KINDS: [TaskKind; 4] = [
     TaskKind::Hook,
 ];
 
-/// What a scope's own drain waits for.
-const DRAINED: [TaskKind; 4] = [
-    TaskKind::Cancellable,
-    TaskKind::Service,
-    TaskKind::Protected,
-    TaskKind::Blocking,
-];
-
-const ALL_KINDS: [TaskKind; KINDS] = [
+pub(crate) const ALL_KINDS: [TaskKind; KINDS] = [
     TaskKind::Cancellable,
     TaskKind::Service,
     TaskKind::Protected,
@@ -73,38 +62,65 @@ pub(crate) fn picks(groups: &[Arc<str>], group: Option<&Arc<str>>) -> bool {
 }
 
 /// Starts `scope`'s turn unless it has one already.
-pub(crate) fn start(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant, mode: Mode) {
+pub(crate) fn start(scope: &Arc<ScopeInner>, shared: &Arc<Runtime>, deadline: Instant, mode: Mode) {
     if !scope.claim() {
         return;
     }
     let _ = scope.deadline.set(deadline);
     let (scope, runtime) = (scope.clone(), shared.clone());
     shared.tokio().spawn(async move {
-        if !run(&scope, &runtime, deadline, mode).await {
+        if !run(&scope, &runtime, deadline, mode, None).await {
             scope.late.store(true, Ordering::SeqCst);
         }
         scope.done.cancel();
     });
 }
 
-/// The whole turn; returns whether it finished before the deadline.
-async fn run(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant, mode: Mode) -> bool {
+/// The root's turn in the program's shutdown: the sequence's steps 1 to 4, counted into its
+/// `summary` and reported as each ends. After it the sequence itself waits for what the hooks
+/// started and joins the blocking jobs.
+pub(crate) async fn program(root: &Arc<ScopeInner>, shared: &Arc<Runtime>, summary: &mut Summary) {
+    let deadline = summary.deadline();
+    root.claim();
+    let _ = root.deadline.set(deadline);
+    run(root, shared, deadline, Mode::Program, Some(summary)).await;
+}
+
+/// The whole turn; returns whether it finished before the deadline. `program` is the program's
+/// summary when this is the root's turn in its shutdown.
+pub(crate) async fn run(
+    scope: &Arc<ScopeInner>,
+    shared: &Arc<Runtime>,
+    deadline: Instant,
+    mode: Mode,
+    mut program: Option<&mut Summary>,
+) -> bool {
     wait_dependents(scope, shared, deadline, mode).await;
-    own_steps(scope, shared, deadline).await;
+    let drained = own_steps(scope, shared, deadline, program.as_deref_mut()).await;
     scope.own_drained.cancel();
+    let step = Instant::now();
+    let scopes = scope.children().len();
     let children = run_children(scope, shared, deadline, mode).await;
+    if program.is_some() && scopes > 0 {
+        report::phase("scopes", step, &[("scopes", scopes)]);
+    }
     // Hooks of children freed before their turn run as this scope's: they end first.
-    let freed_hooks = wait_live(scope, &[TaskKind::Hook], deadline).await;
-    let hooks = run_hooks(scope, shared, deadline, children && freed_hooks).await;
+    let freed_hooks = wait_own(scope, shared, &[TaskKind::Hook], deadline).await;
+    let in_time = drained && children && freed_hooks;
+    let hooks = run_hooks(scope, shared, deadline, in_time, program.as_deref_mut()).await;
+    if program.is_some() {
+        // What the hooks started still runs: the sequence gives it until the deadline.
+        return in_time && hooks;
+    }
     // Done: from now on, work spawned into it never runs.
     scope.phase.begin_abort();
     children && hooks && scope.live(&ALL_KINDS) == 0
 }
 
 /// Step 1: the scopes that depend on this one finish first.
-pub(crate) async fn wait_dependents(
+async fn wait_dependents(
     scope: &Arc<ScopeInner>,
-    shared: &Arc<Shared>,
+    shared: &Arc<Runtime>,
     deadline: Instant,
     mode: Mode,
 ) {
@@ -112,7 +128,7 @@ pub(crate) async fn wait_dependents(
     match mode {
         Mode::Partial => {
             for dependent in &dependents {
-                begin(dependent);
+                dependent.begin_turn(None);
             }
         }
         Mode::Program => start_waited_for_by_ancestors(scope, shared, deadline),
@@ -129,7 +145,11 @@ pub(crate) async fn wait_dependents(
 /// that work is waiting, through the chain, for the scope itself: `root.scope("b")` with
 /// `b.depends_on(&root)`, or through siblings in between (`c.depends_on(&root)`,
 /// `b.depends_on(&c)`). The graph has no cycle (`add_dependency` refuses one), so the walk ends.
-fn start_waited_for_by_ancestors(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant) {
+fn start_waited_for_by_ancestors(
+    scope: &Arc<ScopeInner>,
+    shared: &Arc<Runtime>,
+    deadline: Instant,
+) {
     let mut chain = vec![scope.clone()];
     let mut seen: HashSet<*const ScopeInner> = HashSet::from([Arc::as_ptr(scope)]);
     let mut next = 0;
@@ -153,23 +173,97 @@ fn start_waited_for_by_ancestors(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, 
     }
 }
 
-/// Step 2: announce, cancel, drain this scope's own work (the root's is the sequence's).
-async fn own_steps(scope: &Arc<ScopeInner>, shared: &Arc<Shared>, deadline: Instant) {
-    scope.token.cancel();
-    scope.stop.raise();
+/// Step 2: announce, cancel, drain this scope's own work. Returns whether it drained in time.
+async fn own_steps(
+    scope: &Arc<ScopeInner>,
+    shared: &Arc<Runtime>,
+    deadline: Instant,
+    mut program: Option<&mut Summary>,
+) -> bool {
+    // Announce.
+    scope.announce();
+    if let Some(summary) = program.as_deref() {
+        report::phase("announce", summary.started_at(), &[]);
+    }
+
+    // Cancel every `spawn` task and wait until each has been dropped.
+    let step = Instant::now();
     scope.phase.begin_cancel();
-    let path = scope.path.clone();
-    shared.registry.abort(&[TaskKind::Cancellable], &|g| {
-        g.is_some_and(|g| Arc::ptr_eq(g, &path))
+    let cancelled = cancel_own(scope, shared).await;
+    wait_own(scope, shared, &[TaskKind::Cancellable], deadline).await;
+    if let Some(summary) = program.as_deref_mut() {
+        summary.cancelled = cancelled;
+        report::phase("cancel", step, &[("tasks", cancelled)]);
+    }
+
+    // Drain services and protected futures (the root's include `main`). Tasks they spawn
+    // meanwhile are cancelled before their first poll; the wait counts those too.
+    let step = Instant::now();
+    let kinds = drained_kinds(scope);
+    let draining = own_live(scope, shared, &kinds[1..]);
+    let drained = wait_own(scope, shared, &kinds, deadline).await;
+    if program.is_some() {
+        report::phase("drain", step, &[("services", draining)]);
+    }
+    drained
+}
+
+/// What a scope's own drain waits for: `spawn` tasks first, then the rest. The root's blocking
+/// jobs are joined later, with the whole pool, after the hooks.
+fn drained_kinds(scope: &ScopeInner) -> Vec<TaskKind> {
+    let mut kinds = vec![
+        TaskKind::Cancellable,
+        TaskKind::Service,
+        TaskKind::Protected,
+    ];
+    if !scope.is_root() {
+        kinds.push(TaskKind::Blocking);
+    }
+    kinds
+}
+
+/// Tasks aborted before the aborting task yields: half a worker's local queue, so that the
+/// cancellations it queues stay on that worker.
+const ABORT_SLICE: usize = 128;
+
+/// Aborts the scope's own `spawn` tasks, a slice at a time; how many.
+async fn cancel_own(scope: &ScopeInner, shared: &Arc<Runtime>) -> usize {
+    let group = scope.group().cloned();
+    let own = move |g: Option<&Arc<str>>| match (&group, g) {
+        (None, None) => true,
+        (Some(mine), Some(g)) => Arc::ptr_eq(mine, g),
+        _ => false,
+    };
+    let slice = move |registry: &crate::registry::Registry, from| {
+        registry.abort_slice(&[TaskKind::Cancellable], &own, from, ABORT_SLICE)
+    };
+    // The first slice from this thread: with a few tasks that is all of them, and no trip to a
+    // worker and back.
+    let (first, rest) = slice(shared.registry(), crate::registry::Position::START);
+    let Some(rest) = rest else {
+        return first;
+    };
+    // The rest on a worker, a slice at a time: an abort there queues the task on that worker,
+    // which then runs the cancellations while their tasks are still in its cache. From the
+    // thread that polls `main` every abort would take the runtime's shared queue's lock.
+    let aborting = shared.clone();
+    let cancelling = shared.tokio().spawn(async move {
+        let (mut cancelled, mut from) = (first, Some(rest));
+        while let Some(at) = from {
+            let (count, next) = slice(aborting.registry(), at);
+            cancelled += count;
+            from = next;
+            tokio::task::yield_now().await;
+        }
+        cancelled
     });
-    wait_live(scope, &[TaskKind::Cancellable], deadline).await;
-    wait_live(scope, &DRAINED, deadline).await;
+    cancelling.await.unwrap_or(first)
 }
 
 /// Step 3: the children's turns, concurrently. Returns whether all finished before the deadline.
-pub(crate) async fn run_children(
+async fn run_children(
     scope: &Arc<ScopeInner>,
-    shared: &Arc<Shared>,
+    shared: &Arc<Runtime>,
     deadline: Instant,
     mode: Mode,
 ) -> bool {
@@ -187,29 +281,44 @@ pub(crate) async fn run_children(
 /// Step 4: this scope's hooks, last registered first, if its subtree finished in time.
 async fn run_hooks(
     scope: &Arc<ScopeInner>,
-    shared: &Arc<Shared>,
+    shared: &Arc<Runtime>,
     deadline: Instant,
     in_time: bool,
+    mut program: Option<&mut Summary>,
 ) -> bool {
-    let mut all = true;
+    let step = Instant::now();
+    let (mut all, mut run) = (true, 0);
     while let Some(hook) = scope.hooks.pop() {
         let mut info = TaskInfo::hook(hook.location);
         info.scope = scope.group().cloned();
         if !in_time || Instant::now() >= deadline {
             report::hook_skipped(&info);
-            shared.report.log.not_run(&info);
+            match program.as_deref_mut() {
+                Some(summary) => summary.report.hooks_not_run.push(info),
+                None => shared.reporter().log.not_run(&info),
+            }
             all = false;
             continue;
         }
+        run += 1;
         let mut handle =
             crate::tracked::spawn_in(shared, scope, TaskKind::Hook, hook.location, hook.future);
         let deadline = tokio::time::Instant::from_std(deadline);
-        if tokio::time::timeout_at(deadline, &mut handle)
-            .await
-            .is_err()
-        {
-            all = false;
+        match tokio::time::timeout_at(deadline, &mut handle).await {
+            // The tracked wrapper has reported the panic; the next hook runs.
+            Ok(Err(err)) if err.is_panic() => {
+                if let Some(summary) = program.as_deref_mut() {
+                    summary.hooks_panicked += 1;
+                }
+            }
+            Ok(_) => {}
+            // Aborted with everything else at the deadline.
+            Err(_) => all = false,
         }
+    }
+    if let Some(summary) = program {
+        summary.hooks_run = run;
+        report::phase("hooks", step, &[("hooks", run)]);
     }
     all
 }
@@ -217,7 +326,7 @@ async fn run_hooks(
 /// Runs `hooks`, in their order, as tracked hooks of `scope`, one at a time: a hook that panics
 /// is reported and the next one runs: the hooks of a child of `scope` freed before its turn.
 pub(crate) fn run_freed_hooks(
-    shared: &Arc<Shared>,
+    shared: &Arc<Runtime>,
     scope: &Arc<ScopeInner>,
     freed: &ScopeInner,
     mut hooks: Vec<Hook>,
@@ -229,7 +338,7 @@ pub(crate) fn run_freed_hooks(
             // The freed scope's path (it has already let go of its parent, so it reads as a root).
             info.scope = Some(freed.path.clone());
             report::hook_skipped(&info);
-            shared.report.log.not_run(&info);
+            shared.reporter().log.not_run(&info);
         }
         return;
     }
@@ -256,10 +365,30 @@ pub(crate) fn run_freed_hooks(
     crate::tracked::spawn_in(shared, scope, TaskKind::Hook, location, each);
 }
 
-/// Waits until the scope has no live work of `kinds`; `false` at the deadline.
-async fn wait_live(scope: &ScopeInner, kinds: &[TaskKind], deadline: Instant) -> bool {
+/// Waits until the scope has no live work of its own of `kinds`; `false` at the deadline.
+async fn wait_own(
+    scope: &ScopeInner,
+    shared: &Runtime,
+    kinds: &[TaskKind],
+    deadline: Instant,
+) -> bool {
     let deadline = tokio::time::Instant::from_std(deadline);
-    until_zero(&scope.changed, || scope.live(kinds), deadline).await
+    let changed = if scope.is_root() {
+        shared.registry().changed()
+    } else {
+        &scope.changed
+    };
+    until_zero(changed, || own_live(scope, shared, kinds), deadline).await
+}
+
+/// The scope's own live work of `kinds`. The root's is counted by the registry: its spawn path,
+/// the hot one, keeps no count of its own.
+fn own_live(scope: &ScopeInner, shared: &Runtime, kinds: &[TaskKind]) -> usize {
+    if scope.is_root() {
+        shared.registry().count(kinds)
+    } else {
+        scope.live(kinds)
+    }
 }
 
 /// Waits for `event`; `false` at the deadline.
@@ -333,286 +462,4 @@ fn path_to(from: &Arc<ScopeInner>, to: &Arc<ScopeInner>) -> Option<Vec<Arc<Scope
         next += 1;
     }
     None
-}
-
-/// `scope.shutdown()`.
-pub(crate) fn shutdown(scope: &Arc<ScopeInner>) -> ScopeShutdown {
-    begin(scope);
-    ScopeShutdown::new(scope.clone())
-}
-
-/// Starts the partial shutdown of `scope` unless it (or the program's) has started.
-pub(crate) fn begin(scope: &Arc<ScopeInner>) {
-    begin_since(scope, None);
-}
-
-/// What a turn does, for the layers below this one that ask for it (a scope freed with hooks, an
-/// isolated scope whose work failed): handed to each runtime's core when it is made.
-pub(crate) fn turns() -> super::tree::Turns {
-    super::tree::Turns {
-        run_freed_hooks,
-        begin: begin_since,
-    }
-}
-
-/// The same, for a failure in the scope that starts it: its report covers the log from `since`,
-/// taken before the failure was logged, so that it lists the failure.
-pub(crate) fn begin_since(scope: &Arc<ScopeInner>, since: Option<report::LogMark>) {
-    if let Some(shared) = scope.runtime() {
-        if scope.is_root() {
-            shared.start_shutdown(crate::Reason::Requested);
-        } else if scope.claim() {
-            let now = Instant::now();
-            let grace = scope.own_grace().unwrap_or(shared.config.grace);
-            let mut deadline = later(now, grace);
-            if let Some(started) = shared.shutdown.trigger.started() {
-                deadline = deadline.min(started.deadline);
-            }
-            let _ = scope.deadline.set(deadline);
-            // What the report covers: the subtree as it is now (a scope freed during the
-            // shutdown is still in it), and what is logged from now on.
-            let since = since.unwrap_or_else(|| shared.report.log.mark());
-            let groups = groups(scope);
-            let (scope, runtime) = (scope.clone(), shared.clone());
-            shared.tokio().spawn(async move {
-                let in_time = run(&scope, &runtime, deadline, Mode::Partial).await;
-                let report = end_of_partial(&scope, &runtime, now, in_time, groups, since);
-                let _ = scope.report.set(report);
-                scope.done.cancel();
-            });
-        }
-    }
-}
-
-/// At a partial shutdown's end: abort what is left of the subtree and say how it went, from what
-/// was logged `since` its start in the scopes of `groups` (its subtree at the start) and of its
-/// subtree now.
-fn end_of_partial(
-    scope: &Arc<ScopeInner>,
-    shared: &Shared,
-    at: Instant,
-    in_time: bool,
-    mut groups: Vec<Arc<str>>,
-    since: report::LogMark,
-) -> Report {
-    let known: HashSet<*const u8> = groups.iter().map(|g| g.as_ptr()).collect();
-    groups.extend(
-        self::groups(scope)
-            .into_iter()
-            .filter(|g| !known.contains(&g.as_ptr())),
-    );
-    let which = |g: Option<&Arc<str>>| picks(&groups, g);
-    let mut report = Report {
-        reason: shared.shutdown.trigger.started().map(|s| s.reason.clone()),
-        ..Report::default()
-    };
-    if !in_time {
-        for inner in scope.subtree() {
-            inner.phase.begin_abort();
-        }
-        report.aborted = shared.registry.abort_listing(&ASYNC_KINDS, &which);
-        report::aborted(&report.aborted);
-        report.abandoned = shared
-            .registry
-            .snapshot_of(&which)
-            .into_iter()
-            .filter(|t| t.kind == TaskKind::Blocking)
-            .collect();
-        report::abandoned(&report.abandoned);
-    }
-    shared
-        .report
-        .log
-        .copy_into(&mut report, &|g| picks(&groups, g), since);
-    report.elapsed = at.elapsed();
-    report
-}
-
-/// `scope.abort()`.
-pub(crate) fn abort(scope: &Arc<ScopeInner>) {
-    let Some(shared) = scope.runtime() else {
-        return;
-    };
-    let subtree = scope.subtree();
-    for inner in &subtree {
-        inner.claim();
-        inner.phase.begin_abort();
-        inner.token.cancel();
-        inner.stop.raise();
-    }
-    let aborted = if scope.is_root() {
-        shared.start_shutdown(crate::Reason::Requested);
-        shared
-            .registry
-            .abort_listing(&ASYNC_KINDS, &crate::registry::any)
-    } else {
-        let groups = groups(scope);
-        shared
-            .registry
-            .abort_listing(&ASYNC_KINDS, &|g| picks(&groups, g))
-    };
-    if !aborted.is_empty() {
-        report::scope_aborted(&scope.path, &aborted);
-    }
-    let _ = scope.report.set(Report {
-        aborted,
-        ..Report::default()
-    });
-    for inner in subtree {
-        inner.own_drained.cancel();
-        inner.done.cancel();
-    }
-}
-
-/// Panics if the work polling this thread is inside `scope`'s subtree (or is its hook): awaiting
-/// the scope's `what` there would wait for itself until the deadline.
-fn refuse_self_wait(scope: &ScopeInner, what: &str) {
-    let inside = match super::tree::current() {
-        Some(current) => {
-            let mut at = Some(&*current);
-            let mut found = false;
-            while let Some(here) = at {
-                if std::ptr::eq(here, scope) {
-                    found = true;
-                    break;
-                }
-                at = here.parent().map(|p| &**p);
-            }
-            found
-        }
-        None => {
-            scope.is_root()
-                && crate::phase::is_polling_main()
-                && crate::context::with(|shared| {
-                    shared.is_some_and(|s| std::ptr::eq(Arc::as_ptr(&s.shutdown.root), scope))
-                })
-        }
-    };
-    if inside {
-        let name = if scope.is_root() {
-            "the root scope".to_string()
-        } else {
-            format!("scope `{}`", scope.path)
-        };
-        panic!(
-            "graceful: awaiting {name}'s {what}() from inside it would wait for itself until the \
-             deadline; to stop the program call graceful::shutdown(), await the scope's {what}() \
-             from outside it, or call shutdown() without awaiting it"
-        );
-    }
-}
-
-/// The future [`Scope::shutdown`](super::Scope::shutdown) returns: the subtree's [`Report`].
-///
-/// # Examples
-///
-/// ```
-/// # use graceful_runtime as graceful;
-/// graceful::Builder::new().signals([]).run(async {
-///     let jobs = graceful::scope("jobs");
-///     let stopping: graceful::ScopeShutdown = jobs.shutdown();
-///     assert!(stopping.await.is_clean());
-/// });
-/// ```
-///
-/// # Panics
-///
-/// When polled by work inside the scope's subtree, or by its hook: it would wait for itself.
-#[must_use = "the shutdown runs anyway; await this for its report"]
-pub struct ScopeShutdown {
-    scope: Arc<ScopeInner>,
-    future: Pin<Box<dyn Future<Output = Report> + Send>>,
-}
-
-impl ScopeShutdown {
-    fn new(scope: Arc<ScopeInner>) -> ScopeShutdown {
-        let waited = scope.clone();
-        ScopeShutdown {
-            scope,
-            future: Box::pin(async move {
-                waited.done.cancelled().await;
-                waited.report.get().cloned().unwrap_or_default()
-            }),
-        }
-    }
-}
-
-impl Future for ScopeShutdown {
-    type Output = Report;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Report> {
-        refuse_self_wait(&self.scope, "shutdown");
-        self.future.as_mut().poll(cx)
-    }
-}
-
-impl std::fmt::Debug for ScopeShutdown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScopeShutdown")
-            .field("path", &&*self.scope.path)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The future [`Scope::finished`](super::Scope::finished) returns.
-///
-/// # Examples
-///
-/// ```
-/// # use graceful_runtime as graceful;
-/// graceful::Builder::new().signals([]).run(async {
-///     let jobs = graceful::scope("jobs");
-///     jobs.spawn(async {});
-///     let finished: graceful::ScopeFinished = jobs.finished();
-///     finished.await;
-/// });
-/// ```
-///
-/// # Panics
-///
-/// When polled by work inside the scope's subtree, or by its hook: it would wait for itself.
-#[must_use = "futures do nothing unless polled"]
-pub struct ScopeFinished {
-    scope: Arc<ScopeInner>,
-    future: Pin<Box<dyn Future<Output = ()> + Send>>,
-}
-
-impl ScopeFinished {
-    pub(crate) fn new(scope: Arc<ScopeInner>) -> ScopeFinished {
-        let waited = scope.clone();
-        ScopeFinished {
-            scope,
-            future: Box::pin(async move {
-                if waited.is_root() {
-                    // The root's work includes `main`: it is finished when the program is.
-                    return waited.done.cancelled().await;
-                }
-                loop {
-                    let mut notified = pin!(waited.changed.notified());
-                    notified.as_mut().enable();
-                    if waited.subtree().iter().all(|s| s.live(&ALL_KINDS) == 0) {
-                        return;
-                    }
-                    notified.await;
-                }
-            }),
-        }
-    }
-}
-
-impl Future for ScopeFinished {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        refuse_self_wait(&self.scope, "finished");
-        self.future.as_mut().poll(cx)
-    }
-}
-
-impl std::fmt::Debug for ScopeFinished {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScopeFinished")
-            .field("path", &&*self.scope.path)
-            .finish_non_exhaustive()
-    }
 }

@@ -86,7 +86,7 @@ pub fn shutdown_with_code(code: u8) {
 /// });
 /// ```
 pub fn is_shutting_down() -> bool {
-    context::with(|shared| shared.is_some_and(|s| s.shutdown.trigger.started().is_some()))
+    context::with(|shared| shared.is_some_and(|s| s.shutdown().trigger.started().is_some()))
 }
 
 /// Why the shutdown started, once it has. Outside a graceful runtime: `None`.
@@ -105,7 +105,13 @@ pub fn is_shutting_down() -> bool {
 /// });
 /// ```
 pub fn reason() -> Option<Reason> {
-    context::with(|shared| shared?.shutdown.trigger.started().map(|s| s.reason.clone()))
+    context::with(|shared| {
+        shared?
+            .shutdown()
+            .trigger
+            .started()
+            .map(|s| s.reason.clone())
+    })
 }
 
 /// When the grace runs out, once the shutdown has started. Outside a graceful runtime: `None`.
@@ -128,7 +134,7 @@ pub fn reason() -> Option<Reason> {
 /// ```
 pub fn deadline() -> Option<tokio::time::Instant> {
     context::with(|shared| {
-        let started = shared?.shutdown.trigger.started()?;
+        let started = shared?.shutdown().trigger.started()?;
         Some(tokio::time::Instant::from_std(started.deadline))
     })
 }
@@ -156,7 +162,7 @@ pub fn deadline() -> Option<tokio::time::Instant> {
 pub fn token() -> CancellationToken {
     context::with_expect("graceful::token", |shared| {
         tree::current().map_or_else(
-            || shared.shutdown.root.token.child_token(),
+            || shared.shutdown().root.token.child_token(),
             |s| s.token.child_token(),
         )
     })
@@ -196,8 +202,8 @@ pub fn token() -> CancellationToken {
 /// Outside a graceful runtime.
 pub fn shutdown_requested() -> ShutdownRequested {
     context::with_expect("graceful::shutdown_requested", |shared| {
-        let token =
-            tree::current().map_or_else(|| shared.shutdown.root.token.clone(), |s| s.token.clone());
+        let token = tree::current()
+            .map_or_else(|| shared.shutdown().root.token.clone(), |s| s.token.clone());
         ShutdownRequested::from_token(token)
     })
 }
@@ -276,7 +282,7 @@ where
 {
     let location = Location::caller();
     context::with_expect("graceful::on_shutdown", |shared| {
-        let scope = tree::current().unwrap_or_else(|| shared.shutdown.root.clone());
+        let scope = tree::current().unwrap_or_else(|| shared.shutdown().root.clone());
         scope.add_hook(location, Box::pin(hook));
     });
 }

@@ -19,10 +19,4 @@ impl Shutdown {
             root,
         }
     }
-
-    /// Step 1: the root's work is told to stop.
-    pub(crate) fn announce(&self) {
-        self.root.token.cancel();
-        self.root.stop.raise();
-    }
 }

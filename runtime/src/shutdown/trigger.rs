@@ -86,7 +86,7 @@ impl Trigger {
     }
 
     /// Sets the reason, the moment and the deadline, unless a trigger came first; returns whether
-    /// this one did. The caller then tells whoever must know (see `Shared::start_shutdown`) and
+    /// this one did. The caller then tells whoever must know (see `Runtime::start_shutdown`) and
     /// only then [`fire`](Self::fire)s.
     pub(crate) fn start(&self, reason: Reason, grace: Duration) -> Option<&Started> {
         let at = Instant::now();

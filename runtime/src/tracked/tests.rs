@@ -4,14 +4,14 @@ use std::task::Waker;
 use super::*;
 
 /// A runtime's shared state, made the one of this thread, with no tokio runtime.
-fn enter_for_test() -> (Arc<Shared>, context::Enter) {
+fn enter_for_test() -> (Arc<Runtime>, context::Enter) {
     let mut config = crate::config::Config::default();
     config.for_test();
-    let shared = Shared::new(
+    let shared = Runtime::new(
         config,
         Arc::new(()),
         tokio_util::sync::CancellationToken::new(),
-        crate::scope::turn::turns(),
+        crate::scope::partial::turns(),
     );
     let enter = context::enter(shared.clone());
     (shared, enter)
@@ -21,7 +21,7 @@ fn poll<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut Context::from_waker(Waker::noop()))
 }
 
-fn tracked<F>(shared: &Shared, kind: TaskKind, future: F) -> Tracked<F> {
+fn tracked<F>(shared: &Runtime, kind: TaskKind, future: F) -> Tracked<F> {
     let slot = Slot::insert_in(shared, kind, Label::default(), Location::caller(), Root);
     Tracked::new(future, slot)
 }
@@ -36,7 +36,7 @@ fn test_runtime() -> tokio::runtime::Runtime {
 #[test]
 fn entry_lives_until_the_future_is_dropped() {
     let (shared, _enter) = enter_for_test();
-    let registry = &shared.registry;
+    let registry = shared.registry();
     let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
     let mut task = Box::pin(tracked(&shared, TaskKind::Cancellable, rx));
     assert!(poll(task.as_mut()).is_pending());
@@ -52,7 +52,7 @@ fn entry_lives_until_the_future_is_dropped() {
 #[test]
 fn task_spawned_after_the_cancel_step_never_runs_its_body() {
     let (shared, _enter) = enter_for_test();
-    shared.shutdown.root.phase.begin_cancel();
+    shared.shutdown().root.phase.begin_cancel();
     let mut task = pin!(tracked(&shared, TaskKind::Cancellable, async {
         panic!("a task spawned after the cancel step was polled")
     }));
@@ -65,7 +65,7 @@ fn task_spawned_after_the_cancel_step_never_runs_its_body() {
 #[test]
 fn after_the_abort_step_no_async_work_runs_but_blocking_jobs_do() {
     let (shared, _enter) = enter_for_test();
-    let phase = &shared.shutdown.root.phase;
+    let phase = &shared.shutdown().root.phase;
     phase.begin_abort();
     for kind in [
         TaskKind::Cancellable,
@@ -93,8 +93,8 @@ fn a_panic_is_logged_once_and_passed_on() {
         "the panic reaches tokio, which gives it to the JoinHandle"
     );
     drop(task);
-    assert!(shared.registry.snapshot().is_empty());
-    assert_eq!(shared.report.log.panics(), 1);
+    assert!(shared.registry().snapshot().is_empty());
+    assert_eq!(shared.reporter().log.panics(), 1);
 }
 
 /// The fill / finish / cancel protocol of reserved work, checked in every order its steps can
@@ -131,7 +131,7 @@ mod interleavings {
         let rt = test_runtime();
         for order in orders() {
             let (shared, _enter) = enter_for_test();
-            let registry = &shared.registry;
+            let registry = shared.registry();
             let task = rt.spawn(std::future::pending::<()>());
             let at = registry.reserve();
             let mut slot = Some(Slot::new(&shared, at, TaskKind::Cancellable, Root));
@@ -146,7 +146,7 @@ mod interleavings {
                         );
                         assert!(panicked.is_none());
                         if shared
-                            .shutdown
+                            .shutdown()
                             .root
                             .phase
                             .cancels_at_once(TaskKind::Cancellable)
@@ -156,8 +156,13 @@ mod interleavings {
                     }
                     Step::Finish => drop(slot.take()),
                     Step::Cancel => {
-                        shared.shutdown.root.phase.begin_cancel();
-                        registry.abort(&[TaskKind::Cancellable], &crate::registry::ungrouped);
+                        shared.shutdown().root.phase.begin_cancel();
+                        registry.abort_slice(
+                            &[TaskKind::Cancellable],
+                            &|group| group.is_none(),
+                            crate::registry::Position::START,
+                            usize::MAX,
+                        );
                     }
                 }
                 // A snapshot at any point never shows a finished entry.
@@ -196,11 +201,11 @@ fn a_slot_is_eight_bytes_and_a_scope_adds_its_pointer() {
 fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
     let config = crate::Builder::new().stop_on_panic(true).into_config();
     let public = crate::handle::Inner::new();
-    let shared = Shared::new(
+    let shared = Runtime::new(
         config,
         public.clone(),
         public.root(),
-        crate::scope::turn::turns(),
+        crate::scope::partial::turns(),
     );
     let _enter = context::enter(shared.clone());
     // Its worker carries the runtime, as a graceful runtime's threads do.
@@ -211,7 +216,7 @@ fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
         .build()
         .unwrap();
     shared.set_tokio(runtime.handle().clone());
-    let plugin = crate::Scope::child_of(&shared.shutdown.root, "plugin".into())
+    let plugin = crate::Scope::child_of(&shared.shutdown().root, "plugin".into())
         .isolated()
         .inner;
     let location = Location::caller();
@@ -228,14 +233,14 @@ fn a_panic_reported_by_the_spawner_is_handled_by_the_works_own_scope() {
             }
             let label = plugin.label_at(location);
             shared
-                .registry
+                .registry()
                 .fill_shared(at, TaskKind::Cancellable, label, abort)
         },
     );
     let joined = runtime.block_on(handle);
     assert!(joined.unwrap_err().is_panic());
     assert!(
-        shared.shutdown.trigger.started().is_none(),
+        shared.shutdown().trigger.started().is_none(),
         "the program's shutdown started: the panic was handled by the spawner's scope"
     );
     assert!(plugin.is_claimed(), "the isolated scope was not shut down");

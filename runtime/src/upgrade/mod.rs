@@ -33,7 +33,8 @@ use std::sync::{atomic::Ordering, PoisonError};
 
 #[cfg(unix)]
 use crate::config::Command;
-use crate::context::{self, Shared};
+use crate::context;
+use crate::runtime::Runtime;
 
 pub(crate) mod state;
 
@@ -177,26 +178,26 @@ pub fn is_upgrade() -> bool {
 
 /// The signal thread: the `upgrade_signal` arrived. A refusal is written by the report's thread,
 /// since this one must not block.
-pub(crate) fn on_signal(shared: &Arc<Shared>) {
+pub(crate) fn on_signal(shared: &Arc<Runtime>) {
     if let Err(refused) = start(shared) {
         shared
-            .report
+            .reporter()
             .upgrade_warning_later(format!("upgrade refused: {refused}"));
     }
 }
 
 #[cfg(not(unix))]
-fn start(shared: &Arc<Shared>) -> Result<(), UpgradeError> {
-    if !shared.config.exits_process {
+fn start(shared: &Arc<Runtime>) -> Result<(), UpgradeError> {
+    if !shared.config().exits_process {
         return Err(UpgradeError::NotTheProgram);
     }
     Err(UpgradeError::Unsupported)
 }
 
 #[cfg(unix)]
-fn start(shared: &Arc<Shared>) -> Result<(), UpgradeError> {
-    let upgrade = &shared.upgrade;
-    if !shared.config.exits_process {
+fn start(shared: &Arc<Runtime>) -> Result<(), UpgradeError> {
+    let upgrade = shared.upgrade();
+    if !shared.config().exits_process {
         return Err(UpgradeError::NotTheProgram);
     }
     let Some(command) = &upgrade.command else {
@@ -207,7 +208,7 @@ fn start(shared: &Arc<Shared>) -> Result<(), UpgradeError> {
     if std::process::id() == 1 {
         return Err(UpgradeError::Pid1);
     }
-    if shared.shutdown.trigger.started().is_some() {
+    if shared.shutdown().trigger.started().is_some() {
         return Err(UpgradeError::ShuttingDown);
     }
     if upgrade.running.swap(true, Ordering::SeqCst) {
@@ -223,7 +224,7 @@ fn start(shared: &Arc<Shared>) -> Result<(), UpgradeError> {
 }
 
 #[cfg(unix)]
-fn spawn(shared: &Arc<Shared>, command: &Command) -> std::io::Result<()> {
+fn spawn(shared: &Arc<Runtime>, command: &Command) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
 
@@ -282,15 +283,15 @@ fn spawn(shared: &Arc<Shared>, command: &Command) -> std::io::Result<()> {
     drop(listeners);
     let pid = child.id();
     *shared
-        .upgrade
+        .upgrade()
         .unready
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = Some(pid);
-    if shared.shutdown.trigger.started().is_some() {
+    if shared.shutdown().trigger.started().is_some() {
         // A shutdown that started during the spawn found nothing to kill.
-        shared.upgrade.abandon();
+        shared.upgrade().abandon();
     }
-    shared.report.upgrade_progress(format!(
+    shared.reporter().upgrade_progress(format!(
         "upgrade: started {} (pid {pid}); waiting for it to be ready",
         command.program.display()
     ));
@@ -300,7 +301,7 @@ fn spawn(shared: &Arc<Shared>, command: &Command) -> std::io::Result<()> {
         .spawn(move || watch(&watching, child, waiting));
     if let Err(err) = watcher {
         // Nobody would wait for it: the upgrade cannot go on.
-        shared.upgrade.abandon();
+        shared.upgrade().abandon();
         return Err(err);
     }
     Ok(())
@@ -334,16 +335,16 @@ enum Outcome {
 /// The watcher thread: waits for the child's ready byte, its exit, the timeout or a shutdown.
 #[cfg(unix)]
 fn watch(
-    shared: &Arc<Shared>,
+    shared: &Arc<Runtime>,
     mut child: std::process::Child,
     mut waiting: std::os::unix::net::UnixStream,
 ) {
     use std::io::Read;
     use std::time::{Duration, Instant};
 
-    let upgrade = &shared.upgrade;
+    let upgrade = shared.upgrade();
     let pid = child.id();
-    let deadline = crate::deadline::later(Instant::now(), shared.config.upgrade_timeout);
+    let deadline = crate::deadline::later(Instant::now(), shared.config().upgrade_timeout);
     // Short reads so a child that exits while a grandchild holds its end is still seen.
     let tick = Duration::from_millis(100);
     let outcome = loop {
@@ -385,13 +386,12 @@ fn watch(
                 .unready
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if unready.take().is_some() && shared.shutdown.trigger.started().is_none() {
+            if unready.take().is_some() && shared.shutdown().trigger.started().is_none() {
                 // Under the lock: a shutdown starting now waits in `abandon`, finds nothing to
                 // kill, and this process's shutdown is already the upgrade's.
-                shared.systemd.hand_over(pid);
-                shared.start_shutdown(crate::reason::Reason::Upgraded);
+                shared.hand_over(pid);
                 drop(unready);
-                shared.report.upgrade_progress(format!(
+                shared.reporter().upgrade_progress(format!(
                     "upgrade: pid {pid} is ready and serves; this process drains and exits"
                 ));
                 return;
@@ -402,7 +402,7 @@ fn watch(
         Outcome::Exited(status) => format!("exited before it was ready ({status})"),
         Outcome::TimedOut => format!(
             "was not ready within {}; killed it",
-            graceful_options::format_duration(shared.config.upgrade_timeout)
+            graceful_options::format_duration(shared.config().upgrade_timeout)
         ),
         Outcome::Abandoned => "was killed: a shutdown started before it was ready".to_string(),
         Outcome::Lost(err) => format!("could not be watched ({err}); killed it"),
@@ -414,7 +414,7 @@ fn watch(
         .unready
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = None;
-    let serving = if shared.shutdown.trigger.started().is_some() {
+    let serving = if shared.shutdown().trigger.started().is_some() {
         ""
     } else {
         "; this process goes on serving"

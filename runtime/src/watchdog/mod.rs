@@ -10,10 +10,10 @@
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::context::Shared;
 use crate::deadline::later;
 use crate::exit;
 use crate::report;
+use crate::runtime::Runtime;
 
 pub(crate) mod state;
 
@@ -25,15 +25,15 @@ const PAST_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Starts the watchdog thread. Once [`Watchdog::disarm`]ed, it ends at once: join it then, so
 /// that nothing of the runtime outlives `run`.
-pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub(crate) fn start(shared: &Arc<Runtime>) -> std::io::Result<std::thread::JoinHandle<()>> {
     let shared = shared.clone();
     std::thread::Builder::new()
         .name("graceful-watchdog".into())
         .spawn(move || watch(&shared))
 }
 
-fn watch(shared: &Shared) {
-    let dog = &shared.watchdog;
+fn watch(shared: &Runtime) {
+    let dog = shared.watchdog();
     let mut state = dog.lock();
     let mut next_line = None;
     loop {
@@ -48,7 +48,7 @@ fn watch(shared: &Shared) {
         let mut wake = None;
         if let Some((at, deadline)) = state.armed {
             let hard = later(deadline, PAST_DEADLINE);
-            if now >= hard && shared.config.exits_process {
+            if now >= hard && shared.config().exits_process {
                 drop(state);
                 exit::force(shared, Forced::Overrun);
             }
@@ -58,21 +58,21 @@ fn watch(shared: &Shared) {
                 // million of them, and the signal thread must not wait for it to ask for an exit.
                 drop(state);
                 let force = report::how_to_force(
-                    shared.config.second_signal,
-                    shared.shutdown.trigger.signal(),
-                    shared.config.signals().first().copied(),
+                    shared.config().second_signal,
+                    shared.shutdown().trigger.signal(),
+                    shared.config().signals().first().copied(),
                 );
                 report::waiting(
-                    &shared.report,
+                    shared.reporter(),
                     deadline,
-                    || report::running(shared.registry.snapshot()),
+                    || report::running(shared.registry().snapshot()),
                     &force,
                 );
                 next_line = Some(later(line, EVERY));
                 state = dog.lock();
                 continue;
             }
-            wake = Some(if shared.config.exits_process {
+            wake = Some(if shared.config().exits_process {
                 line.min(hard)
             } else {
                 line

@@ -1,5 +1,6 @@
-//! `Builder`: the settings of a graceful runtime and `run`, which drives a future and the shutdown
-//! to an exit status. `#[graceful::main]` expands to it.
+//! `Builder`: the settings of a graceful runtime, checked as they are set, and `run`, which
+//! checks their combination and hands them to one run (`run.rs`). `#[graceful::main]` expands to
+//! it.
 
 use std::future::Future;
 use std::panic::Location;
@@ -7,12 +8,14 @@ use std::process::Termination;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Command, Config, Flavor, NotifyReady, SecondSignal};
+use crate::config::{Config, Flavor, NotifyReady, SecondSignal};
 use crate::exit::Exit;
 use crate::handle::{self, Handle};
 use crate::report::Report;
 use crate::signal::Signal;
 use graceful_options as options;
+
+mod upgrade;
 
 /// Configures and runs a graceful runtime: the code form of `#[graceful::main]`.
 ///
@@ -409,91 +412,6 @@ impl Builder {
         self
     }
 
-    /// Sets the Unix signal (SIGHUP, SIGUSR1 or SIGUSR2) that starts a restart without downtime.
-    ///
-    /// On that signal the program does what [`upgrade()`](crate::upgrade) does. It must be neither
-    /// one of the [`signals`](Builder::signals) nor the [`dump_signal`](Builder::dump_signal); it
-    /// is ignored on Windows.
-    ///
-    /// # Panics
-    ///
-    /// On another signal; at [`run`](Builder::run), if the signal is also in `signals` or is
-    /// the `dump_signal`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use graceful_runtime as graceful;
-    /// // `kill -USR2 <pid>` (systemd: `ExecReload=kill -USR2 $MAINPID`) replaces the process.
-    /// let exit = graceful::Builder::new()
-    ///     .upgrade_signal(graceful::Signal::SIGUSR2)
-    ///     .run(async {});
-    /// assert_eq!(exit.code(), 0);
-    /// ```
-    #[track_caller]
-    pub fn upgrade_signal(mut self, signal: Signal) -> Builder {
-        reject(options::check_upgrade_signal(signal.name));
-        self.config.upgrade_signal = Some(signal.name);
-        self
-    }
-
-    /// Sets how long an upgrade waits for the new process to be ready (default 60 s).
-    ///
-    /// Past it, the old process kills the new one and goes on serving.
-    ///
-    /// # Panics
-    ///
-    /// On zero.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use graceful_runtime as graceful;
-    /// use std::time::Duration;
-    ///
-    /// let exit = graceful::Builder::new()
-    ///     .upgrade_signal(graceful::Signal::SIGHUP)
-    ///     .upgrade_timeout(Duration::from_secs(10))
-    ///     .run(async {});
-    /// assert_eq!(exit.code(), 0);
-    /// ```
-    #[track_caller]
-    pub fn upgrade_timeout(mut self, timeout: Duration) -> Builder {
-        reject(options::check_upgrade_timeout(timeout));
-        self.config.upgrade_timeout = timeout;
-        self
-    }
-
-    /// Sets the program and arguments an upgrade starts, instead of this executable and its
-    /// arguments.
-    ///
-    /// By default an upgrade starts this program's executable, as resolved when `run` started, with
-    /// the arguments it was started with. The environment is this process's either way.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use graceful_runtime as graceful;
-    /// // A deploy that installs each release in a directory of its own, behind a symlink.
-    /// let exit = graceful::Builder::new()
-    ///     .upgrade_signal(graceful::Signal::SIGUSR2)
-    ///     .upgrade_command("/srv/app/current/bin/app", ["--config", "/etc/app.toml"])
-    ///     .run(async {});
-    /// assert_eq!(exit.code(), 0);
-    /// ```
-    #[track_caller]
-    pub fn upgrade_command<I>(mut self, program: impl Into<std::path::PathBuf>, args: I) -> Builder
-    where
-        I: IntoIterator,
-        I::Item: Into<std::ffi::OsString>,
-    {
-        self.config.upgrade_command = Some(Command {
-            program: program.into(),
-            args: args.into_iter().map(Into::into).collect(),
-        });
-        self
-    }
-
     /// Starts the tokio clock paused, for tests whose timers should fire at once (what
     /// `#[graceful::test(start_paused = true)]` sets).
     ///
@@ -552,35 +470,6 @@ impl Builder {
     #[cfg(test)]
     pub(crate) fn into_config(self) -> Config {
         self.__for_test().config
-    }
-
-    /// The checks of combinations, which no single setter can make.
-    #[track_caller]
-    fn validate(&self) {
-        let config = &self.config;
-        let current_thread = config.flavor == Flavor::CurrentThread;
-        reject(options::check_worker_threads_flavor(
-            current_thread,
-            config.worker_threads.is_some(),
-        ));
-        reject(options::check_start_paused_flavor(
-            current_thread,
-            config.start_paused,
-        ));
-        reject(options::check_drain_delay(config.drain_delay, config.grace));
-        if let Some(dump) = config.dump_signal {
-            reject(options::check_dump_not_in_signals(
-                dump,
-                config.signal_names.iter().copied(),
-            ));
-        }
-        if let Some(upgrade) = config.upgrade_signal {
-            reject(options::check_upgrade_signal_free(
-                upgrade,
-                config.signal_names.iter().copied(),
-                config.dump_signal,
-            ));
-        }
     }
 
     /// Runs `future` as `main` on a new runtime, then the shutdown, and returns the [`Exit`];
@@ -681,7 +570,7 @@ impl Builder {
         F: Future,
         F::Output: Termination,
     {
-        self.validate();
+        reject(self.config.check());
         // A clone of a builder that has run already gets a handle of its own.
         let public = if self.handle.is_unbound() {
             self.handle
