@@ -271,8 +271,8 @@ fn every_option_is_the_builder_setter_of_the_same_name() {
     }
 }
 
-/// A bad value given to a setter panics at the caller's line (every setter is `#[track_caller]`),
-/// with the attribute's words.
+/// A bad value given to a setter, or settings that conflict, given to `run`, panic at the caller's
+/// line (every setter and `run` are `#[track_caller]`), with the attribute's words.
 #[test]
 fn a_bad_setter_value_panics_at_the_callers_line() {
     let source = support::source("bad_setter");
@@ -283,6 +283,8 @@ fn a_bad_setter_value_panics_at_the_callers_line() {
         "dump_signal",
         "upgrade_signal",
         "upgrade_timeout",
+        "drain_delay_past_grace",
+        "worker_threads_current_thread",
     ] {
         let out = support::fixture("bad_setter").arg(setter).run();
         out.assert_code(101)

@@ -565,6 +565,7 @@ impl Builder {
         );
     }
 
+    #[track_caller]
     fn run_at<F>(self, future: F, location: &'static Location<'static>) -> (Exit, Report)
     where
         F: Future,
