@@ -94,47 +94,56 @@ impl Runtime {
     }
 
     /// The options this runtime runs with.
+    #[inline]
     pub(crate) fn config(&self) -> &Config {
         &self.config
     }
 
     /// The store of every live piece of tracked work.
+    #[inline]
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
 
     /// The trigger, the root scope and its hooks.
+    #[inline]
     pub(crate) fn shutdown(&self) -> &Shutdown {
         &self.shutdown
     }
 
     /// What the report has logged so far, and where its lines go.
+    #[inline]
     pub(crate) fn reporter(&self) -> &Reporter {
         &self.report
     }
 
     /// The watchdog's state: the deadline it enforces, and what it defers to the reporter.
+    #[inline]
     pub(crate) fn watchdog(&self) -> &Watchdog {
         &self.watchdog
     }
 
     /// The notifier of the service manager, if one is listening.
+    #[inline]
     pub(crate) fn systemd(&self) -> &Systemd {
         &self.systemd
     }
 
     /// A restart without downtime in progress, if any.
     #[cfg_attr(not(unix), allow(dead_code))]
+    #[inline]
     pub(crate) fn upgrade(&self) -> &Upgrade {
         &self.upgrade
     }
 
     /// The handle's state, for `Handle` to downcast.
+    #[inline]
     pub(crate) fn public(&self) -> &Public {
         &self.public
     }
 
     /// What a scope's turn does.
+    #[inline]
     pub(crate) fn turns(&self) -> &Turns {
         &self.turns
     }
