@@ -1,8 +1,9 @@
-//! A real HTTP server: on SIGTERM it stops accepting (new connections are refused) while the
-//! requests in flight finish during the drain, then the process exits.
+//! A real HTTP server: on SIGTERM it stops accepting (new connections are refused), the requests
+//! in flight finish, a kept-alive client's next request is answered with `Connection: close`, and
+//! then the process exits.
 //!
 //! ```text
-//! cargo run --example axum_server            # listens on 127.0.0.1:3000
+//! cargo run --features http --example axum_server      # listens on 127.0.0.1:3000
 //! curl 127.0.0.1:3000/slow & sleep 0.5; kill -TERM <pid>   # the slow request still gets its 200
 //! ```
 
@@ -25,11 +26,8 @@ async fn main() -> std::io::Result<()> {
     // Start-up is done: under systemd (`examples/systemd/axum-server.service`, `Type=notify`)
     // this sends READY=1; elsewhere it does nothing.
     graceful::ready();
-    // `shutdown_requested()` is `Send + 'static`: it plugs in as it is. axum closes the listener
-    // at once and waits for open connections; `main` is drained, so that wait is part of ours.
-    axum::serve(listener, app)
-        .with_graceful_shutdown(graceful::shutdown_requested())
-        .await?;
+    // The server takes its turn first in the shutdown and returns once every connection is done.
+    graceful::http::serve(listener, app).await?;
     println!("axum server: every request answered");
     Ok(())
 }

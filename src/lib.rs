@@ -176,6 +176,10 @@
 //!   ([`listen_tcp`] taking the sockets of a `.socket` unit) does not need it.
 //! - **`test-util`**: [`Builder::start_paused`] and `#[graceful::test(start_paused = true)]`, a
 //!   paused tokio clock for tests, as tokio's own `test-util` feature gives `#[tokio::test]`.
+//! - **`http`**: [`http::serve`], which serves an axum `Router` or any tower service over HTTP/1.1
+//!   and HTTP/2 (h2c) and loses no request at a shutdown or an upgrade. It adds hyper,
+//!   hyper-util and tower-service (all in axum's dependency tree); without it none of them is
+//!   built.
 //!
 //! Platform-specific items say so: [`listen_unix`] is Unix-only, and so is a restart without
 //! downtime ([`upgrade()`] returns an error elsewhere).
@@ -306,6 +310,10 @@ pub use graceful_runtime::{
     TaskKind, UpgradeError,
 };
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[doc(inline)]
+pub use graceful_runtime::http;
 #[cfg(unix)]
 #[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use graceful_runtime::listen_unix;

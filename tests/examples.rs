@@ -2,11 +2,17 @@
 
 mod support;
 
+#[cfg(feature = "http")]
 use std::io::{Read, Write};
+#[cfg(feature = "http")]
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "http")]
+use std::time::Instant;
 
-use support::{example, SIGINT, SIGTERM, SLACK};
+#[cfg(feature = "http")]
+use support::SIGTERM;
+use support::{example, SIGINT, SLACK};
 
 /// The line of `stdout` holding `needle`, by index, to compare the order of events.
 fn line_of(stdout: &str, needle: &str) -> usize {
@@ -106,6 +112,7 @@ fn echo_client_talks_to_echo_server_which_stops_on_sigint() {
         .assert_stdout_has("stopped accepting, goodbye");
 }
 
+#[cfg(feature = "http")]
 #[test]
 fn axum_server_finishes_requests_in_flight_and_refuses_new_connections() {
     let mut server = example("axum_server").arg("127.0.0.1:0").start();
@@ -148,13 +155,13 @@ fn axum_server_finishes_requests_in_flight_and_refuses_new_connections() {
 }
 
 /// One HTTP/1.1 request on `stream`, kept alive: the response's head (lowercased) and body.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "http"))]
 fn get(stream: &mut std::io::BufReader<TcpStream>, path: &str) -> (String, String) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
     support::http_exchange(stream, &request).expect("a whole response")
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "http"))]
 #[test]
 fn upgrade_server_hands_over_on_sigusr2_and_tells_kept_alive_clients_to_reconnect() {
     use std::io::BufReader;
@@ -183,13 +190,21 @@ fn upgrade_server_hands_over_on_sigusr2_and_tells_kept_alive_clients_to_reconnec
     let new: i32 = took_over.split(' ').nth(1).unwrap().parse().unwrap();
     let _new_process = support::Orphans(vec![new as u32]);
     assert_ne!(new, old);
-    server.wait_for_line(&format!("pid {old} stopped accepting (Upgraded)"));
 
-    // The idle connection's next request is answered by the old process, which asks the client
-    // to reconnect, and closes it.
-    let (head, body) = get(&mut idle, "/");
-    assert_eq!(body, format!("pid {old}\n"));
-    assert!(head.contains("connection: close"), "{head}");
+    // The idle connection's requests are answered by the old process until its server's turn,
+    // whose first answer asks the client to reconnect; then the connection is closed.
+    let asked = Instant::now();
+    loop {
+        let (head, body) = get(&mut idle, "/");
+        assert_eq!(body, format!("pid {old}\n"));
+        if head.contains("connection: close") {
+            break;
+        }
+        assert!(
+            asked.elapsed() < support::TIMEOUT,
+            "never asked to reconnect"
+        );
+    }
     let mut rest = String::new();
     assert_eq!(
         idle.read_to_string(&mut rest).unwrap(),
@@ -210,4 +225,59 @@ fn upgrade_server_hands_over_on_sigusr2_and_tells_kept_alive_clients_to_reconnec
     support::kill(new as u32, SIGTERM);
     support::wait_gone(new as u32);
     server.wait();
+}
+
+/// A WebSocket that is open at the shutdown gets a close frame, 1001 (going away), from the
+/// server's turn, and the process exits well within its grace.
+#[cfg(all(unix, feature = "http"))]
+#[test]
+fn websocket_sockets_get_a_going_away_close_frame_at_the_shutdown() {
+    use std::io::{BufRead, BufReader};
+
+    let mut server = example("websocket").arg("127.0.0.1:0").start();
+    let addr = address(&server.wait_for_line("listening on"));
+    let stream = TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(support::TIMEOUT)).unwrap();
+    let mut socket = BufReader::new(stream);
+    socket
+        .get_mut()
+        .write_all(
+            b"GET /echo HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+    let mut status = String::new();
+    socket.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    loop {
+        let mut header = String::new();
+        socket.read_line(&mut header).unwrap();
+        if header.trim().is_empty() {
+            break;
+        }
+    }
+    // A masked text frame "hi", echoed back unmasked.
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 2];
+    frame.extend(mask);
+    frame.extend(b"hi".iter().zip(mask).map(|(b, m)| b ^ m));
+    socket.get_mut().write_all(&frame).unwrap();
+    let mut echo = [0u8; 4];
+    socket.read_exact(&mut echo).unwrap();
+    assert_eq!(echo, [0x81, 2, b'h', b'i']);
+    server.wait_for_line("socket open");
+
+    server.signal(SIGTERM);
+    let mut head = [0u8; 2];
+    socket.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x88, "a close frame");
+    let mut payload = vec![0u8; usize::from(head[1] & 0x7f)];
+    socket.read_exact(&mut payload).unwrap();
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
+    server
+        .wait()
+        .assert_killed_by(SIGTERM)
+        .assert_stdout_has("socket closed: going away")
+        .assert_stdout_has("every socket closed")
+        .assert_exited_within(Duration::from_secs(5));
 }

@@ -86,8 +86,7 @@ fn scan(root: &Path, file: &Path, out: &mut Vec<String>) {
                 // `impl<T> Name<T> {`, `impl Trait for Name {`: methods of trait impls are the
                 // trait's, not new names.
                 if !rest.contains(" for ") && trimmed.ends_with('{') {
-                    let name = rest
-                        .trim_start_matches(|c| c != ' ')
+                    let name = after_generics(rest)
                         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
                         .find(|w| !w.is_empty())
                         .unwrap_or_default()
@@ -234,4 +233,25 @@ fn the_public_surface_changes_only_on_purpose() {
              tests/public_api.txt\n  added: {added:#?}\n  removed: {removed:#?}"
         );
     }
+}
+
+/// What follows an `impl`'s generic parameters (`<L, S> Serve<L, S> {` → ` Serve<L, S> {`).
+fn after_generics(rest: &str) -> &str {
+    if !rest.starts_with('<') {
+        return rest;
+    }
+    let mut depth = 0;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &rest[i + 1..];
+                }
+            }
+            _ => {}
+        }
+    }
+    rest
 }

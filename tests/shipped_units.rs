@@ -2,8 +2,9 @@
 //! and work as their comments say: each unit's `ExecStart` program (an example, by file name) is
 //! run with a stand-in notify socket, on a free port, with its `.socket` passed as systemd would
 //! pass it; a `Type=notify` unit must send `READY=1`. The manifest's command must name an example
-//! that serves its probes' paths on their port.
-#![cfg(unix)]
+//! that serves its probes' paths on their port. Every program they name serves HTTP: the tests
+//! run with the `http` feature.
+#![cfg(all(unix, feature = "http"))]
 
 mod support;
 

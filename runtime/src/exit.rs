@@ -27,7 +27,7 @@ pub(crate) fn force(shared: &Runtime, why: Forced) -> ! {
         }
     }
     let items = report::running(shared.registry().snapshot());
-    let what = report::describe(&items);
+    let what = report::describe(&items, None);
     let message = match why {
         Forced::Signal(signal) => {
             format!("forced exit by {} while waiting for {what}", signal.name)

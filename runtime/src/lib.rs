@@ -14,6 +14,9 @@ mod context;
 mod deadline;
 mod exit;
 mod handle;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod inherited;
 mod listen;
 mod phase;

@@ -41,6 +41,10 @@ fn programs() -> &'static HashMap<String, PathBuf> {
                 "graceful-main",
                 "--examples",
             ]);
+        // The features of this test binary, for the fixtures and examples that need them.
+        if cfg!(feature = "http") {
+            command.args(["--features", "graceful-main/http,graceful-fixtures/http"]);
+        }
         // The profile of this test binary, so the build reuses its artifacts.
         if !cfg!(debug_assertions) {
             command.arg("--release");

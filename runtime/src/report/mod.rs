@@ -17,6 +17,10 @@ use crate::config::SecondSignal;
 use crate::signal::Signal;
 use crate::task::{TaskInfo, TaskKind};
 
+pub(crate) use entries::Servers;
+use entries::{entries, Entry};
+
+mod entries;
 pub(crate) mod summary;
 mod value;
 
@@ -181,12 +185,30 @@ fn warn_about(item: &TaskInfo, what: &str) {
 /// 100,000 lines hides what it is meant to show.
 const ITEMS_NAMED: usize = 50;
 
-fn warn_about_all(items: &[TaskInfo], what: &str) {
-    for item in items.iter().take(ITEMS_NAMED) {
-        warn_about(item, what);
+fn warn_about_all(items: &[TaskInfo], what: &str, servers: Option<&Servers>) {
+    let entries = entries(items, servers);
+    for entry in entries.iter().take(ITEMS_NAMED) {
+        match entry {
+            Entry::Item(item) => warn_about(item, what),
+            Entry::Connections { first, count, .. } => {
+                if to_stderr() {
+                    stderr_line(format_args!("{what} {entry}"));
+                } else {
+                    tracing::warn!(
+                        target: "graceful",
+                        {
+                            task.name = %first.name,
+                            task.location = %first.location,
+                            connections = count,
+                        },
+                        "{what} {entry}",
+                    );
+                }
+            }
+        }
     }
-    if items.len() > ITEMS_NAMED {
-        let rest = items.len() - ITEMS_NAMED;
+    if entries.len() > ITEMS_NAMED {
+        let rest = entries.len() - ITEMS_NAMED;
         if to_stderr() {
             stderr_line(format_args!("{what} and {rest} more"));
         } else {
@@ -195,12 +217,12 @@ fn warn_about_all(items: &[TaskInfo], what: &str) {
     }
 }
 
-pub(crate) fn aborted(items: &[TaskInfo]) {
-    warn_about_all(items, "aborted at the deadline:");
+pub(crate) fn aborted(reporter: &Reporter, items: &[TaskInfo]) {
+    warn_about_all(items, "aborted at the deadline:", Some(&reporter.servers));
 }
 
 pub(crate) fn abandoned(items: &[TaskInfo]) {
-    warn_about_all(items, "abandoned at the deadline (still running):");
+    warn_about_all(items, "abandoned at the deadline (still running):", None);
 }
 
 pub(crate) fn panicked(item: &TaskInfo) {
@@ -253,8 +275,11 @@ pub(crate) fn supervised(item: &TaskInfo, outcome: &str, action: &str) {
 }
 
 /// `scope.abort()`: what it aborted.
-pub(crate) fn scope_aborted(path: &str, items: &[TaskInfo]) {
-    let message = format!("scope `{path}` aborted: {}", describe(items));
+pub(crate) fn scope_aborted(reporter: &Reporter, path: &str, items: &[TaskInfo]) {
+    let message = format!(
+        "scope `{path}` aborted: {}",
+        describe(items, Some(&reporter.servers))
+    );
     if to_stderr() {
         stderr_line(format_args!("{message}"));
     } else {
@@ -291,24 +316,26 @@ pub(crate) fn running(mut items: Vec<TaskInfo>) -> Vec<TaskInfo> {
     items
 }
 
-/// `2 tasks (service "flusher" at src/main.rs:42:5, main)`, at most a few named.
-pub(crate) fn describe(items: &[TaskInfo]) -> String {
+/// `2 tasks (service "flusher" at src/main.rs:42:5, main)`, at most a few named, one server's
+/// connections as one.
+pub(crate) fn describe(items: &[TaskInfo], servers: Option<&Servers>) -> String {
     const NAMED: usize = 4;
     let mut out = format!(
         "{} {}",
         items.len(),
         if items.len() == 1 { "task" } else { "tasks" }
     );
-    if !items.is_empty() {
+    let entries = entries(items, servers);
+    if !entries.is_empty() {
         out.push_str(" (");
-        for (i, item) in items.iter().take(NAMED).enumerate() {
+        for (i, entry) in entries.iter().take(NAMED).enumerate() {
             if i > 0 {
                 out.push_str(", ");
             }
-            let _ = write!(out, "{item}");
+            let _ = write!(out, "{entry}");
         }
-        if items.len() > NAMED {
-            let _ = write!(out, ", and {} more", items.len() - NAMED);
+        if entries.len() > NAMED {
+            let _ = write!(out, ", and {} more", entries.len() - NAMED);
         }
         out.push(')');
     }
@@ -366,7 +393,7 @@ pub(crate) fn waiting(
     let what = if items.is_empty() {
         "the runtime to shut down (untracked blocking work)".to_string()
     } else {
-        describe(&items)
+        describe(&items, Some(&reporter.servers))
     };
     let message = format!("waiting for {what} — {}{how_to_force}", Left(left));
     reporter.deferred.send(Line::Warn {
@@ -513,6 +540,7 @@ impl Log {
 pub(crate) struct Reporter {
     pub(crate) log: Log,
     pub(crate) deferred: Deferred,
+    pub(crate) servers: Servers,
 }
 
 impl Reporter {

@@ -148,13 +148,19 @@ pub fn current_scope() -> Scope {
     }
 }
 
+/// Panics at the caller's line if `name` cannot name a scope.
+#[track_caller]
+pub(crate) fn check_name(name: &str) {
+    assert!(
+        !name.contains(SEPARATOR),
+        "graceful: a scope name cannot contain `/` (it joins names into paths): {name:?}"
+    );
+}
+
 impl Scope {
     #[track_caller]
     pub(crate) fn child_of(parent: &Arc<ScopeInner>, name: Cow<'static, str>) -> Scope {
-        assert!(
-            !name.contains(SEPARATOR),
-            "graceful: a scope name cannot contain `/` (it joins names into paths): {name:?}"
-        );
+        check_name(&name);
         let path: Arc<str> = if parent.is_root() {
             Arc::from(&*name)
         } else {

@@ -96,7 +96,7 @@ fn end_of_partial(
             inner.phase.begin_abort();
         }
         report.aborted = shared.registry().abort_listing(&ASYNC_KINDS, &which);
-        report::aborted(&report.aborted);
+        report::aborted(shared.reporter(), &report.aborted);
         report.abandoned = shared
             .registry()
             .snapshot_of(&which)
@@ -137,7 +137,7 @@ pub(crate) fn abort(scope: &Arc<ScopeInner>) {
             .abort_listing(&ASYNC_KINDS, &|g| picks(&groups, g))
     };
     if !aborted.is_empty() {
-        report::scope_aborted(&scope.path, &aborted);
+        report::scope_aborted(shared.reporter(), &scope.path, &aborted);
     }
     let _ = scope.report.set(Report {
         aborted,

@@ -178,7 +178,7 @@ where
     if !wait_for(&mut main, shared, &ASYNC_KINDS, deadline).await {
         shutdown.root.phase.begin_abort();
         let aborted = registry.abort_listing(&ASYNC_KINDS, &registry::any);
-        report::aborted(&aborted);
+        report::aborted(shared.reporter(), &aborted);
         summary.report.aborted = aborted;
         if main.future.take().is_some() {
             main.slot = None;
