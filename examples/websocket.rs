@@ -6,14 +6,16 @@
 //! ```
 //!
 //! axum runs the upgraded socket's callback on a plain `tokio::spawn`, outside any scope: nothing
-//! would tell it that the server is stopping, and nothing would wait for it. So the callback
-//! hands the socket's work to a service of the server's scope (the scope the handler runs in),
-//! which hears the server's turn and is drained with its connections.
+//! would tell it that the server is stopping, and nothing would wait for it. So the handler,
+//! which runs in the server's scope, spawns the socket's work there as a service, and the
+//! callback only hands it the socket: the service hears the server's turn and is drained with
+//! the connections.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use tokio::sync::oneshot;
 
 #[graceful::main(grace = "10s")]
 async fn main() -> std::io::Result<()> {
@@ -29,10 +31,16 @@ async fn main() -> std::io::Result<()> {
 }
 
 async fn upgrade(upgrade: WebSocketUpgrade) -> Response {
-    // The server's scope: handlers run in it.
-    let server = graceful::current_scope();
+    // Spawned now, from the handler, into the server's scope: the scope cannot finish between the
+    // switch of protocols and the socket's service starting. The socket follows once upgraded.
+    let (handed, socket) = oneshot::channel();
+    graceful::spawn_service("websocket", async move {
+        if let Ok(socket) = socket.await {
+            echo(socket).await;
+        }
+    });
     upgrade.on_upgrade(move |socket| async move {
-        let _ = server.spawn_service("websocket", echo(socket)).await;
+        let _ = handed.send(socket);
     })
 }
 

@@ -342,3 +342,21 @@ fn the_report_groups_a_servers_connections() {
         out.stderr
     );
 }
+
+/// A long answer to a client that reads slowly is written out whole, though the server's turn
+/// came and `idle_close` passed while hyper was still writing it.
+#[test]
+fn a_long_answer_to_a_slow_reader_is_not_cut_at_the_idle_close() {
+    let (mut server, address) = server(&["main"]);
+    let mut big = connect(&address);
+    send(&mut big, "/big");
+    server.wait_for_line("handling big");
+    watch(&address);
+    server.signal(SIGTERM);
+    server.wait_for_line("http turn in http");
+    // The slow reader: nothing read for twice `idle_close` after the turn.
+    std::thread::sleep(IDLE_CLOSE * 2);
+    let answer = answer(&mut big).expect("the whole answer");
+    assert_eq!(answer.body.len(), 16 << 20, "the answer was cut");
+    server.wait().assert_killed_by(SIGTERM);
+}

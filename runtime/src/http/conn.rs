@@ -163,44 +163,58 @@ where
                     )
                 });
             }
-            // The client gave up before we accepted: nothing of ours failed.
+            // The client gave up, or its connection failed, before we accepted it.
             Err(err) if is_connection_error(&err) => {}
-            Err(err) if may_pass(&err) => {
+            Err(err) if listener_failed(&err) => return Err(err),
+            Err(err) => {
                 tracing::debug!(target: "graceful", error = %err, "accept failed; retrying in 1s");
                 tokio::select! {
                     _ = turn.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(ACCEPT_PAUSE) => {}
                 }
             }
-            Err(err) => return Err(err),
         }
     }
 }
 
+/// An error of the connection being accepted, not of the listener. Linux's `accept` also passes
+/// on a network error pending on the new connection.
 fn is_connection_error(err: &io::Error) -> bool {
-    matches!(
+    if matches!(
         err.kind(),
         io::ErrorKind::ConnectionRefused
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
-    )
-}
-
-/// Out of descriptors or memory: the listener is fine, and the next accept may succeed.
-fn may_pass(err: &io::Error) -> bool {
-    if err.kind() == io::ErrorKind::OutOfMemory {
+    ) {
         return true;
     }
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if let Some(code) = err.raw_os_error() {
         return matches!(
             code,
-            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+            libc::ENETDOWN
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
         );
     }
     false
+}
+
+/// The listener itself is unusable: every accept would fail the same way. Anything else (no
+/// descriptor left, no memory) may pass, and the next accept is tried after a pause.
+fn listener_failed(err: &io::Error) -> bool {
+    #[cfg(unix)]
+    if let Some(code) = err.raw_os_error() {
+        return matches!(code, libc::EBADF | libc::EINVAL | libc::ENOTSOCK);
+    }
+    err.kind() == io::ErrorKind::InvalidInput
 }
 
 impl Server {
@@ -224,8 +238,6 @@ impl Server {
 /// What the connection's task and the requests on it share.
 struct Connection {
     server: Arc<Server>,
-    /// The server's turn has come: HTTP/1 responses say `Connection: close` from now on.
-    closing: AtomicBool,
     /// Requests whose response (head and body) has not been written out yet.
     in_flight: AtomicUsize,
     /// A request came over HTTP/2.
@@ -247,7 +259,6 @@ where
 {
     let state = Arc::new(Connection {
         server: server.clone(),
-        closing: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
         http2: AtomicBool::new(false),
         activity: Notify::new(),
@@ -269,7 +280,9 @@ where
                 Ok(response) => response,
                 Err(err) => return Err(ServiceError(err.into())),
             };
-            if !http2 && in_flight.0.closing.load(Ordering::SeqCst) {
+            // A switch of protocols (a WebSocket's 101) keeps its `Connection: upgrade`.
+            let switching = response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS;
+            if !http2 && !switching && in_flight.0.server.scope.token.is_cancelled() {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -289,7 +302,6 @@ where
         ended = connection.as_mut() => return said(ended),
         _ = turn.cancelled() => {}
     }
-    state.closing.store(true, Ordering::SeqCst);
     loop {
         if state.http2.load(Ordering::SeqCst) {
             // GOAWAY: the streams in flight finish, the client opens no new one here.
@@ -310,12 +322,16 @@ where
             _ = activity => {}
             _ = tokio::time::sleep(server.idle_close) => {
                 if state.in_flight.load(Ordering::SeqCst) == 0 {
-                    // Dropping the connection closes it.
-                    return;
+                    break;
                 }
             }
         }
     }
+    // Idle for `idle_close`: hyper closes the connection once what it is writing is out (a body
+    // it has taken whole is not yet on the wire), and an HTTP/2 connection whose first stream has
+    // not come gets its GOAWAY.
+    connection.as_mut().graceful_shutdown();
+    said(connection.await)
 }
 
 /// The service's error, as hyper takes it (a type of our own: with a boxed `dyn Error` the

@@ -4,6 +4,8 @@
 //! same service (an `axum::Router`, or any tower service), serves HTTP/1.1 and HTTP/2 without TLS
 //! (h2c) on one listener, and at its turn in a shutdown stops accepting and lets every connection
 //! finish what it has started, without closing one under a request its client is sending.
+//! A connection upgraded to another protocol (a WebSocket) leaves hyper and the server when it
+//! switches: its work is the program's to track (see `examples/websocket.rs`).
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -31,8 +33,8 @@ const IDLE_CLOSE: Duration = Duration::from_secs(1);
 /// 'static`. Each request carries the client's address as a [`PeerAddr`] extension.
 ///
 /// The server is a scope of its own, named `http` (or [`name`](Serve::name)), a child of the
-/// caller's current scope that the caller's scope [depends on](crate::Scope::depends_on): in a
-/// shutdown it takes its turn first, and the caller's own work (`main`, its services, the workers
+/// caller's current scope that [depends on](crate::Scope::depends_on) it, as work that uses the
+/// caller's does: in a shutdown it takes its turn first, and the caller's own work (`main`, its services, the workers
 /// the handlers call) drains after it. Handlers run in that scope: `graceful::spawn` in a handler
 /// spawns into it, and `graceful::shutdown_requested()` there is its turn.
 ///
@@ -45,6 +47,8 @@ const IDLE_CLOSE: Duration = Duration::from_secs(1);
 ///   [`idle_close`](Serve::idle_close) (1 s unless set), and then closed;
 /// - every HTTP/2 connection gets a GOAWAY: its streams in flight finish, and its client opens no
 ///   new one on it;
+/// - requests an HTTP/1 client pipelines behind the one answered with `Connection: close` are
+///   not answered (the client sends them again on a new connection, as HTTP lets it);
 /// - at the deadline, whatever is left is aborted, as all work is.
 ///
 /// The future resolves once the server's scope has finished, so `serve(..).await` in `main`
@@ -213,10 +217,15 @@ where
         if let Some(settings) = self.settings.take() {
             self.running = Some(Box::pin(run(settings)));
         }
-        match self.running.as_mut() {
-            Some(running) => running.as_mut().poll(cx),
-            None => Poll::Ready(Ok(())),
+        let running = self
+            .running
+            .as_mut()
+            .expect("graceful::http::Serve polled after it completed");
+        let done = running.as_mut().poll(cx);
+        if done.is_ready() {
+            self.running = None;
         }
+        done
     }
 }
 
@@ -259,14 +268,18 @@ where
     });
     // Dropped before the end (a `select!` that chose another branch), the server stops.
     let mut stop = StopOnDrop(Some(scope.clone()));
-    let _ = accepting.await;
-    let accepted = match error.await {
-        Ok(err) => {
-            drop(scope.shutdown());
-            Err(err)
+    let joined = accepting.await;
+    let accepted = match (error.await, joined) {
+        (Ok(err), _) => Err(err),
+        // Its panic is reported as any tracked work's is; the caller hears of it as an error.
+        (Err(_), Err(joined)) if joined.is_panic() => {
+            Err(io::Error::other("the accept loop panicked"))
         }
-        Err(_) => Ok(()),
+        (Err(_), _) => Ok(()),
     };
+    if accepted.is_err() {
+        drop(scope.shutdown());
+    }
     scope.finished().await;
     stop.0 = None;
     accepted

@@ -44,14 +44,15 @@ impl fmt::Display for Entry<'_> {
 }
 
 /// `items` as the report names them: the connections of one server (work named `connection` in
-/// a server's scope) as one entry, where the first of them stands.
-pub(super) fn entries<'a>(items: &'a [TaskInfo], servers: Option<&Servers>) -> Vec<Entry<'a>> {
+/// the scope of a server `servers` knows) as one entry, where the first of them stands. Without
+/// `servers` (the forced exit's last line, which takes no lock) each item is its own entry.
+pub(super) fn entries<'a>(items: &'a [TaskInfo], servers: Option<&Busy>) -> Vec<Entry<'a>> {
     let mut entries: Vec<Entry<'a>> = Vec::new();
     for item in items {
         let server = item.scope.as_ref().filter(|scope| {
             item.kind == TaskKind::Service
                 && item.name == "connection"
-                && servers.is_none_or(|s| s.busy(scope).is_some())
+                && servers.is_some_and(|s| s.of(scope).is_some())
         });
         let Some(scope) = server else {
             entries.push(Entry::Item(item));
@@ -70,7 +71,7 @@ pub(super) fn entries<'a>(items: &'a [TaskInfo], servers: Option<&Servers>) -> V
             None => entries.push(Entry::Connections {
                 first: item,
                 count: 1,
-                busy: servers.and_then(|s| s.busy(scope)),
+                busy: servers.and_then(|s| s.of(scope)),
             }),
         }
     }
@@ -92,14 +93,27 @@ impl Servers {
         servers.push((Arc::downgrade(path), Arc::downgrade(busy)));
     }
 
-    pub(super) fn busy(&self, path: &Arc<str>) -> Option<usize> {
+    /// Each live server's count now: taken before an abort, whose ends would change them.
+    pub(crate) fn busy(&self) -> Busy {
         let servers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        servers.iter().find_map(|(at, busy)| {
-            let at = at.upgrade()?;
-            Arc::ptr_eq(&at, path)
-                .then(|| busy.upgrade())
-                .flatten()
-                .map(|busy| busy.load(Ordering::SeqCst))
-        })
+        Busy(
+            servers
+                .iter()
+                .filter_map(|(path, busy)| {
+                    Some((path.upgrade()?, busy.upgrade()?.load(Ordering::SeqCst)))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The servers' scopes, and how many connections of each had a request in flight, at one moment.
+pub(crate) struct Busy(Vec<(Arc<str>, usize)>);
+
+impl Busy {
+    fn of(&self, path: &Arc<str>) -> Option<usize> {
+        self.0
+            .iter()
+            .find_map(|(at, busy)| Arc::ptr_eq(at, path).then_some(*busy))
     }
 }

@@ -17,8 +17,8 @@ use crate::config::SecondSignal;
 use crate::signal::Signal;
 use crate::task::{TaskInfo, TaskKind};
 
-pub(crate) use entries::Servers;
 use entries::{entries, Entry};
+pub(crate) use entries::{Busy, Servers};
 
 mod entries;
 pub(crate) mod summary;
@@ -185,7 +185,7 @@ fn warn_about(item: &TaskInfo, what: &str) {
 /// 100,000 lines hides what it is meant to show.
 const ITEMS_NAMED: usize = 50;
 
-fn warn_about_all(items: &[TaskInfo], what: &str, servers: Option<&Servers>) {
+fn warn_about_all(items: &[TaskInfo], what: &str, servers: Option<&Busy>) {
     let entries = entries(items, servers);
     for entry in entries.iter().take(ITEMS_NAMED) {
         match entry {
@@ -217,8 +217,9 @@ fn warn_about_all(items: &[TaskInfo], what: &str, servers: Option<&Servers>) {
     }
 }
 
-pub(crate) fn aborted(reporter: &Reporter, items: &[TaskInfo]) {
-    warn_about_all(items, "aborted at the deadline:", Some(&reporter.servers));
+/// What the abort at a deadline cut; `busy` is the servers' counts from before it.
+pub(crate) fn aborted(busy: &Busy, items: &[TaskInfo]) {
+    warn_about_all(items, "aborted at the deadline:", Some(busy));
 }
 
 pub(crate) fn abandoned(items: &[TaskInfo]) {
@@ -275,11 +276,8 @@ pub(crate) fn supervised(item: &TaskInfo, outcome: &str, action: &str) {
 }
 
 /// `scope.abort()`: what it aborted.
-pub(crate) fn scope_aborted(reporter: &Reporter, path: &str, items: &[TaskInfo]) {
-    let message = format!(
-        "scope `{path}` aborted: {}",
-        describe(items, Some(&reporter.servers))
-    );
+pub(crate) fn scope_aborted(busy: &Busy, path: &str, items: &[TaskInfo]) {
+    let message = format!("scope `{path}` aborted: {}", describe(items, Some(busy)));
     if to_stderr() {
         stderr_line(format_args!("{message}"));
     } else {
@@ -318,7 +316,7 @@ pub(crate) fn running(mut items: Vec<TaskInfo>) -> Vec<TaskInfo> {
 
 /// `2 tasks (service "flusher" at src/main.rs:42:5, main)`, at most a few named, one server's
 /// connections as one.
-pub(crate) fn describe(items: &[TaskInfo], servers: Option<&Servers>) -> String {
+pub(crate) fn describe(items: &[TaskInfo], servers: Option<&Busy>) -> String {
     const NAMED: usize = 4;
     let mut out = format!(
         "{} {}",
@@ -393,7 +391,7 @@ pub(crate) fn waiting(
     let what = if items.is_empty() {
         "the runtime to shut down (untracked blocking work)".to_string()
     } else {
-        describe(&items, Some(&reporter.servers))
+        describe(&items, Some(&reporter.servers.busy()))
     };
     let message = format!("waiting for {what} — {}{how_to_force}", Left(left));
     reporter.deferred.send(Line::Warn {

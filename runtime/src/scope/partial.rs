@@ -95,8 +95,9 @@ fn end_of_partial(
         for inner in scope.subtree() {
             inner.phase.begin_abort();
         }
+        let busy = shared.reporter().servers.busy();
         report.aborted = shared.registry().abort_listing(&ASYNC_KINDS, &which);
-        report::aborted(shared.reporter(), &report.aborted);
+        report::aborted(&busy, &report.aborted);
         report.abandoned = shared
             .registry()
             .snapshot_of(&which)
@@ -125,6 +126,7 @@ pub(crate) fn abort(scope: &Arc<ScopeInner>) {
         inner.token.cancel();
         inner.stop.raise();
     }
+    let busy = shared.reporter().servers.busy();
     let aborted = if scope.is_root() {
         shared.start_shutdown(crate::Reason::Requested);
         shared
@@ -137,7 +139,7 @@ pub(crate) fn abort(scope: &Arc<ScopeInner>) {
             .abort_listing(&ASYNC_KINDS, &|g| picks(&groups, g))
     };
     if !aborted.is_empty() {
-        report::scope_aborted(shared.reporter(), &scope.path, &aborted);
+        report::scope_aborted(&busy, &scope.path, &aborted);
     }
     let _ = scope.report.set(Report {
         aborted,

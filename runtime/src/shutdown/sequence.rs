@@ -177,8 +177,9 @@ where
     // Step 5: whatever async work is left (hooks may have started some) gets until the deadline.
     if !wait_for(&mut main, shared, &ASYNC_KINDS, deadline).await {
         shutdown.root.phase.begin_abort();
+        let busy = shared.reporter().servers.busy();
         let aborted = registry.abort_listing(&ASYNC_KINDS, &registry::any);
-        report::aborted(shared.reporter(), &aborted);
+        report::aborted(&busy, &aborted);
         summary.report.aborted = aborted;
         if main.future.take().is_some() {
             main.slot = None;
