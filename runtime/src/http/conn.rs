@@ -22,7 +22,7 @@ use std::time::Duration;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::{Request, Response, Version};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
@@ -294,7 +294,8 @@ where
         }
     });
     let mut builder = auto::Builder::new(Streams(server.clone()));
-    builder.http1().timer(TokioTimer::new());
+    // As `axum::serve`: WebSockets over HTTP/2 open with an extended CONNECT.
+    builder.http2().enable_connect_protocol();
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut connection = pin!(connection);
     let turn = server.scope.token.clone();
@@ -367,7 +368,9 @@ impl InFlight {
         if connection.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
             connection.server.busy.fetch_add(1, Ordering::SeqCst);
         }
-        connection.activity.notify_one();
+        if connection.server.scope.token.is_cancelled() {
+            connection.activity.notify_one();
+        }
         InFlight(connection)
     }
 }
@@ -377,7 +380,9 @@ impl Drop for InFlight {
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.server.busy.fetch_sub(1, Ordering::SeqCst);
         }
-        self.0.activity.notify_one();
+        if self.0.server.scope.token.is_cancelled() {
+            self.0.activity.notify_one();
+        }
     }
 }
 
