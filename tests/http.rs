@@ -360,3 +360,65 @@ fn a_long_answer_to_a_slow_reader_is_not_cut_at_the_idle_close() {
     assert_eq!(answer.body.len(), 16 << 20, "the answer was cut");
     server.wait().assert_killed_by(SIGTERM);
 }
+
+#[path = "../benches/common/load.rs"]
+mod load;
+
+/// Five restarts without downtime under steady clients, 32 kept alive and 4 opening one
+/// connection per request: every request is answered, none refused.
+#[test]
+fn upgrades_under_steady_clients_lose_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let mut server = fixture("http_upgrade").arg("serve").start();
+    let line = server.wait_for_line("listening on");
+    let address = line.split(' ').nth(4).unwrap().to_owned();
+    let mut pid = server.pid() as u32;
+    let mut orphans = support::Orphans::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(load::Counts::default());
+    let clients: Vec<_> = (0..36)
+        .map(|i| {
+            let keep_alive = i < 32;
+            let (address, stop, counts) = (address.clone(), stop.clone(), counts.clone());
+            std::thread::spawn(move || load::client(address, "/work", keep_alive, stop, counts))
+        })
+        .collect();
+    for _ in 0..5 {
+        // Each process answers some requests before it is replaced.
+        let answered = counts.row()[0];
+        let waited = Instant::now();
+        while counts.row()[0] < answered + 200 {
+            assert!(waited.elapsed() < TIMEOUT, "no answers");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        support::kill(pid, libc::SIGUSR2);
+        let took_over = server.wait_for_line("took over");
+        pid = took_over.split(' ').nth(1).unwrap().parse().unwrap();
+        orphans.0.push(pid);
+    }
+    let answered = counts.row()[0];
+    let waited = Instant::now();
+    while counts.row()[0] < answered + 200 {
+        assert!(
+            waited.elapsed() < TIMEOUT,
+            "the last process answers nothing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().unwrap();
+    }
+    support::kill(pid, SIGTERM);
+    support::wait_gone(pid);
+    server.wait();
+    let [answered, refused, unanswered, race, other] = counts.row();
+    assert!(answered >= 1200, "{answered} answered");
+    assert_eq!(
+        (refused, unanswered, race, other),
+        (0, 0, 0, 0),
+        "refused, unanswered, lost to the keep-alive race, other errors"
+    );
+}
