@@ -2,9 +2,7 @@
 //! shut tokio down within what is left of the grace, decide the status. What `Builder::run` does
 //! once its settings are checked.
 
-use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::process::Termination;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,23 +14,19 @@ use crate::reason::Reason;
 use crate::report::{self, Report};
 use crate::runtime::Runtime;
 use crate::scope;
-use crate::shutdown::sequence::{self, MainOutcome};
+use crate::shutdown::sequence::{self, MainFuture, MainOutcome};
 use crate::signals;
 use crate::task::TaskInfo;
 use crate::watchdog;
 
 /// Runs `future` as `main` under `config`, with `public` as its handle's state: everything
 /// between the start of our threads and the status.
-pub(crate) fn run<F>(
+pub(crate) fn run(
     config: Config,
     public: Arc<handle::Inner>,
-    future: F,
+    future: MainFuture<'_>,
     location: &'static Location<'static>,
-) -> (Exit, Report)
-where
-    F: Future,
-    F::Output: Termination,
-{
+) -> (Exit, Report) {
     // Before any thread of ours exists: the given descriptors become close-on-exec at once.
     crate::inherited::take_given();
     let shared = Runtime::new(

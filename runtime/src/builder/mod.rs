@@ -578,6 +578,9 @@ impl Builder {
         } else {
             handle::Inner::new()
         };
-        crate::run::run(self.config, public, future, location)
+        // The one generic step: `main`'s value reported as std reports it, and the future boxed,
+        // so everything after it is compiled once, in this crate, not in every program.
+        let main = Box::pin(async move { future.await.report() });
+        crate::run::run(self.config, public, main, location)
     }
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::{pin, Pin};
-use std::process::{ExitCode, Termination};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -37,20 +37,21 @@ pub(crate) enum MainOutcome {
     Aborted,
 }
 
+/// `main`'s future as the sequence takes it: its value already reported as std reports a
+/// `Termination`. Boxed, so that the sequence is compiled once, here, and not again in every
+/// program for its own `main`'s type.
+pub(crate) type MainFuture<'a> = Pin<Box<dyn Future<Output = ExitCode> + 'a>>;
+
 /// `main`'s future, polled by the sequence alongside every step (it is a service, drained).
-struct Main<F> {
-    future: Option<Pin<Box<F>>>,
+struct Main<'a> {
+    future: Option<MainFuture<'a>>,
     slot: Option<Slot>,
     outcome: Option<MainOutcome>,
     /// `notify_ready = "auto"`: start-up is over the first time `main` waits; taken then.
     ready_on_first_await: Option<Arc<Runtime>>,
 }
 
-impl<F> Main<F>
-where
-    F: Future,
-    F::Output: Termination,
-{
+impl Main<'_> {
     fn poll_main(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(future) = self.future.as_mut() else {
             return Poll::Ready(());
@@ -66,7 +67,7 @@ where
                 }
                 return Poll::Pending;
             }
-            Ok(Poll::Ready(value)) => MainOutcome::Returned(value.report()),
+            Ok(Poll::Ready(code)) => MainOutcome::Returned(code),
             // It only passes on the abort of protected work it awaited: not a panic of its own.
             Err(payload) if crate::spawn::is_protected_aborted(&*payload) => {
                 MainOutcome::ProtectedAborted
@@ -115,19 +116,15 @@ pub(crate) struct Ended {
 }
 
 /// Runs `main` and then the shutdown sequence.
-pub(crate) async fn drive<F>(
+pub(crate) async fn drive(
     shared: &Arc<Runtime>,
-    future: F,
+    future: MainFuture<'_>,
     location: &'static Location<'static>,
-) -> Ended
-where
-    F: Future,
-    F::Output: Termination,
-{
+) -> Ended {
     let registry = shared.registry();
     let shutdown = shared.shutdown();
     let mut main = Main {
-        future: Some(Box::pin(future)),
+        future: Some(future),
         slot: Some(Slot::main(shared, location)),
         outcome: None,
         ready_on_first_await: shared.config().notify_ready_auto.then(|| shared.clone()),
@@ -217,16 +214,12 @@ where
 }
 
 /// Waits, with `main` running alongside, until no work of `kinds` is live, in any scope; `false` at the deadline.
-async fn wait_for<F>(
-    main: &mut Main<F>,
+async fn wait_for(
+    main: &mut Main<'_>,
     shared: &Runtime,
     kinds: &[TaskKind],
     deadline: tokio::time::Instant,
-) -> bool
-where
-    F: Future,
-    F::Output: Termination,
-{
+) -> bool {
     let registry = shared.registry();
     let zero = until_zero(registry.changed(), || registry.count_all(kinds), deadline);
     main.alongside(zero).await
