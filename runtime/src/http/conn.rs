@@ -34,6 +34,42 @@ use crate::task::TaskKind;
 /// The error type services and bodies may fail with.
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// The services `serve` runs, as its signature spells them out: written once here for the
+/// functions behind it.
+pub(crate) trait HttpService<B>:
+    tower_service::Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+}
+
+/// The response bodies `serve` writes.
+pub(crate) trait ResponseBody:
+    Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+}
+
 /// How long the accept loop pauses after an error that may pass (no descriptor left, no memory).
 const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
@@ -136,12 +172,8 @@ pub(crate) async fn accept<L, S, B>(
 ) -> io::Result<()>
 where
     L: Listener,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let turn = server.scope.token.clone();
     loop {
@@ -250,12 +282,8 @@ struct Connection {
 async fn connection<I, S, B>(io: I, peer: PeerAddr, service: S, server: Arc<Server>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let state = Arc::new(Connection {
         server: server.clone(),

@@ -20,7 +20,7 @@ use hyper::{Request, Response};
 
 mod conn;
 
-use conn::{BoxError, Server};
+use conn::{BoxError, HttpService, ResponseBody, Server};
 pub use conn::{Listener, PeerAddr};
 
 /// How long a connection may stay idle once the server's turn has come, unless set.
@@ -248,12 +248,8 @@ impl<L, S> std::fmt::Debug for Serve<L, S> {
 async fn run<L, S, B>(settings: Settings<L, S>) -> io::Result<()>
 where
     L: Listener,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let caller = crate::current_scope();
     let scope = caller.scope(settings.name).depends_on(&caller);
