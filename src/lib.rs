@@ -159,7 +159,8 @@
 //! # Restart without downtime
 //!
 //! On Unix a program can replace itself without refusing a connection: take listeners from
-//! [`listen_tcp`] (or [`listen_tcp_named`], [`listen_unix`]), call [`ready()`] once it can serve,
+//! [`listen_tcp`] (or [`listen_tcp_named`], [`listen_unix`]; the `net` feature), call [`ready()`]
+//! once it can serve,
 //! and set `upgrade_signal` (or call [`upgrade()`]). The new process gets the listeners and
 //! [`is_upgrade()`] is true in it; once it is ready, the old one shuts down with
 //! [`Reason::Upgraded`] and exits 0. A new process that exits or is not ready within
@@ -174,6 +175,11 @@
 //!   and costs nothing where `NOTIFY_SOCKET` is unset; without it [`ready()`] only closes the
 //!   passed sockets nobody claimed and tells an upgrading parent. Socket activation
 //!   ([`listen_tcp`] taking the sockets of a `.socket` unit) does not need it.
+//! - **`net`**: [`listen_tcp`], [`listen_tcp_named`] and [`listen_unix`], the listeners a restart
+//!   without downtime hands to the new process and that take systemd's sockets. It turns on
+//!   tokio's `net` feature, which a program that serves no socket would otherwise compile for
+//!   nothing (a third of tokio's build); a program that serves one has it on already. `http`
+//!   turns it on.
 //! - **`test-util`**: [`Builder::start_paused`] and `#[graceful::test(start_paused = true)]`, a
 //!   paused tokio clock for tests, as tokio's own `test-util` feature gives `#[tokio::test]`.
 //! - **`http`**: [`http::serve`], which serves an axum `Router` or any tower service over HTTP/1.1
@@ -301,22 +307,24 @@ pub use graceful_macros::main;
 pub use graceful_macros::test;
 
 pub use graceful_runtime::{
-    current_scope, deadline, handle, is_shutting_down, is_upgrade, listen_tcp, listen_tcp_named,
-    on_shutdown, ready, reason, scope, shutdown, shutdown_requested, shutdown_waits_for,
-    shutdown_with_code, spawn, spawn_blocking, spawn_service, supervise, tasks, token, upgrade,
-    Builder, EnterGuard, Exit, Failure, Flavor, Handle, NotifyReady, ParseSignalError, Reason,
-    Report, Restart, Scope, ScopeFinished, ScopeShutdown, SecondSignal, ServiceOutput,
-    ShutdownRequested, ShutdownWaitsFor, Signal, StopFlag, Supervisor, SupervisorStopped, TaskInfo,
-    TaskKind, UpgradeError,
+    current_scope, deadline, handle, is_shutting_down, is_upgrade, on_shutdown, ready, reason,
+    scope, shutdown, shutdown_requested, shutdown_waits_for, shutdown_with_code, spawn,
+    spawn_blocking, spawn_service, supervise, tasks, token, upgrade, Builder, EnterGuard, Exit,
+    Failure, Flavor, Handle, NotifyReady, ParseSignalError, Reason, Report, Restart, Scope,
+    ScopeFinished, ScopeShutdown, SecondSignal, ServiceOutput, ShutdownRequested, ShutdownWaitsFor,
+    Signal, StopFlag, Supervisor, SupervisorStopped, TaskInfo, TaskKind, UpgradeError,
 };
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[doc(inline)]
 pub use graceful_runtime::http;
-#[cfg(unix)]
-#[cfg_attr(docsrs, doc(cfg(unix)))]
+#[cfg(all(feature = "net", unix))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "net", unix))))]
 pub use graceful_runtime::listen_unix;
+#[cfg(feature = "net")]
+#[cfg_attr(docsrs, doc(cfg(feature = "net")))]
+pub use graceful_runtime::{listen_tcp, listen_tcp_named};
 
 /// What the macros' output uses. Not public API: it changes without notice.
 #[doc(hidden)]

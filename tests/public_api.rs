@@ -180,8 +180,14 @@ fn surface() -> String {
     let public = &facade[..facade.find("pub mod __private").unwrap_or(facade.len())];
     for line in public.lines() {
         let trimmed = line.trim();
-        if line.starts_with("pub use graceful_runtime::{") {
-            in_use = true;
+        if let Some(names) = line.strip_prefix("pub use graceful_runtime::{") {
+            match names.strip_suffix("};") {
+                Some(names) => {
+                    let names = names.split(',').map(str::trim).filter(|n| !n.is_empty());
+                    lines.extend(names.map(|name| format!("graceful::{name}")));
+                }
+                None => in_use = true,
+            }
             continue;
         }
         if in_use {

@@ -1,7 +1,9 @@
-//! Deadline arithmetic: a moment `d` after another that never overflows, and a wait for a count
-//! to reach zero that gives up at a deadline.
+//! Deadline arithmetic: a moment `d` after another that never overflows, a wait for a count to
+//! reach zero that gives up at a deadline, and a race of two futures.
 
+use std::future::{poll_fn, Future};
 use std::pin::pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -41,9 +43,26 @@ pub(crate) async fn until_zero(
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
-        tokio::select! {
-            _ = notified => {}
-            _ = sleep_until(deadline) => {}
-        }
+        race(notified, sleep_until(deadline)).await;
     }
+}
+
+/// Which of two raced futures finished first, with its output.
+pub(crate) enum First<A, B> {
+    A(A),
+    B(B),
+}
+
+/// Polls `a` then `b` until one is ready. The runtime's few two-way waits use this rather than
+/// `tokio::select!`, so the runtime does not turn on tokio's `macros` feature: that feature puts
+/// syn and tokio-macros before tokio on every user's critical path of a cold build.
+pub(crate) async fn race<A: Future, B: Future>(a: A, b: B) -> First<A::Output, B::Output> {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = a.as_mut().poll(cx) {
+            return Poll::Ready(First::A(out));
+        }
+        b.as_mut().poll(cx).map(First::B)
+    })
+    .await
 }

@@ -13,8 +13,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 #[cfg(unix)]
 use std::ffi::{OsStr, OsString};
+#[cfg(all(unix, feature = "net"))]
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 #[cfg(unix)]
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// What a listener was asked for by: what the new process of an upgrade matches it by.
 #[cfg(unix)]
@@ -28,6 +30,7 @@ pub(crate) enum Key {
 #[cfg(unix)]
 impl Key {
     /// A port-0 request asks for a new socket each time: never handed out twice.
+    #[cfg(feature = "net")]
     fn reusable(&self) -> bool {
         !matches!(self, Key::Tcp(address) if address.port() == 0)
     }
@@ -61,6 +64,10 @@ impl Key {
 
 /// Where a descriptor the process was given came from.
 #[cfg(unix)]
+#[cfg_attr(
+    not(feature = "net"),
+    allow(dead_code, reason = "only the listeners match on it")
+)]
 enum Origin {
     /// The old process of an upgrade, with the request it was handed out for.
     Parent(Key),
@@ -70,6 +77,10 @@ enum Origin {
 
 /// A descriptor the process was given, until the program claims it.
 #[cfg(unix)]
+#[cfg_attr(
+    not(feature = "net"),
+    allow(dead_code, reason = "only the listeners match on it")
+)]
 struct Given {
     origin: Origin,
     fd: Option<OwnedFd>,
@@ -187,7 +198,7 @@ pub(crate) fn handover() -> io::Result<Vec<(Key, OwnedFd)>> {
 }
 
 /// What a listener is asked for by.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "net"))]
 pub(crate) enum Wanted<'a> {
     Name(&'a str),
     Address(std::net::SocketAddr),
@@ -195,7 +206,7 @@ pub(crate) enum Wanted<'a> {
 }
 
 /// Whether the socket listens (`SO_ACCEPTCONN`).
-#[cfg(unix)]
+#[cfg(all(unix, feature = "net"))]
 fn is_listening(fd: BorrowedFd<'_>) -> bool {
     let mut value: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -213,7 +224,7 @@ fn is_listening(fd: BorrowedFd<'_>) -> bool {
 }
 
 /// Whether the socket is bound where `wanted` says, looked at without taking it.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "net"))]
 fn bound_at(fd: BorrowedFd<'_>, wanted: &Wanted<'_>) -> bool {
     match wanted {
         Wanted::Name(_) => false,
@@ -238,7 +249,7 @@ fn bound_at(fd: BorrowedFd<'_>, wanted: &Wanted<'_>) -> bool {
     }
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "net"))]
 fn matches(given: &Given, wanted: &Wanted<'_>, key: &Key) -> bool {
     let Some(fd) = &given.fd else {
         return false;
@@ -255,7 +266,7 @@ fn matches(given: &Given, wanted: &Wanted<'_>, key: &Key) -> bool {
 /// The listener for `key`: remembered from an earlier request, or given to the process (the
 /// parent's before the manager's), taken and remembered; `None` if the caller must bind. An
 /// error if what was given is not listening.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "net"))]
 pub(crate) fn claim(wanted: &Wanted<'_>, key: &Key) -> io::Result<Option<OwnedFd>> {
     let mut listeners = listeners();
     if key.reusable() {
@@ -285,7 +296,7 @@ pub(crate) fn claim(wanted: &Wanted<'_>, key: &Key) -> io::Result<Option<OwnedFd
 }
 
 /// Remembers a listener bound fresh.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "net"))]
 pub(crate) fn remember(key: Key, fd: BorrowedFd<'_>) -> io::Result<()> {
     let copy = fd.try_clone_to_owned()?;
     listeners().remembered.push((key, copy));
@@ -380,6 +391,11 @@ mod tests {
             assert_eq!(Key::decode(&key.encode()), Some(key));
         }
         assert_eq!(Key::decode("bogus".as_ref()), None);
+    }
+
+    #[cfg(feature = "net")]
+    #[test]
+    fn a_port_0_request_is_never_handed_out_twice() {
         assert!(!Key::Tcp("127.0.0.1:0".parse().unwrap()).reusable());
         assert!(Key::Tcp("127.0.0.1:80".parse().unwrap()).reusable());
     }

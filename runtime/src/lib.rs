@@ -18,6 +18,7 @@ mod handle;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod inherited;
+#[cfg(feature = "net")]
 mod listen;
 mod phase;
 mod reason;
@@ -43,9 +44,11 @@ pub use builder::Builder;
 pub use config::{Flavor, NotifyReady, SecondSignal};
 pub use exit::Exit;
 pub use handle::{handle, EnterGuard, Handle};
-#[cfg(unix)]
-#[cfg_attr(docsrs, doc(cfg(unix)))]
+#[cfg(all(feature = "net", unix))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "net", unix))))]
 pub use listen::listen_unix;
+#[cfg(feature = "net")]
+#[cfg_attr(docsrs, doc(cfg(feature = "net")))]
 pub use listen::{listen_tcp, listen_tcp_named};
 pub use reason::Reason;
 pub use report::{Failure, Report};

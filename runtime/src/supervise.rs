@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::context;
+use crate::deadline::{race, First};
 use crate::registry::Label;
 use crate::runtime::Runtime;
 use crate::scope::tree::{self, ScopeInner};
@@ -538,9 +539,8 @@ async fn run<F, Fut>(
         );
         recent.push_back(now);
         let announced = announce_of(shared, scope);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = announced.cancelled() => return,
+        if let First::B(()) = race(tokio::time::sleep(delay), announced.cancelled()).await {
+            return;
         }
         supervisor.inner.restarts.store(restart, Ordering::SeqCst);
     }

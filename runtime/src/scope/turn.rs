@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::time::sleep_until;
 
 use super::tree::ScopeInner;
-use crate::deadline::until_zero;
+use crate::deadline::{race, until_zero, First};
 use crate::report;
 use crate::report::summary::Summary;
 use crate::runtime::Runtime;
@@ -394,9 +394,9 @@ fn own_live(scope: &ScopeInner, shared: &Runtime, kinds: &[TaskKind]) -> usize {
 /// Waits for `event`; `false` at the deadline.
 async fn until(event: &tokio_util::sync::CancellationToken, deadline: Instant) -> bool {
     let deadline = tokio::time::Instant::from_std(deadline);
-    tokio::select! {
-        _ = event.cancelled() => true,
-        _ = sleep_until(deadline) => event.is_cancelled(),
+    match race(event.cancelled(), sleep_until(deadline)).await {
+        First::A(()) => true,
+        First::B(()) => event.is_cancelled(),
     }
 }
 
