@@ -152,6 +152,7 @@ impl Runtime {
         let _ = self.tokio.set(handle);
     }
 
+    #[inline]
     pub(crate) fn tokio(&self) -> &tokio::runtime::Handle {
         // `run` sets the handle before it polls anything, and only polled code reaches here.
         self.tokio

@@ -97,6 +97,7 @@ impl Meta {
 }
 
 impl Entry {
+    #[inline]
     pub(super) fn reserved() -> Entry {
         Entry {
             abort: None,

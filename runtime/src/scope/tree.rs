@@ -338,6 +338,7 @@ thread_local! {
 }
 
 /// The current scope of this thread, if work of a scope other than the root is running here.
+#[inline]
 pub(crate) fn current() -> Option<Arc<ScopeInner>> {
     let current = CURRENT.try_with(Cell::get).unwrap_or(std::ptr::null());
     if current.is_null() {
