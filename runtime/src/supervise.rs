@@ -539,7 +539,8 @@ async fn run<F, Fut>(
         );
         recent.push_back(now);
         let announced = announce_of(shared, scope);
-        if let First::B(()) = race(tokio::time::sleep(delay), announced.cancelled()).await {
+        // The announce first: with no backoff, a sleep of zero is ready at once too.
+        if let First::A(()) = race(announced.cancelled(), tokio::time::sleep(delay)).await {
             return;
         }
         supervisor.inner.restarts.store(restart, Ordering::SeqCst);

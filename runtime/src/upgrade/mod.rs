@@ -130,6 +130,7 @@ impl std::error::Error for UpgradeError {
 ///
 /// ```no_run
 /// # use graceful_runtime as graceful;
+/// # #[cfg(feature = "net")]
 /// fn main() -> graceful::Exit {
 ///     graceful::Builder::new().run(async {
 ///         let listener = graceful::listen_tcp("127.0.0.1:8080").await?;
@@ -147,6 +148,8 @@ impl std::error::Error for UpgradeError {
 ///         Ok::<(), std::io::Error>(())
 ///     })
 /// }
+/// # #[cfg(not(feature = "net"))]
+/// # fn main() {}
 /// ```
 pub fn upgrade() -> Result<(), UpgradeError> {
     match context::with(|shared| shared.cloned()) {
