@@ -35,6 +35,7 @@ mod stop_flag;
 mod supervise;
 mod systemd;
 mod task;
+mod taskdump;
 mod tracked;
 mod upgrade;
 mod watchdog;

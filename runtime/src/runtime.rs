@@ -6,17 +6,19 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::reason::Reason;
-use crate::registry::Registry;
+use crate::registry::{Registry, Which};
 use crate::report::{self, Reporter};
 use crate::scope::tree::{ScopeInner, Turns};
 use crate::shutdown::state::Shutdown;
 use crate::systemd::Systemd;
 use crate::task::{TaskInfo, TaskKind};
+use crate::taskdump;
 use crate::upgrade::state::Upgrade;
 use crate::watchdog::state::Watchdog;
 
@@ -158,6 +160,63 @@ impl Runtime {
         self.tokio
             .get()
             .expect("graceful: runtime handle used before the runtime was built")
+    }
+
+    /// Asks for one task dump, for a report about to name `items` (the chains of the first of
+    /// them are resolved), whose thread will wait for it. `None` where this build cannot dump,
+    /// before the runtime is built, and on a paused clock: a dump's bounds are real time, which
+    /// a test's paused clock would skip past.
+    pub(crate) fn take_dump(&self, items: &[TaskInfo]) -> Option<taskdump::Pending> {
+        self.dump_of(|| items.iter().filter_map(|item| item.task_id).collect())
+    }
+
+    fn dump_of(&self, wanted: impl FnOnce() -> Vec<tokio::task::Id>) -> Option<taskdump::Pending> {
+        if self.config.start_paused {
+            return None;
+        }
+        taskdump::start(self.tokio.get()?, wanted)
+    }
+
+    /// How long before a deadline the abort's dump is asked for, so that it has been taken by
+    /// then and the abort is not late: zero where this build cannot dump.
+    pub(crate) fn dump_lead(&self) -> Duration {
+        match (taskdump::BUILT, self.tokio.get()) {
+            (true, Some(runtime)) => taskdump::bound(runtime),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The dump for the abort at a deadline, asked for `dump_lead` before it: of the work of
+    /// `kinds` then live in the groups `which` picks.
+    pub(crate) fn dump_ahead(
+        &self,
+        kinds: &[TaskKind],
+        which: Which<'_>,
+    ) -> Option<taskdump::Pending> {
+        self.dump_of(|| self.registry.task_ids(kinds, which, taskdump::TASKS))
+    }
+
+    /// At the deadline: the dump, if it has been taken (else the report says it could not be).
+    pub(crate) async fn dumped(dump: Option<taskdump::Pending>) -> Option<taskdump::Pending> {
+        let dump = dump?;
+        match dump.dumped().await {
+            Ok(()) => Some(dump),
+            Err(missed) => {
+                report::no_chains(missed);
+                None
+            }
+        }
+    }
+
+    /// Gives what the abort named the chains of `dump` (`dump_before_abort`'s), once resolved.
+    pub(crate) async fn fill_chains(dump: Option<taskdump::Pending>, aborted: &mut [TaskInfo]) {
+        let Some(dump) = dump else {
+            return;
+        };
+        match dump.resolved().await {
+            Ok(chains) => chains.fill(aborted),
+            Err(missed) => report::no_chains(missed),
+        }
     }
 
     /// Starts the shutdown unless it has started; returns whether this call started it.

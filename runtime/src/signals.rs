@@ -48,7 +48,9 @@ fn classify(first: &OnceLock<(Signal, Instant)>, signal: Signal, at: Instant) ->
 /// thread, a forced exit to the watchdog.
 fn on_signal(shared: &Arc<Runtime>, signal: Signal, at: Instant) {
     if shared.config().dump() == Some(signal) {
-        report::dump(shared.reporter(), shared.registry().snapshot());
+        let items = report::running(shared.registry().snapshot());
+        let dump = shared.take_dump(&items);
+        report::dump(shared.reporter(), items, dump);
         return;
     }
     if shared.config().upgrade() == Some(signal) {

@@ -121,6 +121,14 @@ pub struct TaskInfo {
     pub scope: Option<Arc<str>>,
     /// How many times its supervisor restarted it ([`supervise`](crate::supervise)); 0 otherwise.
     pub restarts: u32,
+    /// Where it was waiting, when the report took a task dump (the `taskdump` feature): its await
+    /// chain, outermost first, as the report prints it — the program's own frames
+    /// (`app::flusher at src/main.rs:3`) with runs of tokio's, std's and this crate's folded
+    /// into one line (`… 3 frames in tokio, core`). `None` where no dump was taken, and for work
+    /// a dump cannot see (`main`, blocking jobs, hooks).
+    pub chain: Option<Vec<String>>,
+    /// The tokio task it runs as, which a dump names; `None` for work that is not a task.
+    pub(crate) task_id: Option<tokio::task::Id>,
     is_main: bool,
     pub(crate) supervised: bool,
 }
@@ -147,6 +155,8 @@ impl TaskInfo {
             age,
             scope: None,
             restarts: 0,
+            chain: None,
+            task_id: None,
             is_main,
             supervised: false,
         }

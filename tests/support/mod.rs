@@ -29,48 +29,80 @@ pub const SLACK: Duration = Duration::from_secs(2);
 fn programs() -> &'static HashMap<String, PathBuf> {
     static PROGRAMS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     PROGRAMS.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command
-            .args(["build", "-q", "--message-format=json"])
-            .args([
-                "-p",
-                "graceful-fixtures",
-                "--bins",
-                "-p",
-                "graceful-main",
-                "--examples",
-            ]);
+        let mut command = cargo_build();
+        command.args(["-p", "graceful-main", "--examples"]);
         // The features of this test binary, for the fixtures and examples that need them.
         if cfg!(feature = "http") {
             command.args(["--features", "graceful-main/http,graceful-fixtures/http"]);
         }
-        // The profile of this test binary, so the build reuses its artifacts.
-        if !cfg!(debug_assertions) {
-            command.arg("--release");
-        }
-        let output = command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo to build the fixtures");
-        assert!(output.status.success(), "building the fixtures failed");
-        let report = String::from_utf8(output.stdout).expect("cargo writes UTF-8 JSON");
-        let programs: HashMap<String, PathBuf> = report
-            .lines()
-            .filter(|line| line.contains(r#""reason":"compiler-artifact""#))
-            .filter_map(|line| {
-                let name = json_string_after(line, r#""target":{"#, "name")?;
-                let executable = json_string_after(line, "", "executable")?;
-                Some((name, PathBuf::from(executable)))
-            })
-            .collect();
-        assert!(
-            programs.contains_key("fixture"),
-            "cargo built no fixture program:\n{report}"
-        );
-        programs
+        built(command)
     })
+}
+
+/// `cargo build` of the fixture program, in this test binary's profile so that it reuses its
+/// artifacts, reporting what it built as JSON.
+fn cargo_build() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "-q", "--message-format=json"])
+        .args(["-p", "graceful-fixtures", "--bins"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit());
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    command
+}
+
+/// Runs a `cargo_build` and maps each program it built to its file.
+fn built(mut command: Command) -> HashMap<String, PathBuf> {
+    let output = command.output().expect("run cargo to build the fixtures");
+    assert!(output.status.success(), "building the fixtures failed");
+    let report = String::from_utf8(output.stdout).expect("cargo writes UTF-8 JSON");
+    let programs: HashMap<String, PathBuf> = report
+        .lines()
+        .filter(|line| line.contains(r#""reason":"compiler-artifact""#))
+        .filter_map(|line| {
+            let name = json_string_after(line, r#""target":{"#, "name")?;
+            let executable = json_string_after(line, "", "executable")?;
+            Some((name, PathBuf::from(executable)))
+        })
+        .collect();
+    assert!(
+        programs.contains_key("fixture"),
+        "cargo built no fixture program:\n{report}"
+    );
+    programs
+}
+
+/// `tests/fixtures/src/fixtures/NAME.rs` from the fixture program built with the `taskdump`
+/// feature and `--cfg tokio_unstable`, which tokio's task dump needs. The cfg changes how tokio
+/// itself is compiled, so this build has a target directory of its own (`taskdump` beside this
+/// test binary's profile directory) and the rest of the suite is untouched.
+#[cfg(target_os = "linux")]
+pub fn taskdump_fixture(name: &str) -> Fixture {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    let path = PROGRAM.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        // target/<profile>/deps/<test binary>
+        let target = exe.ancestors().nth(3).expect("a test binary under target/");
+        let mut command = cargo_build();
+        command
+            .args(["--features", "graceful-fixtures/taskdump"])
+            .env("CARGO_TARGET_DIR", target.join("taskdump"))
+            .env(
+                "RUSTFLAGS",
+                format!(
+                    "{} --cfg tokio_unstable",
+                    std::env::var("RUSTFLAGS").unwrap_or_default()
+                ),
+            );
+        built(command)
+            .remove("fixture")
+            .expect("the fixture program")
+    });
+    program(path, name).env(FIXTURE_VAR, name)
 }
 
 /// The string value of `"key":"…"` in one line of cargo's JSON, after `from`. Enough JSON for

@@ -129,6 +129,7 @@ impl Entry {
         );
         info.scope = self.origin.group().cloned();
         info.restarts = self.origin.restarts();
+        info.task_id = self.abort.as_ref().map(AbortHandle::id);
         info.supervised = self.origin.is_supervised();
         info
     }

@@ -335,6 +335,23 @@ impl Registry {
         aborted
     }
 
+    /// The tokio task ids of up to `max` live pieces of work of `kinds` in the groups `which`
+    /// picks, in the order [`abort_listing`](Self::abort_listing) names them.
+    pub(crate) fn task_ids(
+        &self,
+        kinds: &[TaskKind],
+        which: Which<'_>,
+        max: usize,
+    ) -> Vec<tokio::task::Id> {
+        let mut ids = Vec::new();
+        self.shards.for_each_armed(|entry| {
+            if ids.len() < max && kinds.contains(&entry.kind()) && which(entry.origin.group()) {
+                ids.extend(entry.abort.as_ref().map(AbortHandle::id));
+            }
+        });
+        ids
+    }
+
     fn abort_each(
         &self,
         kinds: &[TaskKind],

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::SecondSignal;
 use crate::signal::Signal;
 use crate::task::{TaskInfo, TaskKind};
+use crate::taskdump::{Chains, Missed, Pending};
 
 use entries::{entries, Entry};
 pub(crate) use entries::{Busy, Servers};
@@ -52,6 +53,12 @@ enum Line {
     },
     /// Text for stderr as it is (the dump table).
     Raw(String),
+    /// A line that names stuck work, written once a task dump has said where it waits (or has
+    /// not in time, which a line of its own says first).
+    AfterDump {
+        dump: Pending,
+        line: Box<dyn FnOnce(Option<Chains>) -> Line + Send>,
+    },
 }
 
 impl Line {
@@ -69,6 +76,10 @@ impl Line {
             }
             Line::Raw(text) => {
                 let _ = std::io::stderr().write_all(text.as_bytes());
+            }
+            Line::AfterDump { dump, line } => {
+                let chains = dump.wait().map_err(no_chains).ok();
+                line(chains).write();
             }
         }
     }
@@ -164,9 +175,38 @@ pub(crate) fn phase(phase: &'static str, since: Instant, counts: &[(&'static str
     tracing::info!(target: "graceful", phase, elapsed_ms, "{phase} done in {elapsed_ms}ms{detail}");
 }
 
-fn warn_about(item: &TaskInfo, what: &str) {
+/// A task dump that did not give its chains in time; the report goes on without them.
+pub(crate) fn no_chains(missed: Missed) {
+    let message = match missed {
+        Missed::NotDumped(bound) => format!(
+            "could not take a task dump within {}: a thread of the runtime is blocked",
+            Age(bound)
+        ),
+        Missed::NotResolved(bound) => format!(
+            "took a task dump but could not read its frames within {}",
+            Age(bound)
+        ),
+    };
     if to_stderr() {
-        stderr_line(format_args!("{what} {item} (age {})", Age(item.age)));
+        stderr_line(format_args!("{message}"));
+    } else {
+        tracing::warn!(target: "graceful", phase = "dump", "{message}");
+    }
+}
+
+/// An item's await chain, one frame per line under it, indented by `indent`: empty without one.
+fn chain_lines(item: &TaskInfo, indent: &str) -> String {
+    let mut out = String::new();
+    for line in item.chain.iter().flatten() {
+        let _ = write!(out, "\n{indent}{line}");
+    }
+    out
+}
+
+fn warn_about(item: &TaskInfo, what: &str) {
+    let chain = chain_lines(item, "    ");
+    if to_stderr() {
+        stderr_line(format_args!("{what} {item} (age {}){chain}", Age(item.age)));
     } else {
         tracing::warn!(
             target: "graceful",
@@ -176,7 +216,7 @@ fn warn_about(item: &TaskInfo, what: &str) {
                 task.location = %item.location,
                 task.age_ms = millis(item.age),
             },
-            "{what} {item}",
+            "{what} {item}{chain}",
         );
     }
 }
@@ -314,10 +354,12 @@ pub(crate) fn running(mut items: Vec<TaskInfo>) -> Vec<TaskInfo> {
     items
 }
 
+/// How many entries a one-line description names.
+const NAMED: usize = 4;
+
 /// `2 tasks (service "flusher" at src/main.rs:42:5, main)`, at most a few named, one server's
 /// connections as one.
 pub(crate) fn describe(items: &[TaskInfo], servers: Option<&Busy>) -> String {
-    const NAMED: usize = 4;
     let mut out = format!(
         "{} {}",
         items.len(),
@@ -376,10 +418,14 @@ pub(crate) fn how_to_force(
 
 /// The waiting line, for the watchdog one second into a slow shutdown and every five after:
 /// what is `running` (asked only when the line is written), the time left, and `how_to_force`.
+///
+/// `dump` is asked only when the line is written, for what it names; with one, the line waits for
+/// it and shows under it where each task it names waits.
 pub(crate) fn waiting(
     reporter: &Reporter,
     deadline: Instant,
     running: impl FnOnce() -> Vec<TaskInfo>,
+    dump: impl FnOnce(&[TaskInfo]) -> Option<Pending>,
     how_to_force: &str,
 ) {
     let left = deadline.saturating_duration_since(Instant::now());
@@ -394,10 +440,34 @@ pub(crate) fn waiting(
         describe(&items, Some(&reporter.servers.busy()))
     };
     let message = format!("waiting for {what} — {}{how_to_force}", Left(left));
-    reporter.deferred.send(Line::Warn {
-        phase: "waiting",
-        message,
-    });
+    let line = match dump(&items) {
+        None => Line::Warn {
+            phase: "waiting",
+            message,
+        },
+        Some(dump) => Line::AfterDump {
+            dump,
+            line: Box::new(move |chains| {
+                let mut items = items;
+                let mut message = message;
+                if let Some(chains) = chains {
+                    chains.fill(&mut items);
+                    for entry in entries(&items, None).iter().take(NAMED) {
+                        if let Entry::Item(item) = entry {
+                            if item.chain.is_some() {
+                                let _ = write!(message, "\n  {item}:{}", chain_lines(item, "    "));
+                            }
+                        }
+                    }
+                }
+                Line::Warn {
+                    phase: "waiting",
+                    message,
+                }
+            }),
+        },
+    };
+    reporter.deferred.send(line);
 }
 
 /// The time left, in whole seconds rounded up: `up to 24s more`; `no deadline` for a grace no
@@ -416,16 +486,37 @@ impl fmt::Display for Left {
     }
 }
 
-/// The `dump_signal` table: every live tracked task, one per line (written by the report's thread).
-pub(crate) fn dump(reporter: &Reporter, items: Vec<TaskInfo>) {
-    let items = running(items);
+/// The `dump_signal` table: every live tracked task, one per line, in the order `running` sorts
+/// them (written by the report's thread).
+///
+/// With a task dump under way, the table waits for it and shows each task's await chain under
+/// its row (for the first tasks the report would name).
+pub(crate) fn dump(reporter: &Reporter, items: Vec<TaskInfo>, dump: Option<Pending>) {
+    let line = match dump {
+        None => Line::Raw(table(&items)),
+        Some(dump) => Line::AfterDump {
+            dump,
+            line: Box::new(move |chains| {
+                let mut items = items;
+                if let Some(chains) = chains {
+                    chains.fill(&mut items);
+                }
+                Line::Raw(table(&items))
+            }),
+        },
+    };
+    reporter.deferred.send(line);
+}
+
+fn table(items: &[TaskInfo]) -> String {
     let mut out = format!("graceful: {} live tracked tasks\n", items.len());
     let _ = writeln!(
         out,
         "  {:<17} {:<24} {:<16} {:<40} {:>8}",
         "KIND", "NAME", "SCOPE", "LOCATION", "AGE"
     );
-    for item in &items {
+    let mut chained = 0;
+    for item in items {
         let kind = if item.is_main() {
             "main"
         } else {
@@ -444,8 +535,13 @@ pub(crate) fn dump(reporter: &Reporter, items: Vec<TaskInfo>) {
             item.location.to_string(),
             Age(item.age).to_string()
         );
+        if chained < ITEMS_NAMED && item.chain.is_some() {
+            chained += 1;
+            out.push_str(chain_lines(item, "      ").trim_start_matches('\n'));
+            out.push('\n');
+        }
     }
-    reporter.deferred.send(Line::Raw(out));
+    out
 }
 
 /// What a list gained after it was `len` long: nothing if it has since been taken (the program's

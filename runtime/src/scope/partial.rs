@@ -57,7 +57,7 @@ pub(crate) fn begin_since(scope: &Arc<ScopeInner>, since: Option<report::LogMark
             let (scope, runtime) = (scope.clone(), shared.clone());
             shared.tokio().spawn(async move {
                 let in_time = run(&scope, &runtime, deadline, Mode::Partial, None).await;
-                let report = end_of_partial(&scope, &runtime, now, in_time, groups, since);
+                let report = end_of_partial(&scope, &runtime, now, in_time, groups, since).await;
                 let _ = scope.report.set(report);
                 scope.done.cancel();
             });
@@ -68,7 +68,7 @@ pub(crate) fn begin_since(scope: &Arc<ScopeInner>, since: Option<report::LogMark
 /// At a partial shutdown's end: abort what is left of the subtree and say how it went, from what
 /// was logged `since` its start in the scopes of `groups` (its subtree at the start) and of its
 /// subtree now.
-fn end_of_partial(
+async fn end_of_partial(
     scope: &Arc<ScopeInner>,
     shared: &Runtime,
     at: Instant,
@@ -76,12 +76,14 @@ fn end_of_partial(
     mut groups: Vec<Arc<str>>,
     since: report::LogMark,
 ) -> Report {
-    let known: HashSet<*const u8> = groups.iter().map(|g| g.as_ptr()).collect();
-    groups.extend(
-        super::turn::groups(scope)
-            .into_iter()
-            .filter(|g| !known.contains(&g.as_ptr())),
-    );
+    {
+        let known: HashSet<*const u8> = groups.iter().map(|g| g.as_ptr()).collect();
+        groups.extend(
+            super::turn::groups(scope)
+                .into_iter()
+                .filter(|g| !known.contains(&g.as_ptr())),
+        );
+    }
     let which = |g: Option<&Arc<str>>| picks(&groups, g);
     let mut report = Report {
         reason: shared
@@ -92,11 +94,14 @@ fn end_of_partial(
         ..Report::default()
     };
     if !in_time {
+        // Where the stuck work waits, from a dump taken before the abort ends it.
+        let dump = Runtime::dumped(shared.dump_ahead(&ASYNC_KINDS, &which)).await;
         for inner in scope.subtree() {
             inner.phase.begin_abort();
         }
         let busy = shared.reporter().servers.busy();
         report.aborted = shared.registry().abort_listing(&ASYNC_KINDS, &which);
+        Runtime::fill_chains(dump, &mut report.aborted).await;
         report::aborted(&busy, &report.aborted);
         report.abandoned = shared
             .registry()

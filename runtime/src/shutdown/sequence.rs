@@ -172,10 +172,21 @@ pub(crate) async fn drive(
         .await;
 
     // Step 5: whatever async work is left (hooks may have started some) gets until the deadline.
-    if !wait_for(&mut main, shared, &ASYNC_KINDS, deadline).await {
+    // Where it waits is asked of a task dump early enough that the dump is taken by the deadline
+    // (only in a build that can dump; else the lead is zero and this is one wait).
+    let lead = shared.dump_lead();
+    let mut done = wait_for(&mut main, shared, &ASYNC_KINDS, deadline - lead).await;
+    let mut dump = None;
+    if !done && !lead.is_zero() {
+        dump = shared.dump_ahead(&ASYNC_KINDS, &registry::any);
+        done = wait_for(&mut main, shared, &ASYNC_KINDS, deadline).await;
+    }
+    if !done {
+        let dump = Runtime::dumped(dump).await;
         shutdown.root.phase.begin_abort();
         let busy = shared.reporter().servers.busy();
-        let aborted = registry.abort_listing(&ASYNC_KINDS, &registry::any);
+        let mut aborted = registry.abort_listing(&ASYNC_KINDS, &registry::any);
+        Runtime::fill_chains(dump, &mut aborted).await;
         report::aborted(&busy, &aborted);
         summary.report.aborted = aborted;
         if main.future.take().is_some() {

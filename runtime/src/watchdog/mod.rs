@@ -36,6 +36,8 @@ fn watch(shared: &Runtime) {
     let dog = shared.watchdog();
     let mut state = dog.lock();
     let mut next_line = None;
+    // The first waiting line asks for a task dump, so it can say where the stuck work waits.
+    let mut dumped = false;
     loop {
         if state.done {
             return;
@@ -66,6 +68,10 @@ fn watch(shared: &Runtime) {
                     shared.reporter(),
                     deadline,
                     || report::running(shared.registry().snapshot()),
+                    |items| match std::mem::replace(&mut dumped, true) {
+                        false => shared.take_dump(items),
+                        true => None,
+                    },
                     &force,
                 );
                 next_line = Some(later(line, EVERY));
