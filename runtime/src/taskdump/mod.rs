@@ -186,11 +186,14 @@ with_dumps! {
     pub(crate) const BUILT: bool = true;
 
     /// Asks `runtime` for one dump, to be resolved for the first tasks of `wanted` (the ones a
-    /// report names); `None` where this build cannot dump.
+    /// report names); `None` where this build cannot dump, or while another dump is under way.
     pub(crate) fn start(
         runtime: &tokio::runtime::Handle,
         wanted: impl FnOnce() -> Vec<tokio::task::Id>,
     ) -> Option<Pending> {
+        // One dump at a time: a dump pauses every worker and re-polls every task, and a storm of
+        // `dump_signal`s must not queue dumps behind one that cannot finish.
+        let in_flight = InFlight::take()?;
         let mut wanted = wanted();
         wanted.truncate(TASKS);
         let pending = Pending(Arc::new(Slot {
@@ -210,9 +213,29 @@ with_dumps! {
                 .spawn(move || {
                     let chains = fold::chains(&dump, &wanted);
                     to.update(|progress| progress.chains = Some(chains));
+                    drop(in_flight);
                 });
         });
         Some(pending)
+    }
+
+    /// The one dump under way in this process, until its chains are resolved or it is dropped
+    /// unfinished (its runtime shut down).
+    struct InFlight;
+
+    static DUMPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    impl InFlight {
+        fn take() -> Option<InFlight> {
+            let taken = DUMPING.swap(true, std::sync::atomic::Ordering::AcqRel);
+            (!taken).then_some(InFlight)
+        }
+    }
+
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            DUMPING.store(false, std::sync::atomic::Ordering::Release);
+        }
     }
 
     impl Pending {
