@@ -203,7 +203,9 @@
 //!   Without the cfg, or on another platform, the feature compiles and changes nothing. The dump
 //!   is bounded: a runtime whose thread is blocked cannot be dumped within 250 ms (500 ms on a
 //!   multi-threaded runtime, whose dump itself waits up to 250 ms for its workers), and the
-//!   report then says so in one line and goes on as without the feature. The abort's dump is
+//!   report then says so in one line and goes on as without the feature. Nor is a dump asked of
+//!   a multi-threaded runtime one of whose workers has been in one poll for over 100 ms: tokio's
+//!   dump would stop the other workers to wait for it. The abort's dump is
 //!   asked for that long before the deadline, so the abort is not late, and the exit a second
 //!   past the deadline never waits for a dump. Frames need the binary's debug info (the default of a debug
 //!   build; `debug = "line-tables-only"` is enough in release). tokio instruments every poll

@@ -103,3 +103,21 @@ fn a_wedged_runtime_cannot_be_dumped_says_so_in_one_line_and_exits_as_without_th
     assert_eq!(notices, 1, "{out:#?}");
     assert!(out.stderr.contains("waiting for"), "{out:#?}");
 }
+
+#[test]
+fn a_worker_blocked_in_one_poll_is_not_stopped_for_a_dump_and_the_exit_is_as_without_it() {
+    let out = taskdump_fixture("taskdump_stuck")
+        .env("MODE", "hog")
+        .signal_after("ready", SIGTERM);
+    // `hog` blocks a worker from the signal on: the abort cannot end it, the exit still comes.
+    out.assert_killed_by(SIGTERM)
+        .assert_exited_within(Duration::from_secs(4) + SLACK)
+        .assert_stderr_has("aborted at the deadline: service \"flusher\"");
+    // Asked twice (the waiting line, the abort), refused twice, each in one line.
+    let refusals = out
+        .stderr
+        .matches("took no task dump: a worker thread has been in one poll for")
+        .count();
+    assert_eq!(refusals, 2, "{out:#?}");
+    assert!(!out.stderr.contains("could not take a task dump"), "{out:#?}");
+}

@@ -157,6 +157,7 @@ fn build_runtime(shared: &Arc<Runtime>) -> std::io::Result<tokio::runtime::Runti
     let weak = Arc::downgrade(shared);
     builder.on_thread_start(move || context::set_for_thread(weak.upgrade()));
     builder.on_thread_stop(|| context::set_for_thread(None));
+    crate::taskdump::watch_polls(&mut builder);
     #[cfg(feature = "test-util")]
     if config.start_paused {
         builder.start_paused(true);

@@ -182,6 +182,11 @@ pub(crate) fn no_chains(missed: Missed) {
             "could not take a task dump within {}: a thread of the runtime is blocked",
             Age(bound)
         ),
+        Missed::Blocked(poll) => format!(
+            "took no task dump: a worker thread has been in one poll for {}, and a dump would \
+             stop the other workers to wait for it",
+            Age(poll)
+        ),
         Missed::NotResolved(bound) => format!(
             "took a task dump but could not read its frames within {}",
             Age(bound)

@@ -91,6 +91,10 @@ impl Chains {
 pub(crate) enum Missed {
     /// The runtime was not dumped within its bound: one of its threads is blocked.
     NotDumped(Duration),
+    /// None was asked for: a worker thread has been in one poll this long, and a multi-threaded
+    /// runtime's dump would stop the other workers to wait for it.
+    #[allow(dead_code, reason = "only a build that can dump refuses one")]
+    Blocked(Duration),
     /// It was, but its frames were not resolved in time.
     NotResolved(Duration),
 }
@@ -109,6 +113,8 @@ struct Slot {
 
 #[derive(Default)]
 struct Progress {
+    /// Why no dump was asked for, if none was.
+    refused: Option<Missed>,
     /// When the runtime had been dumped.
     dumped: Option<Instant>,
     chains: Option<Chains>,
@@ -127,6 +133,9 @@ impl Pending {
     pub(crate) fn wait(&self) -> Result<Chains, Missed> {
         let mut progress = self.lock();
         loop {
+            if let Some(missed) = progress.refused {
+                return Err(missed);
+            }
             if let Some(chains) = progress.chains.take() {
                 return Ok(chains);
             }
@@ -153,10 +162,14 @@ impl Pending {
     /// the one the dump needs, so this yields rather than blocks.
     pub(crate) async fn dumped(&self) -> Result<(), Missed> {
         let until = tokio::time::Instant::from_std(self.0.asked + self.0.bound);
-        let dumped = self.until(|progress| progress.dumped.is_some().then_some(()));
+        let dumped = self.until(|progress| match (progress.refused, progress.dumped) {
+            (Some(missed), _) => Some(Err(missed)),
+            (None, Some(_)) => Some(Ok(())),
+            (None, None) => None,
+        });
         tokio::time::timeout_at(until, dumped)
             .await
-            .map_err(|_| Missed::NotDumped(self.0.bound))
+            .unwrap_or(Err(Missed::NotDumped(self.0.bound)))
     }
 
     /// Awaits the chains of a dump already taken, up to [`RESOLVE_AT_DEADLINE`].
@@ -203,6 +216,12 @@ with_dumps! {
             changed: Condvar::new(),
             notify: tokio::sync::Notify::new(),
         }));
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            if let Some(long) = polls::longest_poll().filter(|long| *long > polls::BLOCKED) {
+                pending.update(|progress| progress.refused = Some(Missed::Blocked(long)));
+                return Some(pending);
+            }
+        }
         let to = pending.clone();
         runtime.spawn(async move {
             let dump = tokio::runtime::Handle::current().dump().await;
@@ -247,6 +266,13 @@ with_dumps! {
     }
 
     mod fold;
+    mod polls;
+
+    /// Has the runtime `builder` makes keep, for each thread, since when it is in a poll: a dump
+    /// is not asked of a multi-threaded runtime one of whose workers is blocked.
+    pub(crate) fn watch_polls(builder: &mut tokio::runtime::Builder) {
+        polls::watch(builder);
+    }
 }
 
 without_dumps! {
@@ -260,5 +286,8 @@ without_dumps! {
     ) -> Option<Pending> {
         None
     }
+
+    /// Keeps nothing where there are no dumps.
+    pub(crate) fn watch_polls(_builder: &mut tokio::runtime::Builder) {}
 
 }
