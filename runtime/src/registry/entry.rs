@@ -142,7 +142,7 @@ impl Entry {
 /// resolution of a scheduler tick (1 to 4 ms), which ages shown in milliseconds do not notice.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[inline]
-pub(super) fn clock_us() -> u64 {
+pub(crate) fn clock_us() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -154,7 +154,7 @@ pub(super) fn clock_us() -> u64 {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) fn clock_us() -> u64 {
+pub(crate) fn clock_us() -> u64 {
     use std::time::Instant;
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_micros() as u64

@@ -18,7 +18,7 @@ use tokio::task::AbortHandle;
 
 use crate::task::{TaskInfo, TaskKind};
 
-mod entry;
+pub(crate) mod entry;
 mod origin;
 mod shards;
 

@@ -3,14 +3,16 @@
 //! for it (up to 250 ms a try, and with a blocked worker perhaps longer), so none is asked for.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::registry::entry::clock_us;
 
 /// A poll this long is a blocked worker: no dump is asked for while one lasts.
 pub(super) const BLOCKED: Duration = Duration::from_millis(100);
 
-/// Each polling thread's start of its current poll, in microseconds since [`epoch`] plus one; 0
-/// while it is not in one. Threads are listed on their first poll and never removed: a few per
+/// Each polling thread's start of its current poll, in microseconds on the registry's coarse clock
+/// (a scheduler tick's resolution, plenty against 100 ms) plus one; 0 while it is not in one. Threads are listed on their first poll and never removed: a few per
 /// runtime.
 static THREADS: Mutex<Vec<Arc<AtomicU64>>> = Mutex::new(Vec::new());
 
@@ -22,13 +24,8 @@ thread_local! {
     };
 }
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
 fn now() -> u64 {
-    u64::try_from(epoch().elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+    clock_us().saturating_add(1)
 }
 
 fn mark(since: u64) {
