@@ -119,5 +119,8 @@ fn a_worker_blocked_in_one_poll_is_not_stopped_for_a_dump_and_the_exit_is_as_wit
         .matches("took no task dump: a worker thread has been in one poll for")
         .count();
     assert_eq!(refusals, 2, "{out:#?}");
-    assert!(!out.stderr.contains("could not take a task dump"), "{out:#?}");
+    assert!(
+        !out.stderr.contains("could not take a task dump"),
+        "{out:#?}"
+    );
 }
