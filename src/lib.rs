@@ -205,13 +205,13 @@
 //!   multi-threaded runtime, whose dump itself waits up to 250 ms for its workers), and the
 //!   report then says so in one line and goes on as without the feature. Nor is a dump asked of
 //!   a multi-threaded runtime one of whose workers has been in one poll for over 100 ms: tokio's
-//!   dump would stop the other workers to wait for it. The abort's dump is
-//!   asked for that long before the deadline, so the abort is not late, and the exit a second
-//!   past the deadline never waits for a dump. Frames need the binary's debug info (the default of a debug
-//!   build; `debug = "line-tables-only"` is enough in release). tokio instruments every poll
-//!   with the feature on, and the guard above notes when each poll starts and ends: a task's
-//!   spawn, one poll and its end cost about 250 instructions more (some 13% of a bare
-//!   `tokio::spawn`), ours and tokio's alike.
+//!   dump would stop the other workers to wait for it. The abort's dump is asked for that bound
+//!   before the deadline, so the abort is not late, and the exit a second past the deadline never
+//!   waits for a dump. Frames need the binary's debug info (the default of a debug build;
+//!   `debug = "line-tables-only"` is enough in release). With the feature on, tokio instruments
+//!   every poll and the guard above notes when each poll starts and ends: a task's spawn, one
+//!   poll and its end cost about 250 instructions more (some 13% of a bare `tokio::spawn`), ours
+//!   and tokio's alike.
 //! - **`test-util`**: [`Builder::start_paused`] and `#[graceful::test(start_paused = true)]`, a
 //!   paused tokio clock for tests, as tokio's own `test-util` feature gives `#[tokio::test]`.
 //! - **`http`**: [`http::serve`], which serves an axum `Router` or any tower service over HTTP/1.1
