@@ -175,7 +175,8 @@ pub(crate) async fn drive(
     // Where it waits is asked of a task dump early enough that the dump is taken by the deadline
     // (only in a build that can dump; else the lead is zero and this is one wait).
     let lead = shared.dump_lead();
-    let mut done = wait_for(&mut main, shared, &ASYNC_KINDS, deadline - lead).await;
+    let early = deadline.checked_sub(lead).unwrap_or(deadline);
+    let mut done = wait_for(&mut main, shared, &ASYNC_KINDS, early).await;
     let mut dump = None;
     if !done && !lead.is_zero() {
         dump = shared.dump_ahead(&ASYNC_KINDS, &registry::any);

@@ -16,30 +16,24 @@ use std::time::{Duration, Instant};
 
 use crate::task::TaskInfo;
 
-/// Items of a build that can dump: the feature, the cfg, and a platform tokio dumps on.
-macro_rules! with_dumps {
-    ($($item:item)*) => {$(
-        #[cfg(all(
-            feature = "taskdump",
-            tokio_unstable,
-            target_os = "linux",
-            any(target_arch = "aarch64", target_arch = "x86", target_arch = "x86_64", target_arch = "s390x"),
-        ))]
-        $item
-    )*};
-}
-
-/// Items of every other build.
-macro_rules! without_dumps {
-    ($($item:item)*) => {$(
-        #[cfg(not(all(
-            feature = "taskdump",
-            tokio_unstable,
-            target_os = "linux",
-            any(target_arch = "aarch64", target_arch = "x86", target_arch = "x86_64", target_arch = "s390x"),
-        )))]
-        $item
-    )*};
+/// Splits items between a build that can dump — the feature, the cfg, and a platform tokio dumps
+/// on — and every other build, writing the condition once.
+macro_rules! by_build {
+    (can_dump { $($can:item)* } cannot { $($cannot:item)* }) => {
+        by_build! {
+            @all(
+                feature = "taskdump",
+                tokio_unstable,
+                target_os = "linux",
+                any(target_arch = "aarch64", target_arch = "x86", target_arch = "x86_64", target_arch = "s390x"),
+            );
+            { $($can)* } { $($cannot)* }
+        }
+    };
+    (@$condition:meta; { $($can:item)* } { $($cannot:item)* }) => {
+        $( #[cfg($condition)] $can )*
+        $( #[cfg(not($condition))] $cannot )*
+    };
 }
 
 /// How long a report waits for a `current_thread` runtime to be dumped: one that cannot be dumped
@@ -194,100 +188,100 @@ impl Pending {
     }
 }
 
-with_dumps! {
-    /// Whether this build can dump.
-    pub(crate) const BUILT: bool = true;
+by_build! {
+    can_dump {
+        /// Whether this build can dump.
+        pub(crate) const BUILT: bool = true;
 
-    /// Asks `runtime` for one dump, to be resolved for the first tasks of `wanted` (the ones a
-    /// report names); `None` where this build cannot dump, or while another dump is under way.
-    pub(crate) fn start(
-        runtime: &tokio::runtime::Handle,
-        wanted: impl FnOnce() -> Vec<tokio::task::Id>,
-    ) -> Option<Pending> {
-        // One dump at a time: a dump pauses every worker and re-polls every task, and a storm of
-        // `dump_signal`s must not queue dumps behind one that cannot finish.
-        let in_flight = InFlight::take()?;
-        let mut wanted = wanted();
-        wanted.truncate(TASKS);
-        let pending = Pending(Arc::new(Slot {
-            asked: Instant::now(),
-            bound: bound(runtime),
-            progress: Mutex::default(),
-            changed: Condvar::new(),
-            notify: tokio::sync::Notify::new(),
-        }));
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
-            if let Some(long) = polls::longest_poll().filter(|long| *long > polls::BLOCKED) {
-                pending.update(|progress| progress.refused = Some(Missed::Blocked(long)));
-                return Some(pending);
+        /// Asks `runtime` for one dump, to be resolved for the first tasks of `wanted` (the ones a
+        /// report names); `None` where this build cannot dump, or while another dump is under way.
+        pub(crate) fn start(
+            runtime: &tokio::runtime::Handle,
+            wanted: impl FnOnce() -> Vec<tokio::task::Id>,
+        ) -> Option<Pending> {
+            // One dump at a time: a dump pauses every worker and re-polls every task, and a
+            // storm of `dump_signal`s must not queue dumps behind one that cannot finish.
+            let in_flight = InFlight::take()?;
+            let mut wanted = wanted();
+            wanted.truncate(TASKS);
+            let pending = Pending(Arc::new(Slot {
+                asked: Instant::now(),
+                bound: bound(runtime),
+                progress: Mutex::default(),
+                changed: Condvar::new(),
+                notify: tokio::sync::Notify::new(),
+            }));
+            if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+                if let Some(long) = polls::longest_poll().filter(|long| *long > polls::BLOCKED) {
+                    pending.update(|progress| progress.refused = Some(Missed::Blocked(long)));
+                    return Some(pending);
+                }
+            }
+            let to = pending.clone();
+            runtime.spawn(async move {
+                let dump = tokio::runtime::Handle::current().dump().await;
+                to.update(|progress| progress.dumped = Some(Instant::now()));
+                // Resolving frames reads the binary's debug info: off the runtime's threads.
+                let _ = std::thread::Builder::new()
+                    .name("graceful-taskdump".into())
+                    .spawn(move || {
+                        let chains = fold::chains(&dump, &wanted);
+                        to.update(|progress| progress.chains = Some(chains));
+                        drop(in_flight);
+                    });
+            });
+            Some(pending)
+        }
+
+        /// The one dump under way in this process, until its chains are resolved or it is dropped
+        /// unfinished (its runtime shut down).
+        struct InFlight;
+
+        static DUMPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+        impl InFlight {
+            fn take() -> Option<InFlight> {
+                let taken = DUMPING.swap(true, std::sync::atomic::Ordering::AcqRel);
+                (!taken).then_some(InFlight)
             }
         }
-        let to = pending.clone();
-        runtime.spawn(async move {
-            let dump = tokio::runtime::Handle::current().dump().await;
-            to.update(|progress| progress.dumped = Some(Instant::now()));
-            // Resolving frames reads the binary's debug info: off the runtime's threads.
-            let _ = std::thread::Builder::new()
-                .name("graceful-taskdump".into())
-                .spawn(move || {
-                    let chains = fold::chains(&dump, &wanted);
-                    to.update(|progress| progress.chains = Some(chains));
-                    drop(in_flight);
-                });
-        });
-        Some(pending)
-    }
 
-    /// The one dump under way in this process, until its chains are resolved or it is dropped
-    /// unfinished (its runtime shut down).
-    struct InFlight;
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                DUMPING.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
 
-    static DUMPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        impl Pending {
+            fn update(&self, change: impl FnOnce(&mut Progress)) {
+                change(&mut self.lock());
+                self.0.changed.notify_all();
+                self.0.notify.notify_waiters();
+            }
+        }
 
-    impl InFlight {
-        fn take() -> Option<InFlight> {
-            let taken = DUMPING.swap(true, std::sync::atomic::Ordering::AcqRel);
-            (!taken).then_some(InFlight)
+        mod fold;
+        mod polls;
+
+        /// Has the runtime `builder` makes keep, for each thread, since when it is in a poll: a
+        /// dump is not asked of a multi-threaded runtime one of whose workers is blocked.
+        pub(crate) fn watch_polls(builder: &mut tokio::runtime::Builder) {
+            polls::watch(builder);
         }
     }
+    cannot {
+        /// Whether this build can dump.
+        pub(crate) const BUILT: bool = false;
 
-    impl Drop for InFlight {
-        fn drop(&mut self) {
-            DUMPING.store(false, std::sync::atomic::Ordering::Release);
+        /// Asks `runtime` for one dump; `None` where this build cannot dump.
+        pub(crate) fn start(
+            _runtime: &tokio::runtime::Handle,
+            _wanted: impl FnOnce() -> Vec<tokio::task::Id>,
+        ) -> Option<Pending> {
+            None
         }
+
+        /// Keeps nothing where there are no dumps.
+        pub(crate) fn watch_polls(_builder: &mut tokio::runtime::Builder) {}
     }
-
-    impl Pending {
-        fn update(&self, change: impl FnOnce(&mut Progress)) {
-            change(&mut self.lock());
-            self.0.changed.notify_all();
-            self.0.notify.notify_waiters();
-        }
-    }
-
-    mod fold;
-    mod polls;
-
-    /// Has the runtime `builder` makes keep, for each thread, since when it is in a poll: a dump
-    /// is not asked of a multi-threaded runtime one of whose workers is blocked.
-    pub(crate) fn watch_polls(builder: &mut tokio::runtime::Builder) {
-        polls::watch(builder);
-    }
-}
-
-without_dumps! {
-    /// Whether this build can dump.
-    pub(crate) const BUILT: bool = false;
-
-    /// Asks `runtime` for one dump; `None` where this build cannot dump.
-    pub(crate) fn start(
-        _runtime: &tokio::runtime::Handle,
-        _wanted: impl FnOnce() -> Vec<tokio::task::Id>,
-    ) -> Option<Pending> {
-        None
-    }
-
-    /// Keeps nothing where there are no dumps.
-    pub(crate) fn watch_polls(_builder: &mut tokio::runtime::Builder) {}
-
 }
